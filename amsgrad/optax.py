@@ -1,0 +1,149 @@
+"""The same rules for JAX, as optax ``GradientTransformation``s.
+
+Updates follow optax's sign convention (``optax.apply_updates`` adds them).
+Hyperparameters may be Python numbers, JAX arrays or schedules (callables of the
+step count). An array of shape ``(K,)`` is read as one value per run and broadcast
+against parameters whose leading axis holds ``K`` stacked runs, so one compiled
+program can step a whole grid of runs.
+
+Examples
+--------
+>>> import jax.numpy as jnp, optax
+>>> from amsgrad.optax import amsgrad
+>>> tx = amsgrad(learning_rate=1e-3, beta2=0.99, bias_correction=False)
+>>> params = {'w': jnp.zeros(3)}
+>>> state = tx.init(params)
+>>> updates, state = tx.update({'w': jnp.ones(3)}, state, params)
+>>> params = optax.apply_updates(params, updates)
+"""
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import rules
+
+_JNP = rules.namespace("jax")
+
+
+class AdamFamilyState(NamedTuple):
+    count: jax.Array  # steps taken so far (int32)
+    mu: Any
+    nu: Any
+    nu_max: Any  # running max of nu (AMSGrad); None for plain Adam
+
+
+class MomentumState(NamedTuple):
+    velocity: Any
+
+
+def _value(h, count):
+    return h(count) if callable(h) else h
+
+
+def per_run(h, param):
+    """Broadcast a hyperparameter against ``param``: a ``(K,)`` array is one value per
+    run along the parameter's leading axis; a scalar is shared by all runs."""
+    h = jnp.asarray(h)
+    if h.ndim == 0:
+        return h.astype(param.dtype) if jnp.issubdtype(h.dtype, jnp.floating) else h
+    if h.ndim == 1 and param.ndim >= 1 and h.shape[0] == param.shape[0]:
+        h = h.reshape((-1,) + (1,) * (param.ndim - 1))
+        return h.astype(param.dtype) if jnp.issubdtype(h.dtype, jnp.floating) else h
+    raise ValueError(f"hyperparameter of shape {h.shape} does not match a parameter of "
+                     f"shape {param.shape} (expected a scalar or one value per run)")
+
+
+def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
+                bias_correction=True, amsgrad=False, variant="lasagne", weight_decay=0.0):
+    """Adam/AMSGrad in any variant (see :func:`amsgrad.rules.adam_step`).
+
+    ``amsgrad`` and ``bias_correction`` may be boolean arrays (one per run); then the
+    running maximum is kept for every run and used where ``amsgrad`` is true.
+    """
+    rules.check_variant(variant)
+    keep_max = amsgrad is not False
+
+    def init_fn(params):
+        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)
+        return AdamFamilyState(count=jnp.zeros([], jnp.int32), mu=zeros(), nu=zeros(),
+                               nu_max=zeros() if keep_max else None)
+
+    def update_fn(grads, state, params=None):
+        count = state.count + 1
+        lr = _value(learning_rate, state.count)
+        leaves_g, treedef = jax.tree_util.tree_flatten(grads)
+        leaves_m = treedef.flatten_up_to(state.mu)
+        leaves_v = treedef.flatten_up_to(state.nu)
+        leaves_max = treedef.flatten_up_to(state.nu_max) if keep_max else [None] * len(leaves_g)
+        leaves_p = treedef.flatten_up_to(params) if weight_decay else [None] * len(leaves_g)
+        out = []
+        for g, m, v, v_hat, p in zip(leaves_g, leaves_m, leaves_v, leaves_max, leaves_p):
+            t = count.astype(g.dtype)
+            hp = lambda h: per_run(h, g)
+            flag = lambda f: f if isinstance(f, bool) else per_run(f, g)
+            step, m_t, v_t, v_hat_t = rules.adam_step(
+                _JNP, g, m, v, v_hat, t, hp(lr), hp(beta1), hp(beta2), hp(epsilon),
+                bias_correction=flag(bias_correction), amsgrad=flag(amsgrad),
+                variant=variant)
+            if weight_decay:
+                step = step + rules.decoupled_weight_decay(p, hp(lr), hp(weight_decay))
+            out.append(((-step).astype(g.dtype), m_t, v_t, v_hat_t))
+        unflat = lambda i: treedef.unflatten([o[i] for o in out])
+        new_state = AdamFamilyState(count=count, mu=unflat(1), nu=unflat(2),
+                                    nu_max=unflat(3) if keep_max else None)
+        return unflat(0), new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def adam(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, bias_correction=True,
+         variant="lasagne"):
+    """Adam (Kingma & Ba, 2015) with a bias-correction switch; the rule of
+    :func:`amsgrad.updates.adam`."""
+    return adam_family(learning_rate, beta1, beta2, epsilon, bias_correction,
+                       amsgrad=False, variant=variant)
+
+
+def amsgrad(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, bias_correction=True,
+            variant="lasagne"):
+    """AMSGrad (Reddi et al., 2018), max on the raw second moment; the rule of
+    :func:`amsgrad.updates.amsgrad`. Unlike ``optax.amsgrad`` unless ``variant='optax'``."""
+    return adam_family(learning_rate, beta1, beta2, epsilon, bias_correction,
+                       amsgrad=True, variant=variant)
+
+
+def adamw(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, weight_decay=0.01,
+          bias_correction=True, amsgrad=False):
+    """Adam/AMSGrad with decoupled weight decay (Loshchilov & Hutter, 2019)."""
+    return adam_family(learning_rate, beta1, beta2, epsilon, bias_correction,
+                       amsgrad=amsgrad, weight_decay=weight_decay)
+
+
+def sgd(learning_rate):
+    """Plain SGD: the update is ``-learning_rate * grad``."""
+
+    def update_fn(grads, state, params=None):
+        return jax.tree_util.tree_map(lambda g: -per_run(learning_rate, g) * g, grads), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def momentum(learning_rate, momentum=0.9, nesterov=False):
+    """Heavy-ball or Nesterov momentum, as :func:`amsgrad.updates.momentum`."""
+
+    def init_fn(params):
+        return MomentumState(velocity=jax.tree_util.tree_map(jnp.zeros_like, params))
+
+    def update_fn(grads, state, params=None):
+        pairs = jax.tree_util.tree_map(
+            lambda g, vel: rules.momentum_step(g, vel, per_run(learning_rate, g),
+                                               per_run(momentum, g), nesterov),
+            grads, state.velocity)
+        is_pair = lambda x: isinstance(x, tuple)
+        delta = jax.tree_util.tree_map(lambda p: p[0], pairs, is_leaf=is_pair)
+        vel = jax.tree_util.tree_map(lambda p: p[1], pairs, is_leaf=is_pair)
+        return delta, MomentumState(velocity=vel)
+
+    return optax.GradientTransformation(init_fn, update_fn)

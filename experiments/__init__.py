@@ -1,0 +1,1 @@
+"""The AMSGrad experiment suite: data, models, engines, training, grids, results, plots."""
