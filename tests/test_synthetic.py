@@ -1,0 +1,189 @@
+"""The synthetic problem of the AMSGrad paper: the compiled loop against an independent
+plain-Python loop, the paper's outcome, the draws, and the files of a run."""
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from experiments import synthetic
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = dict(learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8, bias_correction=False)
+
+
+def reference(rule, steps, draws=None, learning_rate=0.001, beta1=0.9, beta2=0.99,
+              epsilon=1e-8, bias_correction=False, lr_decay="constant"):
+    """x after each step, from the spec's formulas in Python floats (float64).
+    ``draws`` (bool per step) makes it the stochastic problem, else the online one."""
+    x = m = v = v_hat = 0.0
+    out = []
+    for t in range(1, steps + 1):
+        large = draws[t - 1] if draws is not None else t % 101 == 1
+        g = 1010.0 if large else -10.0
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        v_hat = max(v_hat, v) if rule == "amsgrad" else v
+        lr = learning_rate / math.sqrt(t) if lr_decay == "sqrt" else learning_rate
+        a = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t) if bias_correction else lr
+        x = min(1.0, max(-1.0, x - a * m / (math.sqrt(v_hat) + epsilon)))
+        out.append(x)
+    return np.array(out)
+
+
+def lane(traj, problem, rule):
+    return traj.x[:, traj.lanes.index((problem, rule))]
+
+
+def test_first_two_steps_by_hand():
+    traj = synthetic.simulate(problems=["online"], steps=2, record_every=1, dtype="float64")
+    # step 1: g = 1010, m = 101, v = v_hat = 10201 = 101**2, so x = -0.001 * 101/(101+eps)
+    # step 2: g = -10, m = 89.9, v = 10099.99; AMSGrad keeps v_hat = 10201
+    first = -1e-3 * 101 / (101 + 1e-8)
+    assert lane(traj, "online", "adam")[1] == pytest.approx(first, rel=1e-14)
+    assert lane(traj, "online", "adam")[2] == pytest.approx(
+        first - 1e-3 * 89.9 / (math.sqrt(10099.99) + 1e-8), rel=1e-13)
+    assert lane(traj, "online", "amsgrad")[2] == pytest.approx(
+        -1e-3 * 190.9 / (101 + 1e-8), rel=1e-13)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"bias_correction": True}, {"lr_decay": "sqrt"},
+    {"learning_rate": 0.05, "beta2": 0.999, "bias_correction": True}])
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-13), ("float32", 1e-6)])
+def test_compiled_loop_equals_python_loop_online(options, dtype, tol):
+    steps = 250  # past the second and third large gradients (t = 102, 203)
+    traj = synthetic.simulate(problems=["online"], steps=steps, record_every=1, dtype=dtype,
+                              **options)
+    assert traj.x.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(traj.steps, np.arange(steps + 1))
+    for rule in ("adam", "amsgrad"):
+        expected = np.concatenate([[0.0], reference(rule, steps, **options)])
+        np.testing.assert_allclose(lane(traj, "online", rule), expected, rtol=tol, atol=tol)
+
+
+def test_compiled_loop_equals_python_loop_stochastic():
+    steps, seed = 400, 3
+    draws = synthetic.stochastic_draws(seed, steps)
+    assert 2 <= draws.sum() <= 10
+    traj = synthetic.simulate(steps=steps, seed=seed, record_every=1, dtype="float64")
+    for problem in ("online", "stochastic"):
+        for rule in ("adam", "amsgrad"):
+            expected = reference(rule, steps, draws if problem == "stochastic" else None)
+            np.testing.assert_allclose(lane(traj, problem, rule)[1:], expected, rtol=1e-13,
+                                       atol=1e-13)
+
+
+def test_recording_does_not_change_the_trajectory():
+    full = synthetic.simulate(steps=1000, seed=1, record_every=1)
+    for every in (7, 100, 1000, 5000):
+        part = synthetic.simulate(steps=1000, seed=1, record_every=every)
+        np.testing.assert_array_equal(part.steps, np.unique(np.r_[0:1001:every, 1000]))
+        # equal up to float32 rounding: jax 0.4 fuses differently per unroll length
+        np.testing.assert_allclose(part.x, full.x[part.steps], rtol=1e-6, atol=1e-7)
+
+
+def test_x_is_clipped_to_the_interval():
+    # lr 0.1 pushes both rules onto the bounds within a few hundred steps
+    traj = synthetic.simulate(steps=20_000, record_every=1, learning_rate=0.1)
+    assert traj.x.min() == -1.0 and traj.x.max() == 1.0
+    assert (lane(traj, "online", "adam") == 1.0).any()
+    assert (lane(traj, "online", "amsgrad") == -1.0).any()
+
+
+def test_stochastic_draws_follow_the_documented_generator():
+    seed, steps = 7, 200_000
+    draws = synthetic.stochastic_draws(seed, steps)
+    positions = np.cumsum(np.random.default_rng(seed).geometric(0.01, 5000))
+    expected = np.zeros(steps, bool)
+    expected[positions[positions <= steps] - 1] = True
+    np.testing.assert_array_equal(draws, expected)
+    np.testing.assert_array_equal(synthetic.stochastic_draws(seed, 1234), draws[:1234])
+    assert abs(synthetic.stochastic_draws(0, 1_000_000).mean() - 0.01) < 5e-4
+    assert not np.array_equal(synthetic.stochastic_draws(8, steps), draws)
+
+
+def test_online_drift_direction_short_run():
+    traj = synthetic.simulate(problems=["online"], steps=200_000, record_every=10_000,
+                              **PAPER)
+    adam, ams = lane(traj, "online", "adam"), lane(traj, "online", "amsgrad")
+    assert adam[-1] > 0.9
+    assert np.all(np.diff(ams) < 0) and ams[-1] < -0.1
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_stochastic_drift_direction_short_run(seed):
+    # The stochastic gradient's mean (0.2) is small against its spread (about 100): the
+    # sign of AMSGrad's x is robust after about 3M steps (checked for seeds 0-39).
+    traj = synthetic.simulate(problems=["stochastic"], steps=3_000_000,
+                              record_every=3_000_000, seed=seed, **PAPER)
+    assert lane(traj, "stochastic", "adam")[-1] > 0.5
+    assert lane(traj, "stochastic", "amsgrad")[-1] < 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+def test_paper_outcome_full_run(seed):
+    traj = synthetic.simulate(steps=9_000_000, seed=seed, **PAPER)
+    assert traj.steps[-1] == 9_000_000 and len(traj.steps) == 9001
+    assert lane(traj, "stochastic", "adam")[-1] > 0.9
+    assert lane(traj, "stochastic", "amsgrad")[-1] < -0.5
+    assert lane(traj, "online", "adam")[-1] > 0.99
+    assert lane(traj, "online", "amsgrad")[-1] < -0.99
+
+
+def test_run_synthetic_writes_csv_status_and_figure(tmp_path):
+    config = {"name": "synthetic", "kind": "synthetic", "steps": 2500, "record_every": 1000,
+              "seed": 2, **PAPER}
+    status = synthetic.run_synthetic(config, tmp_path, quiet=True)
+    out = tmp_path / "synthetic"
+    with open(out / "trajectories.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["step", "problem", "rule", "x"]
+    assert len(rows) == 4 * 4  # steps 0, 1000, 2000, 2500 for four lanes
+    assert {(r["problem"], r["rule"]) for r in rows} == set(synthetic.lanes_of())
+    assert sorted({int(r["step"]) for r in rows}) == [0, 1000, 2000, 2500]
+    last = {f"{r['problem']}/{r['rule']}": float(r["x"]) for r in rows if r["step"] == "2500"}
+    assert last == pytest.approx(status["final_x"])
+    assert last["online/adam"] == pytest.approx(reference("adam", 2500)[-1], rel=1e-5)
+    assert status["state"] == "finished"
+    assert yaml.safe_load((out / "config.yaml").read_text())["steps"] == 2500
+    assert (out / "synthetic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "synthetic.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("lr_decay", "linear", "lr_decay must be one of"),
+    ("problems", ["offline"], "problems must be"),
+    ("rules", [], "rules must be"),
+    ("steps", 0, "steps must be a positive integer"),
+    ("beta2", 1.0, "beta2 must be a number in [0, 1)"),
+    ("learning_rate", "1e-3", "learning_rate must be a positive number"),
+    ("seed", -1, "seed must be a non-negative integer"),
+    ("name", "../elsewhere", "name must be a folder name"),
+    ("bias_correction", "no", "bias_correction must be true or false"),
+])
+def test_bad_config_is_one_clear_error_before_any_file(tmp_path, key, value, message):
+    with pytest.raises(ValueError) as info:
+        synthetic.run_synthetic({"name": "synthetic", key: value}, tmp_path, quiet=True)
+    assert message in str(info.value) and repr(value) in str(info.value)
+    assert "\n" not in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
+def test_benchmark_dispatcher_lists_modes_and_rejects_unknown_ones():
+    script = [sys.executable, str(REPO / "scripts" / "benchmark.py")]
+    listed = subprocess.run(script + ["--help"], capture_output=True, text=True)
+    assert listed.returncode == 0 and "  synthetic " in listed.stdout
+    modes = sorted(line.split()[0] for line in listed.stdout.split("modes:")[1].splitlines()
+                   if line.strip())
+    bad = subprocess.run(script + ["nosuchmode"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        f"benchmark.py: unknown mode 'nosuchmode' (available: {', '.join(modes)})"]
