@@ -1,0 +1,338 @@
+"""Experiment configs: a small YAML schema, validated with one clear error per mistake.
+
+A training grid (``kind: train``, the default)::
+
+    name: vgg                 # results go to results/<name>/ (default: the file's stem)
+    model: vgg                # logreg | cifarnet | small_vgg | vgg
+    dataset: cifar10          # optional: the model's dataset (mnist | cifar10)
+    epochs: 150
+    batch_size: 128
+    val_batch_size: 1024
+    lr_schedule: linear       # linear: lr0 * (1 - e / epochs) in epoch e; or constant
+    augmentation: flip        # flip | none (default: flip for CIFAR-10, none for MNIST)
+    train_subset: null        # use only the first N training examples (smoke tests)
+    val_subset: null          # use only the first N validation examples
+    beta1: 0.9                # a hyperparameter given once is fixed for every run ...
+    epsilon: 1.0e-8
+    grid:                     # ... one given as a list under grid: is an axis
+      updater: [adam, amsgrad]
+      learning_rate: [0.01, 0.001, 0.0001]
+      beta2: [0.99, 0.999]
+      bias_correction: [true, false]
+    seeds: [0, 1, 2, 3, 4]    # or a count: 5 means 0..4
+
+Hyperparameters (``updater``, ``learning_rate``, ``beta1``, ``beta2``, ``epsilon``,
+``bias_correction``) may be fixed or an axis, not both. Numbers such as ``1e-8`` may
+be written without a dot (plain YAML 1.1 would read them as strings).
+
+The synthetic problem of the AMSGrad paper (``kind: synthetic``) is one run of
+several lanes; its keys are those of :data:`experiments.synthetic.DEFAULTS`
+(``problems``, ``rules``, ``steps``, ``learning_rate``, ``beta1``, ``beta2``,
+``epsilon``, ``bias_correction``, ``lr_decay``, ``seed``, ``record_every``, ``dtype``).
+"""
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+from experiments.models import MODEL_NAMES, get_model
+
+KINDS = ("train", "synthetic")
+DATASETS = {"mnist": "none", "cifar10": "flip"}  # dataset -> default augmentation
+UPDATERS = ("adam", "amsgrad")
+LR_SCHEDULES = ("linear", "constant")
+AUGMENTATIONS = ("none", "flip")
+PROBLEMS = ("online", "stochastic")
+DTYPES = ("float32", "float64")
+LR_DECAYS = ("constant", "sqrt")
+
+__all__ = ["ConfigError", "GridConfig", "load_config", "parse_config", "check_value",
+           "did_you_mean", "KINDS", "TRAIN_KEYS", "SYNTHETIC_KEYS",
+           "UPDATERS", "LR_SCHEDULES", "AUGMENTATIONS", "PROBLEMS", "LR_DECAYS", "AXES"]
+
+
+class ConfigError(ValueError):
+    """A mistake in a config: the message is one line naming file, key and problem."""
+
+
+# Value checkers: return the normalised value or raise _Bad with what was expected.
+class _Bad(Exception):
+    pass
+
+
+def _shown(value):
+    """A value as the user wrote it (YAML spelling), short."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return repr(value)
+    return {list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _integer(minimum):
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _Bad(f"expected an integer, got {_shown(v)}")
+        if v < minimum:
+            raise _Bad(f"expected an integer >= {minimum}, got {v}")
+        return v
+    return check
+
+
+def _optional(check):
+    return lambda v: None if v is None else check(v)
+
+
+def _number(low, high, low_open=False, high_open=False):
+    def check(v):
+        if isinstance(v, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", v.strip()):
+            v = float(v)  # YAML 1.1 reads 1e-8 as a string
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise _Bad(f"expected a number, got {_shown(v)}")
+        v = float(v)
+        if (v < low or (low_open and v == low)) or (v > high or (high_open and v == high)):
+            lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+            where = f"{'>' if low_open else '>='} {low:g}" if high == INF else \
+                f"in {lo}{low:g}, {high:g}{hi}"
+            raise _Bad(f"expected a number {where}, got {v!r}")
+        return v
+    return check
+
+
+def _boolean(v):
+    if not isinstance(v, bool):
+        raise _Bad(f"expected true or false, got {_shown(v)}")
+    return v
+
+
+def _choice(what, choices):
+    def check(v):
+        if v not in choices:
+            hint = _did_you_mean(v, choices) if isinstance(v, str) else ""
+            raise _Bad(f"unknown {what} {_shown(v)}{hint}; choose from {', '.join(choices)}")
+        return v
+    return check
+
+
+def _list_of(check):
+    def check_list(v):
+        v = [v] if isinstance(v, str) else v
+        if not isinstance(v, list) or not v:
+            raise _Bad(f"expected a non-empty list, got {_shown(v)}")
+        checked = [check(x) for x in v]
+        if len(set(checked)) != len(checked):
+            raise _Bad(f"{_shown(next(x for x in checked if checked.count(x) > 1))} given twice")
+        return checked
+    return check_list
+
+
+def _name(v):
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", v):
+        raise _Bad(f"expected a folder name (letters, digits, _ . = -), got {_shown(v)}")
+    return v
+
+
+def check_value(key, value):
+    """Check one value of the training setting ``key`` (as on a grid axis, or given to
+    ``--only``); returns it normalised or raises ``ValueError`` saying what was expected."""
+    try:
+        return TRAIN_KEYS[key][0](value)
+    except _Bad as e:
+        raise ValueError(str(e)) from None
+
+
+def did_you_mean(word, candidates):
+    """`` (did you mean 'x'?)`` for the closest of ``candidates``, or ``''``."""
+    return _did_you_mean(word, candidates)
+
+
+def _did_you_mean(word, candidates):
+    if ALIASES.get(word) in candidates:
+        return f" (did you mean {ALIASES[word]!r}?)"
+    close = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+INF = float("inf")
+# key -> (checker, default); a default of _REQUIRED must be given.
+_REQUIRED = object()
+HYPERPARAMETERS = {
+    "updater": (_choice("updater", UPDATERS), _REQUIRED),
+    "learning_rate": (_number(0, INF, low_open=True), 0.001),
+    "beta1": (_number(0, 1, high_open=True), 0.9),
+    "beta2": (_number(0, 1, high_open=True), 0.999),
+    "epsilon": (_number(0, INF), 1e-8),
+    "bias_correction": (_boolean, True),
+}
+TRAIN_KEYS = {
+    "model": (_choice("model", MODEL_NAMES), _REQUIRED),
+    "dataset": (_choice("dataset", tuple(DATASETS)), None),  # None: the model's
+    "epochs": (_integer(1), 150),
+    "batch_size": (_integer(1), 128),
+    "val_batch_size": (_integer(1), 1024),
+    "lr_schedule": (_choice("lr_schedule", LR_SCHEDULES), "linear"),
+    "augmentation": (_choice("augmentation", AUGMENTATIONS), None),  # None: dataset's
+    "train_subset": (_optional(_integer(1)), None),
+    "val_subset": (_optional(_integer(1)), None),
+    **HYPERPARAMETERS,
+}
+# The synthetic experiment is one run of several lanes; its keys are those of
+# experiments.synthetic.DEFAULTS, which also supplies the defaults (None here).
+SYNTHETIC_KEYS = {
+    "problems": (_list_of(_choice("problem", PROBLEMS)), None),
+    "rules": (_list_of(_choice("rule", UPDATERS)), None),
+    "steps": (_integer(1), None),
+    "record_every": (_integer(1), None),
+    "learning_rate": (_number(0, INF, low_open=True), None),
+    "beta1": (_number(0, 1, high_open=True), None),
+    "beta2": (_number(0, 1, high_open=True), None),
+    "epsilon": (_number(0, INF), None),
+    "bias_correction": (_boolean, None),
+    "lr_decay": (_choice("lr_decay", LR_DECAYS), None),
+    "seed": (_integer(0), None),
+    "dtype": (_choice("dtype", DTYPES), None),
+}
+# Short names a user may reach for (they are the labels of run ids).
+ALIASES = {"lr": "learning_rate", "b1": "beta1", "b2": "beta2", "eps": "epsilon",
+           "bc": "bias_correction", "seed": "seeds"}
+# What may be an axis under grid:, in the order used in run ids.
+AXES = ("updater", "learning_rate", "beta1", "beta2", "epsilon", "bias_correction")
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """A validated config.
+
+    ``fixed`` holds every setting with its default filled in (keys that are axes
+    excluded), ``grid`` the axes in run-id order, ``seeds`` the seeds. For
+    ``kind: synthetic``, ``fixed`` holds the keys as given and ``grid``/``seeds`` are empty.
+    """
+    name: str
+    kind: str
+    fixed: dict
+    grid: dict
+    seeds: tuple
+    path: str = field(default="<config>", compare=False)
+
+    def to_dict(self):
+        """The config as plain YAML-able data (fixed settings at the top level)."""
+        return {"name": self.name, "kind": self.kind, **self.fixed,
+                "grid": {k: list(v) for k, v in self.grid.items()}, "seeds": list(self.seeds)}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.MarkedYAMLError(problem=f"key {key!r} given twice",
+                                           problem_mark=key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_config(path):
+    """Read and validate the config at ``path``; raises :class:`ConfigError`."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}:{where} bad YAML: {problem}") from None
+    default_name = os.path.splitext(os.path.basename(path))[0]
+    return parse_config(data, path=path, default_name=default_name)
+
+
+def parse_config(data, path="<config>", default_name=None):
+    """Validate config data (as loaded from YAML) into a :class:`GridConfig`."""
+    def fail(key, message):
+        raise ConfigError(f"{path}: key {key!r}: {message}")
+
+    def check(checker, value, key):
+        try:
+            return checker(value)
+        except _Bad as e:
+            fail(key, str(e))
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, "
+                          f"got {_shown(data)}")
+    kind = data.get("kind", "train")
+    if kind not in KINDS:
+        fail("kind", f"unknown kind {_shown(kind)}{_did_you_mean(kind, KINDS)}; "
+                     f"choose from {', '.join(KINDS)}")
+    schema = TRAIN_KEYS if kind == "train" else SYNTHETIC_KEYS
+    top = ("name", "kind", "grid", "seeds") if kind == "train" else ("name", "kind")
+    for key in data:
+        if key not in schema and key not in top:
+            fail(key, "unknown key" + _did_you_mean(key, list(schema) + list(top)))
+    name = data.get("name", default_name)
+    if name is None:
+        fail("name", "missing: name the grid (its results folder)")
+    name = check(_name, name, "name")
+
+    if kind == "synthetic":  # one run; experiments.synthetic fills in the defaults
+        fixed = {k: check(schema[k][0], data[k], k) for k in schema if k in data}
+        return GridConfig(name=name, kind=kind, fixed=fixed, grid={}, seeds=(), path=path)
+
+    raw_grid = data.get("grid", {})
+    if not isinstance(raw_grid, dict):
+        fail("grid", f"expected a mapping of axis: [values], got {_shown(raw_grid)}")
+    grid = {}
+    for key, values in raw_grid.items():
+        k = f"grid.{key}"
+        if key not in AXES:
+            why = "not something a grid can vary" if key in schema else \
+                "unknown axis" + _did_you_mean(key, AXES)
+            fail(k, f"{why}; axes are {', '.join(AXES)}")
+        if key in data:
+            fail(k, f"given both fixed ({key}: ...) and as an axis; keep one")
+        if not isinstance(values, list):
+            fail(k, f"expected a list of values, got {_shown(values)}")
+        if not values:
+            fail(k, "empty axis: give at least one value")
+        grid[key] = tuple(check(_list_of(schema[key][0]), values, k))
+    grid = {k: grid[k] for k in AXES if k in grid}  # run-id order
+
+    fixed = {}
+    for key, (checker, default) in schema.items():
+        if key in grid:
+            continue
+        if key in data:
+            fixed[key] = check(checker, data[key], key)
+        elif default is _REQUIRED:
+            fail(key, "missing: give it fixed, or as a list under grid:")
+        else:
+            fixed[key] = default
+
+    seeds = data.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = list(range(check(_integer(1), seeds, "seeds")))
+    seeds = check(_list_of(_integer(0)), seeds, "seeds")
+
+    model_dataset = get_model(fixed["model"]).dataset
+    if fixed["dataset"] is None:
+        fixed["dataset"] = model_dataset
+    elif fixed["dataset"] != model_dataset:
+        fail("dataset", f"model {fixed['model']!r} trains on {model_dataset}, "
+                        f"not {fixed['dataset']}")
+    if fixed["augmentation"] is None:
+        fixed["augmentation"] = DATASETS[fixed["dataset"]]
+    return GridConfig(name=name, kind=kind, fixed=fixed, grid=grid, seeds=tuple(seeds),
+                      path=path)

@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""Train every run of a grid config that is not done yet.
+
+    python scripts/run_grid.py configs/vgg.yaml
+    python scripts/run_grid.py configs/vgg.yaml --only updater=amsgrad --only seed=0
+    python scripts/run_grid.py configs/smoke.yaml --results /tmp/results --dry-run
+
+Runs go to ``<results>/<config name>/<run id>/``. Finished and diverged runs are
+skipped; an interrupted run resumes from its checkpoint, so the same command can be
+rerun at any time. Exit status: 0 when every selected run is done, 1 when a run
+failed (its error is in its status.json), 2 for a mistake in the config or the
+arguments, 130 when interrupted.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments.config import ConfigError, load_config  # noqa: E402
+from experiments.data import DataError  # noqa: E402
+from experiments.grid import run_grid, with_epochs  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def main(argv=None):
+    parser = _Parser(prog="run_grid.py", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser.add_argument("config", help="a YAML config, e.g. configs/vgg.yaml")
+    parser.add_argument("--results", default="results", metavar="DIR",
+                        help="results folder (default: %(default)s)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="data folder (default: $AMSGRAD_DATA_DIR, else the user cache)")
+    parser.add_argument("--engine", choices=("jax", "theano"), default="jax",
+                        help="training engine (default: %(default)s)")
+    parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                        help="train only runs with this axis value (repeatable; a key given "
+                             "twice matches either value), e.g. lr=0.001, bc=off, seed=0")
+    parser.add_argument("--epochs", type=_positive_int, metavar="N",
+                        help="train N epochs instead (the schedule changes with it, so "
+                             "results go to <name>_epochs=N)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="show the plan and every run's state; train nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        if args.epochs is not None:
+            if config.kind != "train":
+                raise ConfigError(f"{args.config}: --epochs applies to training grids only")
+            config = with_epochs(config, args.epochs)
+        if config.kind != "train" and (args.only or args.engine != "jax"):
+            raise ConfigError(f"{args.config}: --only and --engine apply to training grids only")
+        summary = run_grid(config, results_dir=args.results, engine=args.engine,
+                           data_dir=args.data_dir, only=args.only, quiet=args.quiet,
+                           dry_run=args.dry_run)
+    except (ConfigError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into e.g. head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The results store: atomic writes, round trips of curves, status and checkpoints."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from experiments import results
+from experiments.results import (CURVE_FIELDS, RunStore, atomic_write_bytes,
+                                 atomic_write_text, load_results, load_runs)
+
+
+def _row(epoch, **values):
+    row = dict(epoch=epoch, lr=0.001, loss=0.5, acc=0.8, val_loss=0.6, val_acc=0.75,
+               seconds=1.5)
+    row.update(values)
+    return row
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    path = tmp_path / "sub" / "f.txt"
+    atomic_write_text(path, "first")
+    atomic_write_text(path, "second")
+    assert path.read_text() == "second"
+    assert os.listdir(path.parent) == ["f.txt"]
+
+
+def test_failed_rename_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    path = tmp_path / "status.json"
+    atomic_write_text(path, "old")
+
+    def broken_replace(src, dst):
+        raise OSError("disk gone")
+    monkeypatch.setattr(results.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk gone"):
+        atomic_write_text(path, "new")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["status.json"]
+
+
+def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    def broken_fsync(fd):
+        raise OSError("fsync failed")
+    monkeypatch.setattr(results.os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="fsync failed"):
+        atomic_write_bytes(tmp_path / "checkpoint.npz", b"\x00" * 1000)
+    assert os.listdir(tmp_path) == []
+
+
+def test_interrupted_checkpoint_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    store.save_checkpoint({"w": np.arange(3, dtype=np.float32)}, {"epoch": 1})
+    def interrupted_replace(src, dst):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(results.os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt):
+        store.save_checkpoint({"w": np.zeros(3, dtype=np.float32)}, {"epoch": 2})
+    monkeypatch.undo()
+    arrays, meta = store.load_checkpoint()
+    assert meta == {"epoch": 1}
+    np.testing.assert_array_equal(arrays["w"], [0, 1, 2])
+    assert os.listdir(tmp_path) == ["checkpoint.npz"]
+
+
+def test_curves_round_trip_exactly_including_nan_and_inf(tmp_path):
+    store = RunStore(tmp_path)
+    rows = [_row(0, loss=1 / 3, val_acc=0.1234567890123),
+            _row(1, loss=math.nan, val_loss=math.inf, acc=-math.inf, lr=1e-3 * (1 - 1 / 150))]
+    store.write_curves(rows)
+    with open(store.curves_path) as f:
+        assert f.readline().strip() == ",".join(CURVE_FIELDS)
+    back = store.read_curves()
+    assert [r["epoch"] for r in back] == [0, 1]
+    assert all(type(r["epoch"]) is int for r in back)
+    assert back[0] == rows[0]  # floats come back bit for bit
+    assert math.isnan(back[1]["loss"])
+    assert back[1]["val_loss"] == math.inf and back[1]["acc"] == -math.inf
+    assert back[1]["lr"] == 1e-3 * (1 - 1 / 150)
+
+
+def test_curves_missing_value_reads_as_nan_and_unknown_field_is_refused(tmp_path):
+    store = RunStore(tmp_path)
+    store.write_curves([{"epoch": 0, "lr": 0.1}])
+    (row,) = store.read_curves()
+    assert row["lr"] == 0.1 and math.isnan(row["val_acc"])
+    with pytest.raises(ValueError, match="valacc"):
+        store.write_curves([_row(0, valacc=0.5)])
+    assert store.read_curves()[0]["lr"] == 0.1  # the refused write changed nothing
+
+
+def test_missing_files_read_as_nothing(tmp_path):
+    store = RunStore(tmp_path / "never")
+    assert store.read_config() is None
+    assert store.read_status() is None
+    assert store.read_curves() == []
+    assert store.load_checkpoint() is None
+    store.remove_checkpoint()  # no error
+
+
+def test_status_is_strict_json_and_update_merges(tmp_path):
+    store = RunStore(tmp_path)
+    store.write_status({"state": "running", "epochs_done": 3})
+    status = store.update_status(state="diverged", best_val_loss=math.nan,
+                                 final=np.float32(0.5))
+    assert status["epochs_done"] == 3
+    with open(store.status_path) as f:
+        text = f.read()
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+    assert json.loads(text, parse_constant=refuse) == {
+        "state": "diverged", "epochs_done": 3, "best_val_loss": None, "final": 0.5}
+    assert store.read_status()["state"] == "diverged"
+
+
+def test_checkpoint_round_trip(tmp_path):
+    store = RunStore(tmp_path)
+    arrays = {"conv1.W": np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32),
+              "conv1_bn.inv_std": np.ones(4, np.float32), "step": np.array(782, np.int32)}
+    meta = {"epoch": 2, "engine": "jax", "lr": 0.001}
+    store.save_checkpoint(arrays, meta)
+    loaded, loaded_meta = store.load_checkpoint()
+    assert loaded_meta == meta
+    assert sorted(loaded) == sorted(arrays)
+    for name, value in arrays.items():
+        assert loaded[name].dtype == value.dtype and loaded[name].shape == value.shape
+        np.testing.assert_array_equal(loaded[name], value)
+    store.remove_checkpoint()
+    assert not os.path.exists(store.checkpoint_path)
+    with pytest.raises(ValueError, match="reserved"):
+        store.save_checkpoint({"__meta__": np.zeros(1)}, {})
+
+
+def test_config_round_trip(tmp_path):
+    store = RunStore(tmp_path)
+    config = {"name": "vgg", "run_id": "adam_lr=0.0001_seed=0", "lr": 0.0001, "epsilon": 1e-8,
+              "bias_correction": False, "train_subset": None, "seed": 0}
+    store.write_config(config)
+    assert store.read_config() == config
+    assert list(store.read_config()) == list(config)  # key order kept
+
+
+def _make_run(root, grid, rid, updater, curves, state):
+    store = RunStore(os.path.join(root, grid, rid))
+    store.write_config({"name": grid, "run_id": rid, "updater": updater, "seed": 0})
+    if curves:
+        store.write_curves(curves)
+    if state:
+        store.write_status({"state": state})
+
+
+def test_load_runs_and_results(tmp_path):
+    _make_run(tmp_path, "vgg", "amsgrad_seed=0", "amsgrad", [_row(0), _row(1, val_acc=0.9)],
+              "finished")
+    _make_run(tmp_path, "vgg", "adam_seed=0", "adam", [], None)
+    (tmp_path / "vgg" / "grid.yaml").write_text("settings: {}\n")  # not a run
+    runs = load_runs(tmp_path)
+    assert [(r["name"], r["run_id"]) for r in runs] == [("vgg", "adam_seed=0"),
+                                                        ("vgg", "amsgrad_seed=0")]
+    assert runs[0]["status"] is None and runs[0]["curves"] == []
+    assert runs[1]["config"]["updater"] == "amsgrad"
+    assert [c["val_acc"] for c in runs[1]["curves"]] == [0.75, 0.9]
+
+    rows = load_results(tmp_path)
+    assert rows[1]["state"] == "finished" and rows[1]["epochs_done"] == 2
+    assert rows[1]["final_val_acc"] == 0.9 and rows[1]["grid"] == "vgg"
+    assert rows[0]["state"] is None and math.isnan(rows[0]["final_val_acc"])
+
+
+def test_load_results_as_frame(tmp_path):
+    pd = pytest.importorskip("pandas")
+    _make_run(tmp_path, "g", "adam_seed=0", "adam", [_row(0, val_acc=0.5)], "finished")
+    _make_run(tmp_path, "g", "amsgrad_seed=0", "amsgrad", [_row(0, val_acc=0.6)], "diverged")
+    frame = load_results(tmp_path, as_frame=True)
+    assert isinstance(frame, pd.DataFrame)
+    assert frame.set_index("updater")["final_val_acc"].to_dict() == {"adam": 0.5, "amsgrad": 0.6}

@@ -1,0 +1,246 @@
+"""scripts/run_grid.py as a user runs it: plans, and one error line for each mistake."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "run_grid.py")
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd or REPO, timeout=120)
+
+
+def assert_one_error_line(result, *fragments, stdout=""):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert result.stdout == stdout
+
+
+def write(tmp_path, text, name="bad.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+GOOD = """\
+    name: tiny
+    model: logreg
+    epochs: 2
+    grid:
+      updater: [adam, amsgrad]
+      learning_rate: [0.01, 0.001]
+    seeds: 2
+    """
+
+
+def test_dry_run_shows_the_plan(tmp_path):
+    result = cli("configs/vgg.yaml", "--results", tmp_path, "--dry-run", "--only", "bc=off",
+                 "--only", "seed=4")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"vgg: 12 runs in {tmp_path}/vgg: 0 done, 12 to do (12 new)"
+    assert lines[1].split() == ["new", "adam_lr=0.01_b2=0.99_bc=off_seed=4"]
+    assert len(lines) == 13
+    assert os.listdir(tmp_path) == []
+
+
+def test_epochs_override_plans_another_grid(tmp_path):
+    result = cli("configs/logreg.yaml", "--results", tmp_path, "--dry-run", "--epochs", "3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"logreg_epochs=3: 120 runs in {tmp_path}/logreg_epochs=3:")
+
+
+@pytest.mark.parametrize("text, fragments", [
+    (GOOD.replace("epochs: 2", "epoch: 2"),
+     ["bad.yaml: key 'epoch': unknown key (did you mean 'epochs'?)"]),
+    (GOOD.replace("[0.01, 0.001]", "[0.01, fast]"),
+     ["bad.yaml: key 'grid.learning_rate': expected a number, got 'fast'"]),
+    (GOOD.replace("[0.01, 0.001]", "[]"),
+     ["bad.yaml: key 'grid.learning_rate': empty axis"]),
+    (GOOD.replace("model: logreg", "model: resnet"),
+     ["bad.yaml: key 'model': unknown model 'resnet'; choose from logreg, cifarnet"]),
+    (GOOD.replace("model: logreg", "model: logreg\n    dataset: svhn"),
+     ["bad.yaml: key 'dataset': unknown dataset 'svhn'"]),
+    (GOOD.replace("[adam, amsgrad]", "[adam, amsgrd]"),
+     ["bad.yaml: key 'grid.updater': unknown updater 'amsgrd' (did you mean 'amsgrad'?)"]),
+    (GOOD.replace("seeds: 2", "seeds: [0, 1"),
+     ["bad.yaml: line 8, column 1: bad YAML: "]),
+])
+def test_config_mistakes_give_one_line_and_exit_2(tmp_path, text, fragments):
+    path = write(tmp_path, text)
+    assert_one_error_line(cli(path, "--results", tmp_path / "results"), str(path), *fragments)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--only", "updatr=adam"], "--only 'updatr=adam': unknown key 'updatr' (did you mean "
+                                "'updater'?)"),
+    (["--only", "lr=0.5"], "--only 'lr=0.5': not in this grid; learning_rate is one of 0.01, "
+                           "0.001"),
+    (["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
+    (["--engine", "torch"], "argument --engine: invalid choice: 'torch'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_argument_mistakes_give_one_line_and_exit_2(tmp_path, args, fragment):
+    path = write(tmp_path, GOOD, "tiny.yaml")
+    assert_one_error_line(cli(path, "--results", tmp_path / "r", *args), fragment)
+
+
+def test_missing_config_file(tmp_path):
+    assert_one_error_line(cli(tmp_path / "nope.yaml"), "nope.yaml: no such config file")
+
+
+def test_changed_grid_under_the_same_name_is_refused(tmp_path):
+    results = tmp_path / "results"
+    (results / "tiny").mkdir(parents=True)
+    (results / "tiny" / "grid.yaml").write_text(
+        "settings: {kind: train, axes: [updater, learning_rate], model: logreg, epochs: 5}\n")
+    assert_one_error_line(cli(write(tmp_path, GOOD), "--results", results, "--dry-run"),
+                          "holds a grid with other fixed settings", "epochs: 5 -> 2")
+
+
+def test_unreadable_data_is_one_line_exit_2(tmp_path):
+    data = tmp_path / "data" / "mnist"
+    data.mkdir(parents=True)
+    (data / "train-images-idx3-ubyte").write_bytes(b"not an IDX file")
+    (data / "train-labels-idx1-ubyte").write_bytes(b"nor this")
+    result = cli(write(tmp_path, GOOD), "--results", tmp_path / "r", "--data-dir",
+                 tmp_path / "data", "--quiet")
+    assert_one_error_line(result, "train-images-idx3-ubyte", "not an IDX file",
+                          stdout=f"tiny: 8 runs in {tmp_path}/r/tiny: 0 done, 8 to do (8 new)\n")
+    assert not (tmp_path / "r").exists()  # nothing written before the data is there
+
+
+def test_engine_that_is_not_installed(tmp_path):
+    import importlib.util
+    if importlib.util.find_spec("theano") is not None:
+        pytest.skip("Theano is installed here")
+    result = cli(write(tmp_path, GOOD, "tiny.yaml"), "--results", tmp_path / "r",
+                 "--engine", "theano")
+    assert_one_error_line(result, "--engine theano: theano is not installed in this Python",
+                          stdout=f"tiny: 8 runs in {tmp_path}/r/tiny: 0 done, 8 to do (8 new)\n")
+
+
+def test_synthetic_dry_run_and_misplaced_flags(tmp_path):
+    result = cli("configs/synthetic.yaml", "--results", tmp_path, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (f"synthetic: 1 run (4 lanes x 9,000,000 steps) in "
+                             f"{tmp_path}/synthetic: to do\n")
+    assert_one_error_line(cli("configs/synthetic.yaml", "--only", "seed=0"),
+                          "--only and --engine apply to training grids only")
+
+
+def test_synthetic_config_runs_once_and_refuses_other_settings(tmp_path):
+    config = write(tmp_path, "name: syn\nkind: synthetic\nsteps: 2020\nrecord_every: 101\n")
+    results = tmp_path / "r"
+    first = cli(config, "--results", results, "--quiet")
+    assert first.returncode == 0, first.stderr
+    status = (results / "syn" / "status.json").read_text()
+    assert '"state": "finished"' in status
+    again = cli(config, "--results", results)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.endswith(f"{results}/syn: done\n")
+    assert (results / "syn" / "status.json").read_text() == status
+    config.write_text(config.read_text().replace("2020", "3030"))
+    assert_one_error_line(cli(config, "--results", results), "holds a run with other settings",
+                          "steps: 2020 -> 3030")
+
+
+# End to end, through the real trainer on real MNIST (a few seconds on one core).
+REAL = os.environ.get("AMSGRAD_REAL_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+needs_mnist = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(REAL, "mnist", "train-images-idx3-ubyte.gz")),
+    reason=f"real MNIST not found in {REAL} (set AMSGRAD_REAL_DATA)")
+
+TINY = """\
+    name: tiny
+    model: logreg
+    epochs: {epochs}
+    train_subset: 3000
+    val_subset: 1000
+    learning_rate: 0.001
+    grid:
+      updater: [adam, amsgrad]
+    seeds: [3]
+    """
+
+
+def read_curves(run_dir):
+    from experiments.results import RunStore
+    return [{k: v for k, v in row.items() if k != "seconds"}
+            for row in RunStore(run_dir).read_curves()]
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_smoke_grid_trains_for_real_and_then_has_nothing_to_do(tmp_path):
+    config = write(tmp_path, TINY.format(epochs=2), "tiny.yaml")
+    results = tmp_path / "results"
+    first = cli(config, "--results", results, "--data-dir", REAL, "--quiet")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[-1] == "tiny: 2 trained, 0 failed; 2/2 done"
+    grid = results / "tiny"
+    assert sorted(os.listdir(grid)) == ["adam_seed=3", "amsgrad_seed=3", "grid.yaml"]
+    for run in ("adam_seed=3", "amsgrad_seed=3"):
+        assert sorted(os.listdir(grid / run)) == ["config.yaml", "curves.csv", "status.json"]
+        curves = read_curves(grid / run)
+        assert [r["lr"] for r in curves] == [0.001, 0.0005]  # linear decay over 2 epochs
+        assert curves[1]["loss"] < curves[0]["loss"]
+        assert 0.5 < curves[1]["val_acc"] <= 1.0
+    mtimes = {p: os.stat(p).st_mtime_ns for p in grid.rglob("*")}
+    again = cli(config, "--results", results, "--data-dir", REAL, "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == f"tiny: 2 runs in {grid}: 2 done (2 finished), 0 to do\n"
+    assert {p: os.stat(p).st_mtime_ns for p in grid.rglob("*")} == mtimes
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_killed_grid_resumes_to_the_curves_of_an_uninterrupted_run(tmp_path):
+    import json
+    import signal
+    import time
+    epochs = 40
+    config = write(tmp_path, TINY.format(epochs=epochs).replace("[adam, amsgrad]", "[amsgrad]"),
+                   "tiny.yaml")
+    killed = tmp_path / "killed"
+    run_dir = killed / "tiny" / "amsgrad_seed=3"
+    proc = subprocess.Popen([sys.executable, SCRIPT, str(config), "--results", str(killed),
+                             "--data-dir", REAL, "--quiet"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 100
+        while len(read_curves(run_dir)) < 2 and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    done_at_kill = len(read_curves(run_dir))
+    assert 2 <= done_at_kill < epochs
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "running"
+
+    plan = cli(config, "--results", killed, "--dry-run")
+    assert plan.stdout.splitlines()[1].split()[0] == "partial"
+    resumed = cli(config, "--results", killed, "--data-dir", REAL, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    reference = tmp_path / "reference"
+    straight = cli(config, "--results", reference, "--data-dir", REAL, "--quiet")
+    assert straight.returncode == 0, straight.stderr
+
+    curves = read_curves(run_dir)
+    assert len(curves) == epochs
+    assert curves == read_curves(reference / "tiny" / "amsgrad_seed=3")  # bit for bit
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished" and status["trainings"] == 2
+    assert not (run_dir / "checkpoint.npz").exists()
