@@ -1,0 +1,388 @@
+"""The post's figures: learning curves of a grid, and the synthetic trajectories.
+
+For each metric (training loss, validation loss, training accuracy, validation
+accuracy) one figure with a panel per (learning rate, beta2) setting -- rows learning
+rate, columns beta2 -- and one line per run: Adam blue, AMSGrad red, lighter shades
+with bias correction off. Besides the full curves there are zoomed views: the last
+epochs (``last``; the post zooms into the final epochs of training loss) and, for the
+validation metrics, the region around the best epochs (``best``).
+
+Diverged runs (non-finite curves, or stuck at the clipped loss of 14.5) are drawn,
+but never set an axis' limits: the limits come from the runs that trained.
+
+Every figure is written as PNG and PDF, atomically, with the Agg backend.
+"""
+import io
+import math
+import os
+from dataclasses import dataclass, field
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from experiments.results import RunStore, atomic_write_bytes, load_runs  # noqa: E402
+
+__all__ = ["METRICS", "VIEWS", "COLORS", "ResultsError", "Run", "find_runs", "load_grid",
+           "group_grids", "is_diverged", "plot_metric", "figure_names", "plot_grid",
+           "save_figure", "read_synthetic", "plot_synthetic", "synthetic_dirs"]
+
+METRICS = ("loss", "val_loss", "acc", "val_acc")
+LABELS = {"loss": "training loss", "val_loss": "validation loss",
+          "acc": "training accuracy", "val_acc": "validation accuracy"}
+# Views per metric: the full curves, the last epochs, the region of the best epochs.
+VIEWS = {"loss": ("full", "last"), "acc": ("full", "last"),
+         "val_loss": ("full", "last", "best"), "val_acc": ("full", "last", "best")}
+LAST_FRACTION = 0.2  # the 'last' view shows the last 20% of the epochs
+COLORS = {("adam", True): "#1f4fbf", ("adam", False): "#92b1ee",
+          ("amsgrad", True): "#d0231f", ("amsgrad", False): "#f3a29f"}
+# The loss of a saturated wrong prediction, clipped at 1e-7: where diverged CIFAR runs
+# sit (0.9 * -ln(1e-7) = 14.506 with 10 balanced classes).
+CLIPPED_LOSS = -0.9 * math.log(1e-7)
+
+
+class ResultsError(Exception):
+    """A results folder that cannot be read (missing, empty, malformed)."""
+
+
+@dataclass
+class Run:
+    """One run's hyperparameters and curves (``epoch`` 1-based, as plotted)."""
+    grid: str
+    path: str
+    updater: str
+    lr: float
+    beta2: float
+    bias_correction: bool
+    seed: int
+    state: str  # running|finished|diverged|failed, or None if unknown
+    epochs: int  # planned epochs (0 if unknown)
+    epoch: np.ndarray = field(repr=False)
+    curves: dict = field(repr=False)  # metric -> float array, aligned with epoch
+    config: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def setting(self):
+        return (self.lr, self.beta2)
+
+
+def _config_value(config, path, *keys):
+    for key in keys:
+        if key in config:
+            return config[key]
+    raise ResultsError(f"{os.path.join(path, 'config.yaml')}: missing key {keys[0]!r}")
+
+
+def _to_run(record):
+    path, config = record["path"], record["config"]
+    updater = _config_value(config, path, "updater")
+    if updater not in ("adam", "amsgrad"):
+        raise ResultsError(f"{os.path.join(path, 'config.yaml')}: updater {updater!r} is "
+                           "not 'adam' or 'amsgrad'")
+    try:
+        lr = float(_config_value(config, path, "learning_rate", "lr"))
+        beta2 = float(_config_value(config, path, "beta2"))
+        seed = int(_config_value(config, path, "seed"))
+    except (TypeError, ValueError) as e:
+        raise ResultsError(f"{os.path.join(path, 'config.yaml')}: {e}") from None
+    rows = record["curves"]
+    epoch = np.array([r["epoch"] for r in rows], dtype=float)  # 1-based: epochs done
+    curves = {m: np.array([r[m] for r in rows], dtype=float) for m in METRICS}
+    return Run(grid=record["name"], path=path, updater=updater, lr=lr, beta2=beta2,
+               bias_correction=bool(config.get("bias_correction", True)), seed=seed,
+               state=(record["status"] or {}).get("state"),
+               epochs=int(config.get("epochs") or 0), epoch=epoch, curves=curves,
+               config=config)
+
+
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, yaml.YAMLError)  # json, csv too
+
+
+def _one_line(error):
+    return " ".join(str(error).split())
+
+
+def _explain(results_dir, error):
+    """Name the file that :func:`load_runs` failed on: read each run's files alone."""
+    for folder, _, files in sorted(os.walk(results_dir)):
+        if "config.yaml" not in files:
+            continue
+        store = RunStore(folder)
+        for name, read in (("config.yaml", store.read_config), ("status.json", store.read_status),
+                           ("curves.csv", store.read_curves)):
+            try:
+                read()
+            except _READ_ERRORS as e:
+                return f"{os.path.join(folder, name)}: {_one_line(e)}"
+    return f"cannot read the results in {results_dir!r}: {_one_line(error)}"
+
+
+def find_runs(results_dir):
+    """The training runs under ``results_dir`` (any depth) as :class:`Run` records;
+    synthetic runs are left out. Raises :class:`ResultsError` if the folder does not
+    exist or a file in it cannot be read."""
+    results_dir = os.fspath(results_dir)
+    if not os.path.isdir(results_dir):
+        raise ResultsError(f"results folder {results_dir!r} does not exist")
+    try:
+        records = load_runs(results_dir)
+    except _READ_ERRORS as e:
+        raise ResultsError(_explain(results_dir, e)) from None
+    for r in records:
+        if not isinstance(r["config"], dict):
+            raise ResultsError(f"{os.path.join(r['path'], 'config.yaml')}: not a mapping")
+    return [_to_run(r) for r in records if r["config"].get("kind") != "synthetic"]
+
+
+def load_grid(results_dir):
+    """:func:`find_runs`, raising :class:`ResultsError` if there are none."""
+    runs = find_runs(results_dir)
+    if not runs:
+        raise ResultsError(f"no training runs (no */config.yaml) in results folder "
+                           f"{os.fspath(results_dir)!r}")
+    return runs
+
+
+def group_grids(runs):
+    """``{grid folder: [runs]}``: a results root may hold several grids."""
+    grids = {}
+    for run in runs:
+        grids.setdefault(os.path.dirname(run.path), []).append(run)
+    return grids
+
+
+def is_diverged(run):
+    """True if the run diverged: so marked, non-finite curves, or stuck at the clipped loss."""
+    if run.state == "diverged":
+        return True
+    values = [run.curves[m] for m in METRICS]
+    if any(not np.all(np.isfinite(v)) for v in values):
+        return True
+    return any(len(run.curves[m]) and run.curves[m][-1] >= 0.9 * CLIPPED_LOSS
+               for m in ("loss", "val_loss"))
+
+
+def _pad(lo, hi, frac=0.05, min_span=1e-6):
+    span = max(hi - lo, min_span * max(1.0, abs(hi)))
+    return lo - frac * span, hi + frac * span
+
+
+def _finite(arrays):
+    values = np.concatenate([np.ravel(a) for a in arrays]) if arrays else np.array([])
+    return values[np.isfinite(values)]
+
+
+def _limits(values, metric):
+    """Padded (lo, hi) around ``values``, or None if there are none."""
+    if values.size == 0:
+        return None
+    lo, hi = _pad(float(values.min()), float(values.max()))
+    if metric in ("acc", "val_acc"):
+        lo, hi = max(lo, -0.02), min(hi, 1.02)
+    elif metric in ("loss", "val_loss"):
+        lo = max(lo, 0.0) if values.min() >= 0 else lo
+    return lo, hi
+
+
+def _window_values(runs, metric, x0, x1):
+    return _finite([r.curves[metric][(r.epoch >= x0) & (r.epoch <= x1)] for r in runs])
+
+
+def _good(runs):
+    return [r for r in runs if not is_diverged(r)]
+
+
+def _best_view(ax, runs, metric, n_epochs):
+    """Zoom on the best epochs: every trained run's best value in frame, with as much
+    room again beyond it to show how the curves approach and leave it."""
+    maximize = metric.endswith("acc")
+    best_x, best_y = [], []
+    for r in _good(runs) or runs:
+        y = np.where(np.isfinite(r.curves[metric]), r.curves[metric], np.nan)
+        if np.all(np.isnan(y)):
+            continue
+        i = int(np.nanargmax(y) if maximize else np.nanargmin(y))
+        best_x.append(r.epoch[i])
+        best_y.append(y[i])
+    if not best_x:
+        return
+    w = max(1, round(0.1 * n_epochs))
+    ax.set_xlim(max(1, min(best_x) - w), min(n_epochs, max(best_x) + w) + 1e-9)
+    lo, hi = min(best_y), max(best_y)
+    span = max(hi - lo, 0.01 * max(abs(hi), 1e-3))
+    ax.set_ylim((lo - span, hi + 0.1 * span) if maximize else (lo - 0.1 * span, hi + span))
+
+
+def _legend_handles():
+    handles, labels = [], []
+    for updater, name in (("adam", "Adam"), ("amsgrad", "AMSGrad")):
+        for bc in (True, False):
+            handles.append(Line2D([], [], color=COLORS[updater, bc], lw=2))
+            labels.append(f"{name}, bias correction {'on' if bc else 'off'}")
+    return handles, labels
+
+
+def _fmt(value):
+    return f"{value:g}"
+
+
+def plot_metric(runs, metric, view="full", title=None):
+    """One figure of ``metric`` for ``runs``: a panel per (lr, beta2), a line per run.
+
+    Parameters
+    ----------
+    runs : list of Run
+    metric : {'loss', 'val_loss', 'acc', 'val_acc'}
+    view : {'full', 'last', 'best'}
+        ``full``: all epochs, y-limits shared by the panels, from the runs that did not
+        diverge. ``last``: the last 20% of the epochs, y-limits per panel fitted to the
+        data there. ``best``: around each panel's best epochs (validation metrics).
+    title : str, optional
+        Prefix of the figure's title (e.g. the grid's name).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    if view not in ("full", "last", "best"):
+        raise ValueError(f"unknown view {view!r}; expected 'full', 'last' or 'best'")
+    runs = [r for r in runs if len(r.epoch)]
+    lrs = sorted({r.lr for r in runs}, reverse=True) or [None]
+    beta2s = sorted({r.beta2 for r in runs}) or [None]
+    n_epochs = int(max((r.epoch[-1] for r in runs), default=1))
+    fig = Figure(figsize=(3.6 * len(beta2s) + 0.4, 2.8 * len(lrs) + 0.9),
+                 layout="constrained")
+    axes = fig.subplots(len(lrs), len(beta2s), squeeze=False, sharex=view == "full")
+    if view == "full":
+        shared = _limits(_finite([r.curves[metric] for r in _good(runs)]), metric) \
+            or _limits(_finite([r.curves[metric] for r in runs]), metric)
+    k = max(2, math.ceil(LAST_FRACTION * n_epochs))
+    x0, x1 = max(1, n_epochs - k + 1), n_epochs
+    for i, lr in enumerate(lrs):
+        for j, beta2 in enumerate(beta2s):
+            ax = axes[i, j]
+            panel = [r for r in runs if r.setting == (lr, beta2)]
+            # Bias correction off first, so the lighter lines lie underneath.
+            for r in sorted(panel, key=lambda r: (r.bias_correction, r.updater, r.seed)):
+                ax.plot(r.epoch, r.curves[metric], color=COLORS[r.updater, r.bias_correction],
+                        lw=0.9, alpha=0.9, label=os.path.basename(r.path))
+            if lr is not None:
+                ax.set_title(f"lr={_fmt(lr)}, β2={_fmt(beta2)}", fontsize=10)
+            if not panel:
+                ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center",
+                        va="center", color="0.5")
+            if i == len(lrs) - 1:
+                ax.set_xlabel("epoch")
+            if j == 0:
+                ax.set_ylabel(LABELS[metric])
+            ax.grid(True, lw=0.3, alpha=0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if view == "full":
+                ax.set_xlim(1, max(n_epochs, 2))
+                if shared:
+                    ax.set_ylim(*shared)
+            elif view == "last" and panel:
+                ax.set_xlim(x0, x1 + 1e-9 if x1 > x0 else x0 + 1)
+                lim = _limits(_window_values(_good(panel), metric, x0, x1), metric) \
+                    or _limits(_window_values(panel, metric, x0, x1), metric)
+                if lim:
+                    ax.set_ylim(*lim)
+            elif view == "best" and panel:
+                _best_view(ax, panel, metric, n_epochs)
+    suffix = {"full": "", "last": f" (last {x1 - x0 + 1} epochs)", "best": " (best epochs)"}
+    fig.suptitle((f"{title}: " if title else "") + LABELS[metric] + suffix[view])
+    fig.legend(*_legend_handles(), loc="outside lower center", ncol=2, fontsize=9,
+               frameon=False)
+    return fig
+
+
+def save_figure(fig, stem, formats=("png", "pdf"), dpi=120):
+    """Write ``fig`` to ``stem.png`` and ``stem.pdf`` atomically; returns the paths."""
+    paths = []
+    for fmt in formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=dpi)
+        atomic_write_bytes(f"{stem}.{fmt}", buf.getvalue())
+        paths.append(f"{stem}.{fmt}")
+    return paths
+
+
+def figure_names():
+    """The figures of a grid, in order: ``(metric, view, file stem)``."""
+    return [(m, v, m if v == "full" else f"{m}_{v}") for m in METRICS for v in VIEWS[m]]
+
+
+def plot_grid(runs, out_dir, title=None, progress=None):
+    """Write every figure of one grid into ``out_dir``; returns the written paths.
+
+    ``progress``: an optional callable invoked after each figure (e.g. a tqdm update).
+    """
+    paths = []
+    for metric, view, stem in figure_names():
+        fig = plot_metric(runs, metric, view, title=title)
+        paths += save_figure(fig, os.path.join(out_dir, stem))
+        if progress:
+            progress()
+    return paths
+
+
+# The synthetic problem ---------------------------------------------------------------
+
+SYNTHETIC_FILE = "trajectories.csv"  # written by experiments.synthetic.run_synthetic
+
+
+def read_synthetic(results_dir):
+    """Trajectories of the synthetic problem in ``results_dir``:
+    ``{(problem, rule): (steps, x)}`` (see :func:`experiments.synthetic.read_trajectories`)."""
+    from experiments.synthetic import read_trajectories
+
+    path = os.path.join(os.fspath(results_dir), SYNTHETIC_FILE)
+    try:
+        data = read_trajectories(path)
+    except FileNotFoundError:
+        raise ResultsError(f"no {SYNTHETIC_FILE} in {os.fspath(results_dir)!r}") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ResultsError(f"cannot read {path}: {e}") from None
+    if not data:
+        raise ResultsError(f"{path}: no rows")
+    return data
+
+
+def _rule_color(rule):
+    return COLORS["amsgrad" if rule == "amsgrad" else "adam", True]
+
+
+def plot_synthetic(results_dir, title="synthetic problem"):
+    """x over the steps, a panel per problem; Adam blue, AMSGrad red; optimum x = -1 dashed."""
+    data = read_synthetic(results_dir)
+    problems = sorted({p for p, _ in data})
+    fig = Figure(figsize=(5.0 * len(problems) + 0.4, 3.6), layout="constrained")
+    axes = fig.subplots(1, len(problems), squeeze=False)[0]
+    for ax, problem in zip(axes, problems):
+        for (p, rule), (steps, x) in sorted(data.items()):
+            if p == problem:
+                ax.plot(steps, x, color=_rule_color(rule), lw=1.0,
+                        label={"adam": "Adam", "amsgrad": "AMSGrad"}.get(rule, rule))
+        ax.axhline(-1.0, color="k", ls="--", lw=0.8, label="optimum x = -1")
+        ax.set_ylim(-1.1, 1.1)
+        ax.set_title(f"{problem} problem", fontsize=10)
+        ax.set_xlabel("step")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4))
+        ax.grid(True, lw=0.3, alpha=0.5)
+        ax.legend(fontsize=8, loc="best")
+    axes[0].set_ylabel("x")
+    fig.suptitle(title)
+    return fig
+
+
+def synthetic_dirs(results_dir):
+    """The folders at or below ``results_dir`` that hold synthetic trajectories."""
+    return sorted(folder for folder, _, files in os.walk(os.fspath(results_dir))
+                  if SYNTHETIC_FILE in files)
