@@ -45,12 +45,10 @@ DEFAULTS = dict(problems=list(PROBLEMS), rules=list(RULES), steps=9_000_000,
                 learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
                 bias_correction=False, lr_decay="constant", seed=0, record_every=1000,
                 dtype="float32")
-COLORS = {"adam": "tab:blue", "amsgrad": "tab:red"}
-LABELS = {"adam": "Adam", "amsgrad": "AMSGrad"}
 
 __all__ = ["PROBLEMS", "RULES", "DEFAULTS", "Trajectories", "check_config",
            "stochastic_draws", "make_step", "compile_loop", "simulate", "run_synthetic",
-           "write_trajectories", "read_trajectories", "plot_synthetic", "precision"]
+           "write_trajectories", "read_trajectories", "precision"]
 
 
 class Trajectories(NamedTuple):
@@ -283,39 +281,6 @@ def read_trajectories(path):
     return {k: (np.array(s), np.array(x)) for k, (s, x) in series.items()}
 
 
-def plot_synthetic(trajectories_csv, out_dir):
-    """Draw x over steps, one panel per problem, Adam blue, AMSGrad red, the optimum
-    ``x = -1`` dashed; save ``synthetic.png`` and ``synthetic.pdf`` in ``out_dir``
-    (atomically). Returns the two paths."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-    from experiments.results import atomic_write_bytes
-
-    series = read_trajectories(trajectories_csv)
-    problems = [p for p in PROBLEMS if any(k[0] == p for k in series)]
-    fig = Figure(figsize=(5 * len(problems), 3.6))
-    axes = fig.subplots(1, len(problems), squeeze=False, sharey=True)
-    for ax, problem in zip(axes[0], problems):
-        ax.axhline(-1, color="0.3", ls="--", lw=1, label="optimum x = -1")
-        for rule in RULES:
-            if (problem, rule) in series:
-                s, x = series[problem, rule]
-                ax.plot(s, x, color=COLORS[rule], lw=1.2, label=LABELS[rule])
-        ax.set(title=f"{problem} problem", xlabel="step", ylim=(-1.08, 1.08))
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
-        ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("x")
-    axes[0, 0].legend(loc="center right")  # the online panel is empty there
-    fig.tight_layout()
-    paths = []
-    for fmt in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=150)
-        path = os.path.join(os.fspath(out_dir), f"synthetic.{fmt}")
-        atomic_write_bytes(path, buf.getvalue())
-        paths.append(path)
-    return paths
-
-
 def run_synthetic(config, results_dir, quiet=False):
     """Run the synthetic experiment of ``config`` and draw its figure.
 
@@ -352,7 +317,9 @@ def run_synthetic(config, results_dir, quiet=False):
         traj = simulate(**settings)
         csv_path = os.path.join(store.run_dir, "trajectories.csv")
         write_trajectories(csv_path, traj)
-        plot_synthetic(csv_path, store.run_dir)
+        from experiments import plots  # the figure lives with the other figures
+        plots.save_figure(plots.plot_synthetic(store.run_dir),
+                          os.path.join(store.run_dir, "synthetic"))
     except BaseException as error:
         store.write_status({"state": "failed", "error": f"{type(error).__name__}: {error}"})
         raise
