@@ -1,10 +1,10 @@
 """The same rules for JAX, as optax ``GradientTransformation``s.
 
 Updates follow optax's sign convention (``optax.apply_updates`` adds them).
-Hyperparameters may be Python numbers, JAX arrays or schedules (callables of the
-step count). An array of shape ``(K,)`` is read as one value per run and broadcast
-against parameters whose leading axis holds ``K`` stacked runs, so one compiled
-program can step a whole grid of runs.
+Hyperparameters may be Python numbers or JAX arrays; the Adam family also takes a
+schedule (a callable of the step count) as learning rate. An array of shape ``(K,)``
+is read as one value per run and broadcast against parameters whose leading axis
+holds ``K`` stacked runs, so one compiled program can step a whole grid of runs.
 
 Examples
 --------
@@ -42,6 +42,11 @@ def _value(h, count):
     return h(count) if callable(h) else h
 
 
+def _is_zero(h):
+    """True for a plain number 0 (an array of decays is never skipped)."""
+    return isinstance(h, (int, float)) and h == 0
+
+
 def per_run(h, param):
     """Broadcast a hyperparameter against ``param``: a ``(K,)`` array is one value per
     run along the parameter's leading axis; a scalar is shared by all runs."""
@@ -64,6 +69,7 @@ def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
     """
     rules.check_variant(variant)
     keep_max = amsgrad is not False
+    decay = not _is_zero(weight_decay)
 
     def init_fn(params):
         zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)
@@ -77,7 +83,10 @@ def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
         leaves_m = treedef.flatten_up_to(state.mu)
         leaves_v = treedef.flatten_up_to(state.nu)
         leaves_max = treedef.flatten_up_to(state.nu_max) if keep_max else [None] * len(leaves_g)
-        leaves_p = treedef.flatten_up_to(params) if weight_decay else [None] * len(leaves_g)
+        if decay and params is None:
+            raise ValueError("weight_decay needs the parameters: call update(grads, state, "
+                             "params)")
+        leaves_p = treedef.flatten_up_to(params) if decay else [None] * len(leaves_g)
         out = []
         for g, m, v, v_hat, p in zip(leaves_g, leaves_m, leaves_v, leaves_max, leaves_p):
             t = count.astype(g.dtype)
@@ -87,7 +96,7 @@ def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
                 _JNP, g, m, v, v_hat, t, hp(lr), hp(beta1), hp(beta2), hp(epsilon),
                 bias_correction=flag(bias_correction), amsgrad=flag(amsgrad),
                 variant=variant)
-            if weight_decay:
+            if decay:
                 step = step + rules.decoupled_weight_decay(p, hp(lr), hp(weight_decay))
             out.append(((-step).astype(g.dtype), m_t, v_t, v_hat_t))
         unflat = lambda i: treedef.unflatten([o[i] for o in out])
@@ -137,13 +146,13 @@ def momentum(learning_rate, momentum=0.9, nesterov=False):
         return MomentumState(velocity=jax.tree_util.tree_map(jnp.zeros_like, params))
 
     def update_fn(grads, state, params=None):
-        pairs = jax.tree_util.tree_map(
-            lambda g, vel: rules.momentum_step(g, vel, per_run(learning_rate, g),
-                                               per_run(momentum, g), nesterov),
-            grads, state.velocity)
-        is_pair = lambda x: isinstance(x, tuple)
-        delta = jax.tree_util.tree_map(lambda p: p[0], pairs, is_leaf=is_pair)
-        vel = jax.tree_util.tree_map(lambda p: p[1], pairs, is_leaf=is_pair)
-        return delta, MomentumState(velocity=vel)
+        # Flatten rather than tree_map to pairs: params held in tuples would be
+        # mistaken for the (delta, velocity) pairs.
+        leaves, treedef = jax.tree_util.tree_flatten(grads)
+        pairs = [rules.momentum_step(g, vel, per_run(learning_rate, g), per_run(momentum, g),
+                                     nesterov)
+                 for g, vel in zip(leaves, treedef.flatten_up_to(state.velocity))]
+        delta = treedef.unflatten([d for d, _ in pairs])
+        return delta, MomentumState(velocity=treedef.unflatten([v for _, v in pairs]))
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -1,0 +1,195 @@
+"""The optax face (amsgrad.optax): the published libraries themselves, per-run
+hyperparameter arrays, schedules and pytrees. Step values are in test_rules_math.py."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from amsgrad import optax as ao
+
+SHAPES = {"b": (3,), "w": (4, 3)}
+
+
+def shrinking_grads(n_steps, seed=0):
+    """Large gradients for 5 steps, then small ones: v shrinks, so the max matters."""
+    rng = np.random.default_rng(seed)
+    return [{k: np.float32(10.0 if s < 5 else 0.1) * rng.standard_normal(shape, np.float32)
+             for k, shape in SHAPES.items()} for s in range(n_steps)]
+
+
+def run(tx, grads, params=None):
+    """Apply ``tx`` along ``grads``; return the updates and states of every step."""
+    params = params or {k: jnp.ones(shape, jnp.float32) for k, shape in SHAPES.items()}
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    out = []
+    for g in grads:
+        updates, state = update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        out.append((updates, state))
+    return out
+
+
+def history(out, part, run=None):
+    """One array per leaf stacking ``part`` ('updates' or a state field) over the steps
+    of ``out``; ``run`` picks one run of a stacked grid."""
+    trees = [u if part == "updates" else getattr(s, part) for u, s in out]
+    pick = (lambda x: x) if run is None else (lambda x: x[run])
+    return jax.tree_util.tree_map(lambda *xs: np.stack([pick(np.asarray(x)) for x in xs]),
+                                  *trees)
+
+
+def assert_trees_close(a, b, rtol=1e-6):
+    """Leaf by leaf to ``rtol``, relative to each leaf's largest entry as well: moments
+    that cancel to near zero keep only the absolute accuracy of their terms."""
+    def close(x, y):
+        x, y = np.asarray(x), np.asarray(y)
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * np.abs(y).max())
+    jax.tree_util.tree_map(close, a, b)
+
+
+# optax forms 1 - b2 in float64 but b2**t in float32; our rule (like the Theano graph
+# of Lasagne) forms both in float32. For b2 = 0.999 that shifts v by 1.3e-5 relative;
+# for b2 exact in float32 (1 - 2**-9) the two agree to rounding.
+@pytest.mark.parametrize("b2, rtol", [(0.9, 1e-6), (1 - 2 ** -9, 1e-6), (0.999, 2e-5)])
+def test_optax_variant_is_optax_amsgrad(b2, rtol):
+    grads = shrinking_grads(40)
+    ours = run(ao.amsgrad(learning_rate=0.01, beta2=b2, variant="optax"), grads)
+    theirs = run(optax.amsgrad(learning_rate=0.01, b1=0.9, b2=b2, eps=1e-8, eps_root=0.0),
+                 grads)
+    for (u_ours, s_ours), (u_theirs, s_theirs) in zip(ours, theirs):
+        assert_trees_close(u_ours, u_theirs, rtol=rtol)
+        assert_trees_close(s_ours.nu_max, s_theirs[0].nu_max, rtol=2 * rtol)
+        assert_trees_close(s_ours.nu, s_theirs[0].nu, rtol=2 * rtol)
+    if b2 == 0.9:  # ... and on this sequence our rule is a different algorithm
+        lasagne = run(ao.amsgrad(learning_rate=0.01, beta2=b2), grads)
+        diff = np.abs(np.asarray(lasagne[-1][0]["w"]) - np.asarray(ours[-1][0]["w"]))
+        assert diff.max() > 1e-2 * np.abs(np.asarray(ours[-1][0]["w"])).max()
+
+
+def test_optax_variant_of_adam_is_optax_adam():
+    grads = shrinking_grads(20)
+    ours = run(ao.adam(learning_rate=0.01, beta2=0.99, epsilon=1e-3, variant="optax"), grads)
+    theirs = run(optax.adam(learning_rate=0.01, b1=0.9, b2=0.99, eps=1e-3), grads)
+    for (u_ours, _), (u_theirs, _) in zip(ours, theirs):
+        assert_trees_close(u_ours, u_theirs)
+
+
+@pytest.mark.parametrize("is_amsgrad", [False, True], ids=["adam", "amsgrad"])
+def test_pytorch_variant_is_torch_adam(is_amsgrad):
+    torch = pytest.importorskip("torch")
+    grads = shrinking_grads(30)
+    p0 = {k: np.ones(shape, np.float32) for k, shape in SHAPES.items()}
+    tensors = {k: torch.tensor(v, requires_grad=True) for k, v in p0.items()}
+    opt = torch.optim.Adam(list(tensors.values()), lr=0.01, betas=(0.9, 0.99), eps=1e-3,
+                           amsgrad=is_amsgrad)
+    tx = ao.adam_family(learning_rate=0.01, beta2=0.99, epsilon=1e-3, amsgrad=is_amsgrad,
+                        variant="pytorch")
+    params = {k: jnp.asarray(v) for k, v in p0.items()}
+    state = tx.init(params)
+    for g in grads:
+        for k, tensor in tensors.items():
+            tensor.grad = torch.tensor(g[k])
+        opt.step()
+        updates, state = tx.update(g, state, params)
+        params = optax.apply_updates(params, updates)
+        for k, tensor in tensors.items():
+            np.testing.assert_allclose(np.asarray(params[k]), tensor.detach().numpy(),
+                                       rtol=1e-5, atol=1e-7)  # torch: 1 - b2 in float64
+
+
+@pytest.mark.parametrize("variant", ["lasagne", "pytorch", "optax"])
+def test_per_run_hyperparameters_equal_separate_runs(variant):
+    K = 4
+    lr = np.array([0.1, 0.01, 0.001, 0.01], np.float32)
+    beta2 = np.array([0.99, 0.999, 0.9, 0.99], np.float32)
+    bias_correction = np.array([True, False, True, False])
+    is_amsgrad = np.array([True, True, False, False])
+    rng = np.random.default_rng(3)
+    shapes = {"s": (), "w": (2, 3, 3), "b": (3,)}
+    p0 = {k: rng.standard_normal((K,) + shape).astype(np.float32) for k, shape in shapes.items()}
+    scales = 10.0 ** rng.uniform(-2, 1, size=30)
+    grads = [{k: np.float32(scales[s]) * rng.standard_normal((K,) + shape).astype(np.float32)
+              for k, shape in shapes.items()} for s in range(30)]
+    stacked = run(ao.adam_family(learning_rate=jnp.asarray(lr), beta2=jnp.asarray(beta2),
+                                 bias_correction=jnp.asarray(bias_correction),
+                                 amsgrad=jnp.asarray(is_amsgrad), variant=variant),
+                  grads, params={k: jnp.asarray(v) for k, v in p0.items()})
+    for r in range(K):
+        alone = run(ao.adam_family(learning_rate=float(lr[r]), beta2=float(beta2[r]),
+                                   bias_correction=bool(bias_correction[r]),
+                                   amsgrad=bool(is_amsgrad[r]), variant=variant),
+                    [{k: g[k][r] for k in g} for g in grads],
+                    params={k: jnp.asarray(v[r]) for k, v in p0.items()})
+        # Whole histories per leaf, so a moment that cancels to near zero at one step is
+        # judged against the size it has over the run.
+        for part in ("updates", "mu", "nu") + (("nu_max",) if is_amsgrad[r] else ()):
+            assert_trees_close(history(stacked, part, run=r), history(alone, part))
+        assert int(stacked[-1][1].count) == int(alone[-1][1].count) == 30
+    # The four runs really did differ.
+    final = np.asarray(stacked[-1][0]["w"]).reshape(K, -1)
+    assert len({tuple(np.round(row, 8)) for row in final}) == K
+
+
+def test_per_run_hyperparameter_of_the_wrong_length_is_rejected():
+    tx = ao.adam(learning_rate=jnp.array([0.1, 0.01, 0.001]))
+    params = {"w": jnp.ones((4, 2))}
+    with pytest.raises(ValueError, match=r"\(3,\).*\(4, 2\)"):
+        tx.update(params, tx.init(params), params)
+    scalar = {"s": jnp.ones(())}
+    with pytest.raises(ValueError, match=r"\(3,\).*\(\)"):
+        tx.update(scalar, tx.init(scalar), scalar)
+
+
+def test_learning_rate_schedule_is_read_at_the_step_count():
+    """optax convention: step t uses schedule(t - 1). Checked without bias correction,
+    where the step is lr_t * m_t / (sqrt(v_t) + eps), by hand in float64."""
+    schedule = lambda count: 0.1 / (count + 1.0)
+    gs = [2.0, -1.0, 0.5]
+    out = run(ao.adam(learning_rate=schedule, beta1=0.5, beta2=0.75, bias_correction=False),
+              [{"x": jnp.float32(g)} for g in gs], params={"x": jnp.float32(0.0)})
+    m = v = 0.0
+    for t, (g, (updates, _)) in enumerate(zip(gs, out), start=1):
+        m, v = 0.5 * m + 0.5 * g, 0.75 * v + 0.25 * g * g
+        want = -0.1 / t * m / (np.sqrt(v) + 1e-8)
+        assert float(updates["x"]) == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_keeps_tuple_and_nested_pytrees(nesterov):
+    params = (jnp.ones(3), {"b": jnp.zeros(2), "c": (jnp.zeros(()),)})
+    grads = (jnp.full(3, 2.0), {"b": jnp.array([1.0, -1.0]), "c": (jnp.float32(4.0),)})
+    tx = ao.momentum(0.1, momentum=0.5, nesterov=nesterov)
+    state = tx.init(params)
+    updates, state = tx.update(grads, state, params)
+    updates, state = tx.update(grads, state, params)
+    assert jax.tree_util.tree_structure(updates) == jax.tree_util.tree_structure(params)
+    assert jax.tree_util.tree_structure(state.velocity) == jax.tree_util.tree_structure(params)
+    # Two equal gradients g: v1 = -lr g, v2 = mu v1 - lr g = -0.15 g;
+    # the update is v2, or mu v2 - lr g = -0.175 g with Nesterov.
+    factor = -0.175 if nesterov else -0.15
+    for g, u, vel in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(updates),
+                         jax.tree_util.tree_leaves(state.velocity)):
+        np.testing.assert_allclose(u, factor * np.asarray(g), rtol=1e-6)
+        np.testing.assert_allclose(vel, -0.15 * np.asarray(g), rtol=1e-6)
+
+
+def test_adamw_with_per_run_decay_and_without_params():
+    wd = jnp.array([0.0, 0.5])
+    tx = ao.adamw(learning_rate=0.1, weight_decay=wd)
+    params = {"w": jnp.array([[2.0, -2.0], [2.0, -2.0]])}
+    grads = {"w": jnp.zeros((2, 2))}  # no gradient: only the decay moves the parameters
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates["w"], [[0.0, 0.0], [-0.1, 0.1]], rtol=1e-6)
+    with pytest.raises(ValueError, match="weight_decay needs the parameters"):
+        tx.update(grads, tx.init(params))
+
+
+def test_float32_state_and_updates():
+    params = {"w": jnp.ones((2, 2), jnp.float32)}
+    tx = ao.amsgrad(learning_rate=jnp.float32(0.1), beta2=0.99)
+    (updates, state), = run(tx, [{"w": np.ones((2, 2), np.float32)}], params=params)
+    for leaf in jax.tree_util.tree_leaves((updates, state.mu, state.nu, state.nu_max)):
+        assert leaf.dtype == jnp.float32
+    assert state.count.dtype == jnp.int32 and int(state.count) == 1
