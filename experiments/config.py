@@ -20,9 +20,13 @@ A training grid (``kind: train``, the default)::
       beta2: [0.99, 0.999]
       bias_correction: [true, false]
     seeds: [0, 1, 2, 3, 4]    # or a count: 5 means 0..4
+    resources:                # optional: what each run asks of a Ray cluster
+      num_gpus: 0.25          # a quarter of a GPU (default 0)
+      num_cpus: 1             # (default 1)
 
 Hyperparameters (``updater``, ``learning_rate``, ``beta1``, ``beta2``, ``epsilon``,
-``bias_correction``) may be fixed or an axis, not both. Numbers such as ``1e-8`` may
+``bias_correction``) may be fixed or an axis, not both. ``resources`` only says where
+runs may go (``--executor ray``); it is not part of the experiment. Numbers such as ``1e-8`` may
 be written without a dot (plain YAML 1.1 would read them as strings).
 
 The synthetic problem of the AMSGrad paper (``kind: synthetic``) is one run of
@@ -196,9 +200,11 @@ SYNTHETIC_KEYS = {
     "seed": (_integer(0), None),
     "dtype": (_choice("dtype", DTYPES), None),
 }
+# What a run asks of a Ray cluster (``resources:``): not settings of the experiment.
+RESOURCES = {"num_cpus": _number(0, INF, low_open=True), "num_gpus": _number(0, INF)}
 # Short names a user may reach for (they are the labels of run ids).
 ALIASES = {"lr": "learning_rate", "b1": "beta1", "b2": "beta2", "eps": "epsilon",
-           "bc": "bias_correction", "seed": "seeds"}
+           "bc": "bias_correction", "seed": "seeds", "gpus": "num_gpus", "cpus": "num_cpus"}
 # What may be an axis under grid:, in the order used in run ids.
 AXES = ("updater", "learning_rate", "beta1", "beta2", "epsilon", "bias_correction")
 
@@ -217,11 +223,13 @@ class GridConfig:
     grid: dict
     seeds: tuple
     path: str = field(default="<config>", compare=False)
+    resources: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self):
         """The config as plain YAML-able data (fixed settings at the top level)."""
-        return {"name": self.name, "kind": self.kind, **self.fixed,
+        data = {"name": self.name, "kind": self.kind, **self.fixed,
                 "grid": {k: list(v) for k, v in self.grid.items()}, "seeds": list(self.seeds)}
+        return dict(data, resources=dict(self.resources)) if self.resources else data
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -278,7 +286,7 @@ def parse_config(data, path="<config>", default_name=None):
         fail("kind", f"unknown kind {_shown(kind)}{_did_you_mean(kind, KINDS)}; "
                      f"choose from {', '.join(KINDS)}")
     schema = TRAIN_KEYS if kind == "train" else SYNTHETIC_KEYS
-    top = ("name", "kind", "grid", "seeds") if kind == "train" else ("name", "kind")
+    top = ("name", "kind", "grid", "seeds", "resources") if kind == "train" else ("name", "kind")
     for key in data:
         if key not in schema and key not in top:
             fail(key, "unknown key" + _did_you_mean(key, list(schema) + list(top)))
@@ -334,5 +342,15 @@ def parse_config(data, path="<config>", default_name=None):
                         f"not {fixed['dataset']}")
     if fixed["augmentation"] is None:
         fixed["augmentation"] = DATASETS[fixed["dataset"]]
+
+    resources = data.get("resources") or {}
+    if not isinstance(resources, dict):
+        fail("resources", f"expected a mapping such as {{num_gpus: 1}}, got {_shown(resources)}")
+    resources = dict(resources)
+    for key, value in resources.items():
+        if key not in RESOURCES:
+            fail(f"resources.{key}", "unknown resource" + _did_you_mean(key, RESOURCES)
+                 + f"; choose from {', '.join(RESOURCES)}")
+        resources[key] = check(RESOURCES[key], value, f"resources.{key}")
     return GridConfig(name=name, kind=kind, fixed=fixed, grid=grid, seeds=tuple(seeds),
-                      path=path)
+                      path=path, resources=resources)

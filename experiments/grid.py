@@ -11,28 +11,35 @@ run with a checkpoint resumes from it (the trainer does that). The fixed setting
 a grid are kept in ``<results>/<name>/grid.yaml``; a config that changes them under
 the same name is refused rather than mixing results of two experiments. ``--epochs``
 changes the learning-rate schedule, so its results go to ``<name>_epochs=<N>``.
+
+The runs are trained by an executor (:mod:`experiments.executors`: here, or as Ray
+tasks), each under a claim (:mod:`experiments.claims`), so several runners can work on
+one results folder at once: a run a live process holds is left to it. A run whose
+starts keep ending without progress is given up after ``max_attempts`` of them.
 """
 import dataclasses
 import itertools
 import os
 import sys
-import time
-import traceback
 
 import yaml
 from tqdm.auto import tqdm
 
+from experiments import claims
 from experiments.config import AXES, TRAIN_KEYS, ConfigError, check_value, did_you_mean
-from experiments.results import RunStore, atomic_write_text
+from experiments.executors import (MAX_ATTEMPTS, Job, LocalExecutor, RayExecutor,
+                                   load_grid_dataset)
+from experiments.results import DONE_STATES, CorruptFileError, RunStore, atomic_write_text
 
 # How each axis appears in run ids (None: the bare value); also accepted by --only.
 ID_LABELS = {"updater": None, "learning_rate": "lr", "beta1": "b1", "beta2": "b2",
              "epsilon": "eps", "bias_correction": "bc"}
-DONE_STATES = ("finished", "diverged")
 GRID_FILE = "grid.yaml"
 
+EXECUTORS = ("local", "ray")
+
 __all__ = ["expand_grid", "run_id", "with_epochs", "select", "check_grid_dir", "Plan",
-           "plan", "run_grid", "DONE_STATES"]
+           "plan", "run_grid", "DONE_STATES", "EXECUTORS"]
 
 
 def _id_value(value):
@@ -153,12 +160,15 @@ def check_grid_dir(config, grid_dir, write=False):
 @dataclasses.dataclass
 class Plan:
     """The runs of a grid and where each stands (``states``: run id -> state or None,
-    ``epochs_done``: run id -> epochs in curves.csv)."""
+    ``epochs_done``: run id -> epochs in curves.csv, ``given_up``: run ids that used up
+    their ``max_attempts``)."""
     config: object
     grid_dir: str
     runs: list
     states: dict
     epochs_done: dict
+    given_up: set = dataclasses.field(default_factory=set)
+    max_attempts: int = MAX_ATTEMPTS
 
     @property
     def done(self):
@@ -166,67 +176,66 @@ class Plan:
 
     @property
     def todo(self):
-        return [r for r in self.runs if self.states[r["run_id"]] not in DONE_STATES]
+        return [r for r in self.runs if self.states[r["run_id"]] not in DONE_STATES
+                and r["run_id"] not in self.given_up]
 
     def label(self, run):
-        """``finished``, ``diverged``, ``failed``, ``partial 37/150`` or ``new``."""
-        state, done = self.states[run["run_id"]], self.epochs_done[run["run_id"]]
+        """``finished``, ``diverged``, ``given up``, ``failed``, ``partial 37/150`` or ``new``."""
+        rid = run["run_id"]
+        state, done = self.states[rid], self.epochs_done[rid]
+        if rid in self.given_up:
+            return "given up"
         if state in DONE_STATES or state == "failed":
             return state
         return f"partial {done}/{run['epochs']}" if done or state else "new"
 
     def summary(self):
-        counts = {}
-        for run in self.runs:
-            label = self.label(run).split()[0]
-            counts[label] = counts.get(label, 0) + 1
-
-        def part(labels):
+        def part(runs, labels):
+            counts = {}
+            for run in runs:
+                label = self.label(run).split()[0]
+                counts[label] = counts.get(label, 0) + 1
             found = [f"{counts[k]} {k}" for k in labels if counts.get(k)]
             return f" ({', '.join(found)})" if found else ""
         n = len(self.runs)
+        given_up = (f", {len(self.given_up)} given up after {self.max_attempts} attempts "
+                    f"(--max-attempts to retry)") if self.given_up else ""
         return (f"{self.config.name}: {n} run{'s' if n != 1 else ''} in {self.grid_dir}: "
-                f"{len(self.done)} done{part(DONE_STATES)}, {len(self.todo)} to do"
-                f"{part(('partial', 'failed', 'new'))}")
+                f"{len(self.done)} done{part(self.done, DONE_STATES)}, {len(self.todo)} to do"
+                f"{part(self.todo, ('partial', 'failed', 'new'))}{given_up}")
 
 
-def plan(config, results_dir="results", only=()):
+def plan(config, results_dir="results", only=(), max_attempts=MAX_ATTEMPTS):
     """Expand ``config``, select ``only``, and read where each run stands.
 
     Raises :class:`ConfigError` if the grid folder holds other settings, or a started
-    run was configured differently.
+    run was configured differently. Damaged files count as missing here (the run is
+    repaired when it is trained).
     """
     grid_dir = os.path.join(os.fspath(results_dir), config.name)
     if os.path.exists(results_dir) and not os.path.isdir(results_dir):
         raise ConfigError(f"--results {results_dir}: not a folder")
     check_grid_dir(config, grid_dir)
     runs = select(expand_grid(config), config, only)
-    states, epochs_done = {}, {}
+    the_plan = Plan(config, grid_dir, runs, {}, {}, max_attempts=max_attempts)
     for run in runs:
-        store = RunStore(os.path.join(grid_dir, run["run_id"]))
+        rid = run["run_id"]
+        store = RunStore(os.path.join(grid_dir, rid))
         stored = store.read_config()
         if stored is not None and {k: stored.get(k) for k in run} != run:
             diffs = ", ".join(f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in run.items()
                               if stored.get(k) != v)
             raise ConfigError(f"{config.path}: {store.run_dir} was configured otherwise "
                               f"({diffs}); move it away or use --results DIR")
-        states[run["run_id"]] = (store.read_status() or {}).get("state")
-        epochs_done[run["run_id"]] = len(store.read_curves())
-    return Plan(config, grid_dir, runs, states, epochs_done)
-
-
-def _subset(config, dataset, train, val):
-    """The first ``train`` / ``val`` examples (``None``: all); slicing twice is harmless."""
-    for key, n, have in (("train_subset", train, len(dataset.y_train)),
-                         ("val_subset", val, len(dataset.y_val))):
-        if n is not None and n > have:
-            raise ConfigError(f"{config.path}: key {key!r}: {n} is more than the {have} "
-                              f"examples {dataset.name} has")
-    if train is None and val is None:
-        return dataset
-    return dataclasses.replace(dataset, x_train=dataset.x_train[:train],
-                               y_train=dataset.y_train[:train],
-                               x_val=dataset.x_val[:val], y_val=dataset.y_val[:val])
+        try:
+            status = store.read_status() or {}
+        except CorruptFileError:
+            status = {}
+        the_plan.states[rid] = status.get("state")
+        the_plan.epochs_done[rid] = len(store.read_curves(partial=True))
+        if status.get("gave_up") and status.get("attempts", 0) >= max_attempts:
+            the_plan.given_up.add(rid)
+    return the_plan
 
 
 def _check_engine(engine):
@@ -245,7 +254,10 @@ def _seconds(s):
 
 
 def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=(),
-             quiet=False, dry_run=False, train_fn=None, load_fn=None, out=None):
+             quiet=False, dry_run=False, train_fn=None, load_fn=None, out=None,
+             executor="local", address=None, num_cpus=None, num_gpus=None,
+             max_attempts=MAX_ATTEMPTS, stale_after=claims.STALE_AFTER,
+             heartbeat=claims.HEARTBEAT):
     """Train the runs of ``config`` that are not done; returns a summary dict.
 
     Parameters
@@ -260,27 +272,42 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     dry_run : bool
         Print the plan and every run's state; train nothing, write nothing.
     train_fn : callable, optional
-        ``train_fn(run, store, engine=, data_dir=, dataset=, quiet=, position=) ->
-        status dict`` (``position`` 1: its progress bar goes below the grid's);
-        default :func:`experiments.training.train_run`.
+        ``train_fn(run, store, engine=, data_dir=, dataset=, quiet=, position=, on_epoch=)
+        -> status dict`` (``position`` 1: its progress bar goes below the grid's;
+        ``on_epoch(row)`` after each epoch); default :func:`experiments.training.train_run`.
     load_fn : callable, optional
         ``load_fn(name, data_dir=, quiet=) -> Dataset``; default
-        :func:`experiments.data.load_dataset`. Called once per grid.
+        :func:`experiments.data.load_dataset`. Called once per grid (per Ray worker).
     out : file, optional
         Where the plan and per-run lines go (default stdout); failures go to stderr.
+    executor : {'local', 'ray'}
+        Train here, one run after another, or each run as a Ray task.
+    address : str, optional
+        Ray: the cluster to join (default: see :class:`~experiments.executors.RayExecutor`).
+    num_cpus, num_gpus : float, optional
+        Ray: what each task asks for (default: the config's ``resources:``, else 1 CPU).
+    max_attempts : int
+        Starts of a run that may end without progress before it is given up.
+    stale_after, heartbeat : float
+        Claims: seconds of silence after which another runner takes a run over, and
+        seconds between a runner's signs of life (see :mod:`experiments.claims`).
 
     Returns
     -------
     dict
         ``total``, ``done_before``, ``trained`` (run ids now finished or diverged),
-        ``failed`` (run ids), ``plan`` (:class:`Plan`).
+        ``failed`` (run ids), ``busy`` (run ids other live runners hold),
+        ``given_up`` (run ids given up before), ``plan`` (:class:`Plan`).
     """
     out = out or sys.stdout
     if config.kind == "synthetic":
         return _run_synthetic(config, results_dir, quiet, dry_run, out)
-    the_plan = plan(config, results_dir, only)
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor {executor!r}: choose from {', '.join(EXECUTORS)}")
+    the_plan = plan(config, results_dir, only, max_attempts)
     summary = {"total": len(the_plan.runs), "done_before": len(the_plan.done),
-               "trained": [], "failed": [], "plan": the_plan}
+               "trained": [], "failed": [], "busy": [], "given_up": sorted(the_plan.given_up),
+               "plan": the_plan}
     print(the_plan.summary(), file=out)
     if dry_run:
         for run in the_plan.runs:
@@ -290,58 +317,89 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     if not todo:
         return summary
     _check_engine(engine)
-    from experiments.data import DataError
-    if load_fn is None:
-        from experiments.data import load_dataset as load_fn
-    dataset = _subset(config, load_fn(config.fixed["dataset"], data_dir=data_dir, quiet=quiet),
-                      config.fixed["train_subset"], config.fixed["val_subset"])
-    if train_fn is None:
-        from experiments.training import train_run as train_fn
-    check_grid_dir(config, the_plan.grid_dir, write=True)
+    data = (config.fixed["dataset"], config.fixed["train_subset"], config.fixed["val_subset"],
+            config.path)
+    resources = dict(config.resources)
+    resources.update((k, v) for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus))
+                     if v is not None)
+    if executor == "local":  # nothing is written before the data is there
+        runner = LocalExecutor(load_grid_dataset(*data, data_dir=data_dir, load_fn=load_fn,
+                                                 quiet=quiet), quiet=quiet)
+    else:
+        runner = RayExecutor(address, resources.get("num_cpus", 1),
+                             resources.get("num_gpus", 0), max_retries=max_attempts,
+                             quiet=quiet)
+    grid_dir = the_plan.grid_dir
+    if executor == "ray":  # workers do not start in this folder
+        grid_dir, data_dir = (p and os.path.abspath(p) for p in (grid_dir, data_dir))
+    jobs = [Job(run, os.path.join(grid_dir, run["run_id"]), engine, data_dir, data,
+                max_attempts, stale_after, heartbeat, train_fn, load_fn) for run in todo]
+    with runner:  # Ray is started (or not found) before anything is written
+        check_grid_dir(config, the_plan.grid_dir, write=True)
+        done_elsewhere = _train_jobs(runner, jobs, the_plan, summary, quiet, out)
+    done = summary["done_before"] + len(summary["trained"]) + done_elsewhere
+    busy = f"; {len(summary['busy'])} in progress elsewhere" if summary["busy"] else ""
+    print(f"{config.name}: {len(summary['trained'])} trained, {len(summary['failed'])} failed; "
+          f"{done}/{summary['total']} done{busy}", file=out)
+    return summary
 
-    remaining = {r["run_id"]: max(r["epochs"] - the_plan.epochs_done[r["run_id"]], 0)
-                 for r in todo}
+
+def _train_jobs(runner, jobs, the_plan, summary, quiet, out):
+    """Run ``jobs`` on ``runner`` under the grid's progress bar and fill in ``summary``;
+    runs other runners hold get a second chance once the rest are through. Returns the
+    number of runs found done by others."""
+    name, by_id = the_plan.config.name, {j.run_id: j for j in jobs}
+    remaining = {j.run_id: max(j.run["epochs"] - the_plan.epochs_done[j.run_id], 0)
+                 for j in jobs}
+    counted, ended, busy, done_elsewhere = dict.fromkeys(remaining, 0), set(), [], 0
     bar = tqdm(total=sum(remaining.values()), unit="epoch", disable=quiet, dynamic_ncols=True,
-               desc=f"{config.name} 0/{len(todo)} runs", file=sys.stderr)
+               desc=f"{name} 0/{len(jobs)} runs", file=sys.stderr)
+
+    def on_event(rid, kind, payload):
+        if kind == "note":
+            tqdm.write(f"warning: {rid}: {payload}", file=sys.stderr)
+        elif rid not in ended and counted[rid] < remaining[rid]:  # late events are dropped
+            counted[rid] += 1
+            bar.update(1)
     try:
-        for i, run in enumerate(todo):
-            rid = run["run_id"]
-            store = RunStore(os.path.join(the_plan.grid_dir, rid))
-            store.write_config(run)
-            bar.set_postfix_str(rid, refresh=True)
-            start = time.time()
-            try:
-                status = train_fn(run, store, engine=engine, data_dir=data_dir,
-                                  dataset=dataset, quiet=quiet, position=1)
-                state = (status or store.read_status() or {}).get("state")
-                if state not in DONE_STATES:
-                    raise RuntimeError(f"training returned in state {state!r}")
-            except DataError:
-                raise  # a user mistake, not a failed run
-            except Exception as error:
-                message = f"{type(error).__name__}: {error}".splitlines()[0]
-                store.update_status(state="failed", error=message,
-                                    traceback=traceback.format_exc(),
-                                    failed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-                summary["failed"].append(rid)
-                tqdm.write(f"failed {rid}: {message} (details in {store.status_path})",
-                           file=sys.stderr)
-            else:
-                summary["trained"].append(rid)
-                if not quiet:
-                    last = (store.read_curves() or [{}])[-1]
-                    metrics = "".join(f" {k} {last[k]:.4f}" for k in ("val_loss", "val_acc")
-                                      if k in last)
-                    tqdm.write(f"{state} {rid}:{metrics} ({_seconds(time.time() - start)})",
-                               file=out)
-            bar.set_description_str(f"{config.name} {i + 1}/{len(todo)} runs")
-            bar.update(remaining[rid])
+        for second_pass in (False, True):
+            for outcome in runner.run(busy if second_pass else jobs, on_event):
+                rid, result = outcome["run_id"], outcome["result"]
+                if result == "user_error":
+                    raise ConfigError(outcome["message"])
+                if result == "busy" and not second_pass:
+                    busy.append(by_id[rid])
+                    continue
+                ended.add(rid)
+                bar.update(remaining[rid] - counted[rid])
+                bar.set_description_str(f"{name} {len(ended)}/{len(jobs)} runs")
+                done_elsewhere += result == "done"
+                _report(outcome, summary, quiet, out)
+            if not busy:
+                break
     finally:
         bar.close()
-    print(f"{config.name}: {len(summary['trained'])} trained, {len(summary['failed'])} failed; "
-          f"{summary['done_before'] + len(summary['trained'])}/{summary['total']} done",
-          file=out)
-    return summary
+    return done_elsewhere
+
+
+def _report(outcome, summary, quiet, out):
+    rid, result = outcome["run_id"], outcome["result"]
+    if result == "trained":
+        summary["trained"].append(rid)
+        if not quiet:
+            last = outcome.get("last") or {}
+            metrics = "".join(f" {k} {last[k]:.4f}" for k in ("val_loss", "val_acc")
+                              if k in last)
+            tqdm.write(f"{outcome['state']} {rid}:{metrics} "
+                       f"({_seconds(outcome['seconds'])})", file=out)
+    elif result == "failed":
+        summary["failed"].append(rid)
+        path = os.path.join(outcome["run_dir"], "status.json")
+        tqdm.write(f"failed {rid}: {outcome['message']} (details in {path})", file=sys.stderr)
+    elif result in ("busy", "lost"):  # held on the second pass too, or taken over
+        summary["busy"].append(rid)
+        why = f"held by {outcome['owner']}" if result == "busy" else outcome["message"]
+        tqdm.write(f"left to another runner: {rid} ({why})", file=sys.stderr)
 
 
 def _run_synthetic(config, results_dir, quiet, dry_run, out):

@@ -4,22 +4,27 @@
     python scripts/run_grid.py configs/vgg.yaml
     python scripts/run_grid.py configs/vgg.yaml --only updater=amsgrad --only seed=0
     python scripts/run_grid.py configs/smoke.yaml --results /tmp/results --dry-run
+    python scripts/run_grid.py configs/vgg.yaml --executor ray --address auto --num-gpus 0.5
 
 Runs go to ``<results>/<config name>/<run id>/``. Finished and diverged runs are
 skipped; an interrupted run resumes from its checkpoint, so the same command can be
-rerun at any time. Exit status: 0 when every selected run is done, 1 when a run
-failed (its error is in its status.json), 2 for a mistake in the config or the
-arguments, 130 when interrupted.
+rerun at any time, and several at once on one results folder (each run is claimed
+by one of them; see docs/scaling.md). Exit status: 0 when every selected run is done
+or being trained by another runner, 1 when a run failed (its error is in its
+status.json), 2 for a mistake in the config or the arguments, 130 when interrupted.
 """
 import argparse
 import os
+import signal
 import sys
+import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments.config import ConfigError, load_config  # noqa: E402
 from experiments.data import DataError  # noqa: E402
-from experiments.grid import run_grid, with_epochs  # noqa: E402
+from experiments.executors import MAX_ATTEMPTS  # noqa: E402
+from experiments.grid import EXECUTORS, run_grid, with_epochs  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +40,27 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _interrupt(signum, frame):  # SIGTERM (kill, a batch system) ends like Ctrl-C
+    raise KeyboardInterrupt
 
 
 def main(argv=None):
@@ -57,18 +83,43 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true",
                         help="show the plan and every run's state; train nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    scale = parser.add_argument_group("scaling out (see docs/scaling.md)")
+    scale.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="train here, one run after another, or each run as a Ray task "
+                            "(needs the .[ray] extra) (default: %(default)s)")
+    scale.add_argument("--address", metavar="ADDR",
+                       help="Ray cluster to join: host:port, or auto for the one 'ray start' "
+                            "runs on this host (default: $RAY_ADDRESS, else a cluster on "
+                            "this host, else a new local Ray)")
+    scale.add_argument("--num-gpus", type=_non_negative_float, metavar="N",
+                       help="GPUs per run on Ray, e.g. 0.25 (default: the config's "
+                            "resources.num_gpus, else 0)")
+    scale.add_argument("--num-cpus", type=_positive_float, metavar="N",
+                       help="CPUs per run on Ray (default: resources.num_cpus, else 1)")
+    scale.add_argument("--max-attempts", type=_positive_int, default=MAX_ATTEMPTS, metavar="N",
+                       help="give a run up after N starts that did not get past the epoch "
+                            "the one before began at (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.executor != "ray" and (args.address or args.num_gpus is not None
+                                   or args.num_cpus is not None):
+        parser.error("--address, --num-gpus and --num-cpus need --executor ray")
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = load_config(args.config)
         if args.epochs is not None:
             if config.kind != "train":
                 raise ConfigError(f"{args.config}: --epochs applies to training grids only")
             config = with_epochs(config, args.epochs)
-        if config.kind != "train" and (args.only or args.engine != "jax"):
-            raise ConfigError(f"{args.config}: --only and --engine apply to training grids only")
+        if config.kind != "train" and (args.only or args.engine != "jax"
+                                       or args.executor != "local"):
+            raise ConfigError(f"{args.config}: --only, --engine and --executor apply to "
+                              f"training grids only")
         summary = run_grid(config, results_dir=args.results, engine=args.engine,
                            data_dir=args.data_dir, only=args.only, quiet=args.quiet,
-                           dry_run=args.dry_run)
+                           dry_run=args.dry_run, executor=args.executor,
+                           address=args.address, num_cpus=args.num_cpus,
+                           num_gpus=args.num_gpus, max_attempts=args.max_attempts)
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -78,7 +129,7 @@ def main(argv=None):
     except BrokenPipeError:  # output piped into e.g. head
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    return 1 if summary["failed"] else 0
+    return 1 if summary["failed"] or summary.get("given_up") else 0
 
 
 if __name__ == "__main__":

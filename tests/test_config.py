@@ -110,6 +110,12 @@ BAD = [
       "step": 5}, "key 'step': unknown key (did you mean 'steps'?)"),
     ({"kind": "synthetic", "model": None, "updater": None, "rules": ["adam", "sgd"]},
      "key 'rules': unknown rule 'sgd'; choose from adam, amsgrad"),
+    ({"resources": 1}, "key 'resources': expected a mapping such as {num_gpus: 1}, got 1"),
+    ({"resources": {"gpus": 1}}, "key 'resources.gpus': unknown resource (did you mean "
+                                 "'num_gpus'?); choose from num_cpus, num_gpus"),
+    ({"resources": {"num_gpus": -0.5}}, "key 'resources.num_gpus': expected a number >= 0, "
+                                        "got -0.5"),
+    ({"resources": {"num_cpus": 0}}, "key 'resources.num_cpus': expected a number > 0, got 0.0"),
 ]
 
 
@@ -168,3 +174,13 @@ def test_not_a_mapping_and_missing_file(tmp_path):
 def test_name_defaults_to_file_stem(tmp_path):
     config = load_config(_write(tmp_path, "model: logreg\nupdater: adam\n", "my_grid.yaml"))
     assert config.name == "my_grid"
+
+
+def test_resources_are_where_runs_go_not_part_of_the_experiment():
+    with_resources = parse_config({**BASE, "resources": {"num_gpus": 0.25, "num_cpus": 2}},
+                                  path="r.yaml")
+    assert with_resources.resources == {"num_gpus": 0.25, "num_cpus": 2.0}
+    plain = parse_config(BASE, path="r.yaml")
+    assert plain.resources == {} and plain == with_resources  # the same experiment
+    assert with_resources.to_dict()["resources"] == {"num_gpus": 0.25, "num_cpus": 2.0}
+    assert "resources" not in plain.to_dict()

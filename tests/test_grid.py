@@ -1,6 +1,7 @@
 """Grid expansion, run ids, --only, the plan and the grid loop (with a stand-in trainer)."""
 import io
 import os
+import time
 
 import numpy as np
 import pytest
@@ -34,7 +35,7 @@ class FakeTrainer:
         self.calls, self.datasets = [], []
         self.fail, self.diverge, self.stop_after = set(fail), set(diverge), stop_after
 
-    def __call__(self, run, store, engine, data_dir, dataset, quiet, position):
+    def __call__(self, run, store, engine, data_dir, dataset, quiet, position, on_epoch):
         self.calls.append(run["run_id"])
         self.datasets.append(dataset)
         assert store.read_config() == run  # the grid wrote the run config first
@@ -43,10 +44,12 @@ class FakeTrainer:
         start = len(store.read_curves())
         end = run["epochs"] if self.stop_after is None else min(start + self.stop_after,
                                                                  run["epochs"])
-        rows = store.read_curves() + [dict(epoch=e, lr=run["learning_rate"], loss=1.0, acc=0.5,
-                                           val_loss=1.0, val_acc=0.5 + run["seed"] / 10,
-                                           seconds=0.1) for e in range(start, end)]
-        store.write_curves(rows)
+        rows = store.read_curves()
+        for e in range(start, end):
+            rows.append(dict(epoch=e, lr=run["learning_rate"], loss=1.0, acc=0.5, val_loss=1.0,
+                             val_acc=0.5 + run["seed"] / 10, seconds=0.1))
+            store.write_curves(rows)
+            on_epoch(rows[-1])
         state = "diverged" if run["run_id"] in self.diverge else (
             "finished" if end == run["epochs"] else "running")
         return store.update_status(state=state, engine=engine)
@@ -286,3 +289,41 @@ def test_results_folder_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="not a folder"):
         plan(_small(), str(tmp_path / "file"))
+
+
+def test_a_run_held_by_a_live_runner_is_left_to_it(tmp_path):
+    from experiments.claims import acquire
+    run_dir = tmp_path / "small" / "adam_bc=on_seed=0"
+    run_dir.mkdir(parents=True)
+    with acquire(run_dir / "claim.json", heartbeat=None):  # another runner, still alive
+        trainer = FakeTrainer()
+        summary, out = _run(_small(), tmp_path, trainer, only=["seed=0"])
+    assert summary["busy"] == ["adam_bc=on_seed=0"] and summary["failed"] == []
+    assert sorted(trainer.calls) == ["adam_bc=off_seed=0", "amsgrad_bc=off_seed=0",
+                                     "amsgrad_bc=on_seed=0"]
+    assert out.splitlines()[-1] == "small: 3 trained, 0 failed; 3/4 done; 1 in progress elsewhere"
+    assert os.listdir(run_dir) == []  # not touched
+
+
+def test_a_runner_whose_claim_is_taken_over_stops_without_writing(tmp_path):
+    from experiments.claims import acquire
+
+    class TakenOver(FakeTrainer):
+        """After one epoch, another runner judges this one dead and takes the run over."""
+        def __call__(self, run, store, **kwargs):
+            on_epoch = kwargs.pop("on_epoch")
+            taken = []
+
+            def hook(row):
+                if not taken:
+                    time.sleep(0.01)  # a moment of silence, more than stale_after=0
+                    taken.append(acquire(store.claim.path, stale_after=0, heartbeat=None))
+                    assert taken[0] is not None
+                on_epoch(row)
+            return super().__call__(run, store, on_epoch=hook, **kwargs)
+    trainer = TakenOver()
+    summary, out = _run(_small(), tmp_path, trainer, only=["seed=0", "updater=adam", "bc=on"])
+    assert summary["busy"] == ["adam_bc=on_seed=0"] and summary["failed"] == []
+    store = RunStore(tmp_path / "small" / "adam_bc=on_seed=0")
+    assert len(store.read_curves()) == 1  # the epoch before the takeover, then nothing
+    assert store.read_status().get("state") is None  # not marked failed by the loser

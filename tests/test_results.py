@@ -1,7 +1,10 @@
-"""The results store: atomic writes, round trips of curves, status and checkpoints."""
+"""The results store: atomic writes, round trips of curves, status and checkpoints,
+damaged files detected and repaired."""
+import errno
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -130,6 +133,8 @@ def test_checkpoint_round_trip(tmp_path):
     assert not os.path.exists(store.checkpoint_path)
     with pytest.raises(ValueError, match="reserved"):
         store.save_checkpoint({"__meta__": np.zeros(1)}, {})
+    with pytest.raises(ValueError, match="reserved"):
+        store.save_checkpoint({"__sha256__": np.zeros(1)}, {})
 
 
 def test_config_round_trip(tmp_path):
@@ -175,3 +180,89 @@ def test_load_results_as_frame(tmp_path):
     frame = load_results(tmp_path, as_frame=True)
     assert isinstance(frame, pd.DataFrame)
     assert frame.set_index("updater")["final_val_acc"].to_dict() == {"adam": 0.5, "amsgrad": 0.6}
+
+
+def test_checkpoint_keeps_the_one_before_and_falls_back_to_it(tmp_path):
+    store = RunStore(tmp_path)
+    store.write_curves([_row(1)])
+    store.save_checkpoint({"w": np.zeros(3, np.float32)}, {"epochs_done": 1})
+    assert not os.path.exists(store.previous_checkpoint_path)
+    store.write_curves([_row(1), _row(2)])
+    store.save_checkpoint({"w": np.ones(3, np.float32)}, {"epochs_done": 2})
+    assert RunStore(tmp_path).load_checkpoint()[1] == {"epochs_done": 2}
+    with open(store.checkpoint_path, "r+b") as f:  # cut short
+        f.truncate(200)
+    with pytest.warns(results.CorruptFileWarning, match=r"checkpoint.npz: unreadable \("
+                                                        r"BadZipFile.*trying the checkpoint"):
+        arrays, meta = RunStore(tmp_path).load_checkpoint()
+    assert meta == {"epochs_done": 1}
+    np.testing.assert_array_equal(arrays["w"], np.zeros(3))
+    store.remove_checkpoint()
+    assert sorted(os.listdir(tmp_path)) == ["curves.csv"]
+
+
+def test_recover_promotes_the_previous_checkpoint_and_rebuilds_curves(tmp_path):
+    store = RunStore(tmp_path)
+    for epoch in (1, 2):
+        store.write_curves([_row(e) for e in range(1, epoch + 1)])
+        store.save_checkpoint({"w": np.full(2, epoch, np.float32)}, {"epochs_done": epoch})
+    store.write_curves([_row(e) for e in (1, 2, 3)])  # epoch 3 ran; its checkpoint did not
+    with open(store.checkpoint_path, "wb") as f:
+        f.write(b"garbage")
+    with open(store.curves_path, "w") as f:
+        f.write("epoch,lr,loss,acc,val_loss,val_acc,seconds\n1,0.001,0.5,0.8")  # cut short
+    fresh = RunStore(tmp_path)
+    with pytest.warns(results.CorruptFileWarning) as caught:
+        assert fresh.recover(epochs=5) == 1
+    messages = [str(w.message) for w in caught]
+    assert messages[0].endswith("set aside as checkpoint.npz.corrupt")
+    assert "resuming from the previous checkpoint (epoch 1)" in messages[1]
+    assert "curves.csv: line 2: cut short (no final newline)" in messages[2]
+    assert messages[3].endswith("curves.csv: rebuilt from the checkpoint")
+    assert fresh.read_curves() == [_row(1)]  # as the epoch-1 checkpoint saw them
+    assert fresh.load_checkpoint()[1] == {"epochs_done": 1}
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "checkpoint.npz.corrupt",
+                                            "checkpoint.prev.npz", "curves.csv",
+                                            "curves.csv.corrupt"]
+
+
+def test_recover_leaves_good_files_alone_and_clears_dead_temp_files(tmp_path):
+    store = RunStore(tmp_path)
+    store.write_curves([_row(1)])
+    store.save_checkpoint({"w": np.zeros(1)}, {"epochs_done": 1})
+    store.write_curves([_row(1), _row(2)])  # the row after the checkpoint: redone later
+    (tmp_path / ".curves.csv.abc123.tmp").write_text("half")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.endswith(".tmp")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert store.recover(epochs=3) == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_damaged_curves_and_status_are_errors_naming_the_file(tmp_path):
+    store = RunStore(tmp_path)
+    store.write_curves([_row(1), _row(2), _row(3)])
+    text = open(store.curves_path).read()
+    open(store.curves_path, "w").write(text.replace("\n3,", "\n5,"))
+    with pytest.raises(results.CorruptFileError, match=r"curves.csv: line 4: epoch 5 after 2$"):
+        store.read_curves()
+    assert [r["epoch"] for r in store.read_curves(partial=True)] == [1, 2]
+    open(store.status_path, "w").write("[1, 2]")
+    with pytest.raises(results.CorruptFileError, match=r"status.json: not a JSON object"):
+        store.read_status()
+
+
+def test_full_disk_while_saving_a_checkpoint_keeps_both_previous_ones(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    for epoch in (1, 2):
+        store.save_checkpoint({"w": np.full(2, epoch)}, {"epochs_done": epoch})
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full(fd, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(results.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        store.save_checkpoint({"w": np.full(2, 3)}, {"epochs_done": 3})
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+    assert store.load_checkpoint()[1] == {"epochs_done": 2}

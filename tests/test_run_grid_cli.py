@@ -90,10 +90,30 @@ def test_config_mistakes_give_one_line_and_exit_2(tmp_path, text, fragments):
     (["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
     (["--engine", "torch"], "argument --engine: invalid choice: 'torch'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--executor", "slurm"], "argument --executor: invalid choice: 'slurm'"),
+    (["--address", "auto"], "--address, --num-gpus and --num-cpus need --executor ray"),
+    (["--executor", "ray", "--num-gpus", "-1"],
+     "argument --num-gpus: expected a number >= 0, got '-1'"),
+    (["--executor", "ray", "--num-cpus", "0"],
+     "argument --num-cpus: expected a number > 0, got '0'"),
+    (["--max-attempts", "0"], "argument --max-attempts: expected a positive integer, got '0'"),
 ])
 def test_argument_mistakes_give_one_line_and_exit_2(tmp_path, args, fragment):
     path = write(tmp_path, GOOD, "tiny.yaml")
     assert_one_error_line(cli(path, "--results", tmp_path / "r", *args), fragment)
+
+
+def test_ray_executor_without_ray_is_one_line(tmp_path):
+    # As where the .[ray] extra is not installed: importing ray fails.
+    code = ("import runpy, sys; sys.modules['ray'] = None; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code, SCRIPT, str(write(tmp_path, GOOD)),
+                             "--results", str(tmp_path / "r"), "--executor", "ray"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert_one_error_line(result, "--executor ray: Ray is not installed in this Python; "
+                                  "pip install -e '.[ray]'",
+                          stdout=f"tiny: 8 runs in {tmp_path}/r/tiny: 0 done, 8 to do (8 new)\n")
+    assert not (tmp_path / "r").exists()
 
 
 def test_missing_config_file(tmp_path):
@@ -137,7 +157,7 @@ def test_synthetic_dry_run_and_misplaced_flags(tmp_path):
     assert result.stdout == (f"synthetic: 1 run (4 lanes x 9,000,000 steps) in "
                              f"{tmp_path}/synthetic: to do\n")
     assert_one_error_line(cli("configs/synthetic.yaml", "--only", "seed=0"),
-                          "--only and --engine apply to training grids only")
+                          "--only, --engine and --executor apply to training grids only")
 
 
 def test_synthetic_config_runs_once_and_refuses_other_settings(tmp_path):

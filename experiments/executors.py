@@ -1,0 +1,292 @@
+"""Where the runs of a grid are trained: here, one after another, or as Ray tasks.
+
+A grid (:func:`experiments.grid.run_grid`) turns each run that is not done into a
+:class:`Job` and hands the jobs to an executor; ``executor.run(jobs, on_event)`` yields
+one outcome dict per job (in the order they end) and calls ``on_event(run_id, kind,
+payload)`` as it goes: ``"epoch"`` with each curves row, ``"note"`` with a warning.
+
+Every job, wherever it runs, goes through :func:`run_job`: claim the run (see
+:mod:`experiments.claims`; a run a live process holds is left to it), repair its files
+(:meth:`~experiments.results.RunStore.recover`), count the attempt, train, record.
+Attempts count the starts that did not get past the epoch the previous start began
+at, so a run that keeps crashing, even by killing its process, is given up after
+``max_attempts`` starts while a run that is killed now and then but makes progress
+never is.
+
+- :class:`LocalExecutor` trains in this process, one run after another.
+- :class:`RayExecutor` makes each run a Ray task (``num_cpus``/``num_gpus`` each) on a
+  local or remote cluster; the results folder must be visible to every node at the
+  same path (a shared file system). Ray is an optional dependency (``.[ray]``).
+"""
+import dataclasses
+import os
+import socket
+import time
+import traceback
+import warnings
+
+from experiments import claims
+from experiments.config import ConfigError
+from experiments.results import DONE_STATES, CorruptFileWarning, RunStore
+
+MAX_ATTEMPTS = 3
+
+__all__ = ["Job", "run_job", "load_grid_dataset", "LocalExecutor", "RayExecutor",
+           "MAX_ATTEMPTS"]
+
+
+@dataclasses.dataclass
+class Job:
+    """One run to train, with everything a worker needs (picklable)."""
+    run: dict
+    run_dir: str
+    engine: str = "jax"
+    data_dir: str = None
+    data: tuple = None  # (dataset name, train_subset, val_subset, config path)
+    max_attempts: int = MAX_ATTEMPTS
+    stale_after: float = claims.STALE_AFTER
+    heartbeat: float = claims.HEARTBEAT
+    train_fn: object = None  # default experiments.training.train_run
+    load_fn: object = None  # default experiments.data.load_dataset
+
+    @property
+    def run_id(self):
+        return self.run["run_id"]
+
+
+def load_grid_dataset(name, train_subset, val_subset, where, data_dir=None, load_fn=None,
+                      quiet=False):
+    """Load dataset ``name`` and keep the first ``train_subset`` / ``val_subset``
+    examples (``None``: all); a subset larger than the data is a ConfigError at ``where``."""
+    if load_fn is None:
+        from experiments.data import load_dataset as load_fn
+    dataset = load_fn(name, data_dir=data_dir, quiet=quiet)
+    for key, n, have in (("train_subset", train_subset, len(dataset.y_train)),
+                         ("val_subset", val_subset, len(dataset.y_val))):
+        if n is not None and n > have:
+            raise ConfigError(f"{where}: key {key!r}: {n} is more than the {have} "
+                              f"examples {dataset.name} has")
+    if train_subset is None and val_subset is None:
+        return dataset
+    return dataclasses.replace(dataset, x_train=dataset.x_train[:train_subset],
+                               y_train=dataset.y_train[:train_subset],
+                               x_val=dataset.x_val[:val_subset],
+                               y_val=dataset.y_val[:val_subset])
+
+
+def _outcome(job, result, **fields):
+    return {"run_id": job.run_id, "result": result, "run_dir": job.run_dir, **fields}
+
+
+def _first_line(error):
+    return f"{type(error).__name__}: {error}".splitlines()[0]
+
+
+def run_job(job, dataset, on_event=None, quiet=True, position=None):
+    """Claim, repair, train and record one run; returns its outcome dict.
+
+    ``result`` is ``"trained"`` (``state`` finished or diverged, ``last`` curves row,
+    ``seconds``), ``"failed"`` (``message``), ``"busy"`` (a live process holds the run:
+    ``owner``), ``"done"`` (done by another process meanwhile) or ``"lost"`` (another
+    process took the claim over while this one trained).
+    """
+    def event(kind, payload):
+        if on_event is not None:
+            on_event(job.run_id, kind, payload)
+
+    os.makedirs(job.run_dir, exist_ok=True)
+    claim_path = RunStore(job.run_dir).claim_path
+    claim = claims.acquire(
+        claim_path, job.stale_after, job.heartbeat,
+        on_takeover=lambda info, why: event("note", f"took the run over from "
+                                                    f"{info.get('host')}:{info.get('pid')}: "
+                                                    f"{why}"))
+    if claim is None:
+        owner = claims.read_claim(claim_path) or {}
+        return _outcome(job, "busy", owner=f"{owner.get('host', '?')}:{owner.get('pid', '?')}")
+    with claim:
+        store = RunStore(job.run_dir, claim=claim)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", CorruptFileWarning)
+                resumed_at = store.recover(job.run["epochs"])
+            for w in caught:
+                if issubclass(w.category, CorruptFileWarning):
+                    event("note", str(w.message))
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            status = store.read_status() or {}
+            if status.get("state") in DONE_STATES:
+                return _outcome(job, "done", state=status["state"])
+            # Count the starts that got no further than the previous one.
+            same = status.get("attempt_epoch") == resumed_at
+            attempts = int(status.get("attempts", 0)) + 1 if same else 1
+            if attempts > job.max_attempts:
+                last = status.get("error") if status.get("state") == "failed" else None
+                message = (f"gave up after {attempts - 1} attempts that did not finish epoch "
+                           f"{resumed_at + 1} (last: {last or 'the process died'})")
+                store.update_status(state="failed", gave_up=True, error=message)
+                return _outcome(job, "failed", message=message, gave_up=True)
+            status.pop("gave_up", None)
+            store.write_config(job.run)
+            store.write_status(dict(status, attempts=attempts, attempt_epoch=resumed_at))
+            return _train(job, store, dataset, event, quiet, position)
+        except claims.ClaimLost as error:
+            return _outcome(job, "lost", message=str(error))
+
+
+def _train(job, store, dataset, event, quiet, position):
+    train_fn = job.train_fn
+    if train_fn is None:
+        from experiments.training import train_run as train_fn
+    from experiments.data import DataError
+
+    def on_epoch(row):
+        store.claim.verify()  # stop at once if another process took the run over
+        event("epoch", row)
+
+    start = time.time()
+    try:
+        status = train_fn(job.run, store, engine=job.engine, data_dir=job.data_dir,
+                          dataset=dataset, quiet=quiet, position=position, on_epoch=on_epoch)
+        state = (status or store.read_status() or {}).get("state")
+        if state not in DONE_STATES:
+            raise RuntimeError(f"training returned in state {state!r}")
+    except (claims.ClaimLost, DataError):
+        raise
+    except Exception as error:
+        message = _first_line(error)
+        store.update_status(state="failed", error=message, traceback=traceback.format_exc(),
+                            failed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        return _outcome(job, "failed", message=message)
+    last = (store.read_curves(partial=True) or [{}])[-1]
+    return _outcome(job, "trained", state=state, last=last, seconds=time.time() - start)
+
+
+class LocalExecutor:
+    """Train in this process, one run after another (``dataset`` loaded once)."""
+
+    name = "local"
+
+    def __init__(self, dataset, quiet=False):
+        self.dataset, self.quiet = dataset, quiet
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def run(self, jobs, on_event=None):
+        for job in jobs:
+            yield run_job(job, self.dataset, on_event, quiet=self.quiet, position=1)
+
+
+_DATASETS = {}  # per Ray worker process: datasets already loaded
+
+
+def _ray_task(job, events):
+    """The body of a Ray task: one job, its events sent to the ``events`` actor."""
+    from experiments.data import DataError
+
+    def on_event(run_id, kind, payload):
+        events.put.remote(run_id, kind, payload)
+    grid_dir = os.path.dirname(job.run_dir)
+    if not os.path.isdir(grid_dir):
+        return _outcome(job, "user_error", message=(
+            f"{grid_dir} is not visible on {socket.gethostname()}: the results folder must "
+            f"be on a file system that every Ray node mounts at the same path"))
+    key = (job.data, job.data_dir, job.load_fn)
+    try:
+        if key not in _DATASETS:
+            name, train_subset, val_subset, where = job.data
+            _DATASETS.clear()  # one dataset per worker at a time: they can be large
+            _DATASETS[key] = load_grid_dataset(name, train_subset, val_subset, where,
+                                               job.data_dir, job.load_fn, quiet=True)
+        return run_job(job, _DATASETS[key], on_event)
+    except (DataError, ConfigError) as error:
+        return _outcome(job, "user_error", message=str(error))
+
+
+class _Events:
+    """A Ray actor collecting the tasks' events for the driver."""
+
+    def __init__(self):
+        self.events = []
+
+    def put(self, *event):
+        self.events.append(event)
+
+    def take(self):
+        events, self.events = self.events, []
+        return events
+
+
+class RayExecutor:
+    """Each job a Ray task. ``address``: ``host:port`` of a cluster, ``'auto'`` for the
+    one ``ray start`` runs on this host, or None (``ray.init()``: ``RAY_ADDRESS``, else a
+    cluster started on this host, else a new local Ray for this grid alone).
+
+    A task whose worker dies is retried by Ray (up to ``max_retries`` times); the
+    retry takes the dead worker's claim over and resumes from the checkpoint.
+    """
+
+    name = "ray"
+
+    def __init__(self, address=None, num_cpus=1, num_gpus=0, max_retries=MAX_ATTEMPTS,
+                 quiet=False):
+        self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
+        self.max_retries, self.quiet = max_retries, quiet
+        self._started = False
+
+    def __enter__(self):
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--executor ray: Ray is not installed in this Python; "
+                              "pip install -e '.[ray]'") from None
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False,
+                         logging_level="ERROR", log_to_driver=not self.quiet)
+            except (ConnectionError, ValueError, RuntimeError) as e:
+                where = f"--address {self.address}" if self.address else "ray.init()"
+                raise ConfigError(f"{where}: cannot start or reach Ray: "
+                                  f"{' '.join(str(e).split())}") from None
+            self._started = True
+        return self
+
+    def __exit__(self, *exc):
+        if self._started:
+            import ray
+            ray.shutdown()
+
+    def run(self, jobs, on_event=None):
+        import ray
+        events = ray.remote(_Events).options(num_cpus=0).remote()
+        options = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
+                   "max_retries": self.max_retries, "retry_exceptions": False}
+        if 0 < self.num_gpus < 1:  # GPUs shared by several tasks: allocate memory as needed
+            options["runtime_env"] = {"env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}}
+        task = ray.remote(_ray_task).options(**options)
+        pending = {task.remote(job, events): job for job in jobs}
+
+        def relay():
+            for event in ray.get(events.take.remote()):
+                if on_event is not None:
+                    on_event(*event)
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
+                relay()
+                for ref in ready:
+                    job = pending.pop(ref)
+                    try:
+                        outcome = ray.get(ref)
+                    except ray.exceptions.RayError as error:  # e.g. the worker died again
+                        outcome = _outcome(job, "failed", message=_first_line(error))
+                    yield outcome
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            ray.kill(events)

@@ -1,0 +1,166 @@
+"""The Ray executor on a local Ray cluster (started once for the module, 2 CPUs):
+smoke.yaml as on the local executor, a killed worker, resource requests, and a Ray
+runner next to a local runner on one results folder. Skipped where Ray is not installed.
+"""
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import test_faults  # noqa: E402  (the toy engine; tests/ is on sys.path under pytest)
+from test_faults import REAL, needs_mnist  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "run_grid.py")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster; yields the address other drivers join it at (loopback)."""
+    tests = os.path.dirname(os.path.abspath(__file__))  # workers import the toy engine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": tests}})
+    try:
+        yield "127.0.0.1:" + ray.get_runtime_context().gcs_address.rsplit(":", 1)[1]
+    finally:
+        ray.shutdown()
+
+
+def cli(*args, **kwargs):
+    return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300, **kwargs)
+
+
+def curves(run_dir):
+    return test_faults.curves(run_dir)
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_smoke_on_ray_equals_the_local_executor(cluster, tmp_path):
+    on_ray = cli("configs/smoke.yaml", "--results", tmp_path / "ray", "--data-dir", REAL,
+                 "--executor", "ray", "--address", cluster)
+    assert on_ray.returncode == 0, on_ray.stderr
+    lines = on_ray.stdout.splitlines()
+    assert lines[0] == f"smoke: 4 runs in {tmp_path}/ray/smoke: 0 done, 4 to do (4 new)"
+    assert lines[-1] == "smoke: 4 trained, 0 failed; 4/4 done"
+    assert "8/8" in on_ray.stderr  # the grid's progress bar counted every epoch
+    from experiments.config import load_config
+    from experiments.grid import run_grid
+    local = run_grid(load_config(os.path.join(REPO, "configs", "smoke.yaml")),
+                     results_dir=str(tmp_path / "local"), data_dir=REAL, quiet=True,
+                     out=io.StringIO())
+    assert len(local["trained"]) == 4
+    for rid in local["trained"]:
+        ray_run, local_run = tmp_path / "ray" / "smoke" / rid, tmp_path / "local" / "smoke" / rid
+        assert curves(ray_run) == curves(local_run)  # bit for bit
+        assert len(curves(ray_run)) == 2
+        assert sorted(os.listdir(ray_run)) == ["config.yaml", "curves.csv", "status.json"]
+        assert json.loads((ray_run / "status.json").read_text())["trainings"] == 1
+    again = cli("configs/smoke.yaml", "--results", tmp_path / "ray", "--executor", "ray",
+                "--address", cluster)
+    assert again.returncode == 0 and again.stdout.endswith("4 done (4 finished), 0 to do\n")
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(cluster, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\nmodel: logreg\nepochs: 40\ntrain_subset: 3000\n"
+                      "val_subset: 1000\nlearning_rate: 0.001\ngrid:\n  updater: [amsgrad]\n"
+                      "seeds: [3]\n")
+    run_dir = tmp_path / "ray" / "tiny" / "amsgrad_seed=3"
+    driver = subprocess.Popen(
+        [sys.executable, SCRIPT, str(config), "--results", str(tmp_path / "ray"), "--data-dir",
+         REAL, "--quiet", "--executor", "ray", "--address", cluster],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while driver.poll() is None and time.time() < deadline and not (
+                (run_dir / "checkpoint.npz").exists() and len(curves(run_dir)) >= 3):
+            time.sleep(0.005)
+        worker = json.loads((run_dir / "claim.json").read_text())["pid"]
+        assert worker != driver.pid
+        os.kill(worker, signal.SIGKILL)
+        out, err = driver.communicate(timeout=240)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert driver.returncode == 0, err
+    assert "took the run over from" in err and f"process {worker}, is dead" in err
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished" and status["trainings"] == 2
+    reference = cli(config, "--results", tmp_path / "local", "--data-dir", REAL, "--quiet")
+    assert reference.returncode == 0, reference.stderr
+    assert curves(run_dir) == curves(tmp_path / "local" / "tiny" / "amsgrad_seed=3")
+
+
+def resource_train(run, store, on_epoch=None, **kwargs):
+    """Writes two epochs of curves and what Ray gave the task."""
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    rows = []
+    for epoch in range(1, run["epochs"] + 1):
+        rows.append({"epoch": epoch, "lr": run["learning_rate"], "loss": 1.0})
+        store.write_curves(rows)
+        on_epoch(rows[-1])
+    return store.update_status(state="finished", assigned=assigned, pid=os.getpid())
+
+
+def test_each_task_asks_for_the_configured_resources(cluster, tmp_path):
+    from experiments.config import parse_config
+    from experiments.grid import run_grid
+    data = {"name": "res", "model": "logreg", "epochs": 2, "grid": {"updater": ["adam"]},
+            "seeds": [0, 1], "resources": {"num_cpus": 2}}
+    config = parse_config(data, path="res.yaml")
+    for results, num_cpus, expected in (("config", None, 2.0), ("cli", 0.5, 0.5)):
+        summary = run_grid(config, results_dir=str(tmp_path / results), quiet=True,
+                           out=io.StringIO(), executor="ray", num_cpus=num_cpus,
+                           train_fn=resource_train, load_fn=test_faults.toy_dataset)
+        assert sorted(summary["trained"]) == ["adam_seed=0", "adam_seed=1"]
+        for rid in summary["trained"]:
+            status = json.loads((tmp_path / results / "res" / rid / "status.json").read_text())
+            assert status["assigned"] == {"CPU": expected}
+            assert status["pid"] != os.getpid()  # trained in a Ray worker
+
+
+def toy_train(run, store, **kwargs):
+    """The real trainer with the toy engine (0.2 s an epoch), in a Ray worker."""
+    import experiments.training
+    os.environ["TOY_EPOCH_SECONDS"] = "0.2"
+    experiments.training.get_engine = lambda name: test_faults.ToyEngine
+    return experiments.training.train_run(run, store, **kwargs)
+
+
+def test_ray_runner_and_local_runner_share_a_results_folder(cluster, tmp_path):
+    from experiments.config import load_config
+    from experiments.grid import run_grid
+    config_path = test_faults.toy_config(tmp_path, epochs=4, seeds="[0, 1, 2, 3, 4]")
+    reference = test_faults.toy_run(config_path, tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr
+    results = tmp_path / "shared"  # 10 runs of 0.8 s: enough for both to get some
+    env = dict(os.environ, TOY_EPOCH_SECONDS="0.2")
+    local = subprocess.Popen(test_faults.toy_cmd(config_path, results), env=env, cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        summary = run_grid(load_config(config_path), results_dir=str(results), quiet=True,
+                           out=io.StringIO(), executor="ray", train_fn=toy_train,
+                           load_fn=test_faults.toy_dataset)
+    finally:
+        out, err = local.communicate(timeout=120)
+    assert local.returncode == 0, err
+    local_trained = int(out.splitlines()[-1].split(": ")[1].split()[0])
+    assert summary["failed"] == []
+    assert len(summary["trained"]) + local_trained == 10  # each run trained once ...
+    assert len(summary["trained"]) >= 1 and local_trained >= 1  # ... by one or the other
+    for rid, run_dir in test_faults.run_dirs(results).items():
+        status = test_faults.status(run_dir)
+        assert status["trainings"] == 1 and status["state"] == "finished"
+        assert curves(run_dir) == curves(tmp_path / "reference" / "toy" / rid)
