@@ -1,0 +1,243 @@
+"""The engine interface, and what every engine shares.
+
+An engine compiles one model spec (:mod:`experiments.models`) for one dataset and
+one set of optimizer hyperparameters, holds the run's arrays (parameters, batch-norm
+running statistics, optimizer state) and trains them epoch by epoch. The trainer
+(:mod:`experiments.training`) only talks to this interface, so every engine gets the
+same schedule, curves, checkpoints and divergence handling.
+
+Checkpoint arrays
+-----------------
+:meth:`Engine.dump` returns, and :meth:`Engine.load` takes, a flat
+``dict[str, np.ndarray]`` whose names say what each array is:
+
+==========================  ==================================================
+``param:<name>``            trainable parameters (``param:conv1.W``), float32
+``state:<name>``            batch-norm running statistics (``state:conv1_bn.mean``,
+                            ``state:conv1_bn.inv_std``), float32
+``opt:t``                   update steps taken so far (int64 scalar)
+``opt:m:<param>``           Adam family: first moment, float32
+``opt:v:<param>``           Adam family: second moment (raw, uncorrected)
+``opt:v_hat:<param>``       AMSGrad: running maximum of ``v``
+``opt:velocity:<param>``    momentum, nesterov: velocity
+==========================  ==================================================
+
+The names do not depend on the engine, so a checkpoint written by one engine loads
+into another; :func:`array_shapes` lists them for a spec and hyperparameters, and
+:func:`check_arrays` checks a checkpoint against that list.
+"""
+import abc
+from collections import OrderedDict
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .. import models
+
+#: Predictions are clipped to ``[CLIP, 1 - CLIP]`` before the log of the cross-entropy
+#: (Lasagne's experiment code); a saturated wrong prediction costs ``-log(CLIP)``
+#: = 16.118 and has zero gradient.
+CLIP = 1e-7
+
+#: Updaters an engine understands; the experiment's grids use 'adam' and 'amsgrad'.
+UPDATERS = ("adam", "amsgrad", "adamw", "sgd", "momentum", "nesterov")
+ADAM_FAMILY = ("adam", "amsgrad", "adamw")
+VARIANTS = ("lasagne", "pytorch", "optax")  # see amsgrad.rules.adam_step
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Optimizer hyperparameters of a run, except the learning rate.
+
+    The learning rate changes every epoch (the schedule) and is passed to
+    :meth:`Engine.train_epoch`; everything here is fixed for the whole run.
+
+    Parameters
+    ----------
+    updater : {'adam', 'amsgrad', 'adamw', 'sgd', 'momentum', 'nesterov'}
+    beta1, beta2, epsilon : float
+        Adam family only.
+    bias_correction : bool
+        Adam family: scale the step by ``sqrt(1 - beta2**t) / (1 - beta1**t)``.
+    variant : {'lasagne', 'pytorch', 'optax'}
+        Where the AMSGrad max is taken and where epsilon enters (the experiment
+        uses 'lasagne'); see :func:`amsgrad.rules.adam_step`.
+    momentum : float
+        'momentum' and 'nesterov' only.
+    weight_decay : float
+        'adamw' only: decoupled decay ``lr * weight_decay * param``.
+    """
+    updater: str = "amsgrad"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    bias_correction: bool = True
+    variant: str = "lasagne"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        if self.updater not in UPDATERS:
+            raise ValueError(f"unknown updater {self.updater!r}; "
+                             f"choose from {', '.join(UPDATERS)}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown variant {self.variant!r}; "
+                             f"choose from {', '.join(VARIANTS)}")
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if not isinstance(self.bias_correction, (bool, np.bool_)):
+            raise ValueError(f"bias_correction must be true or false, "
+                             f"got {self.bias_correction!r}")
+
+    @property
+    def amsgrad(self):
+        return self.updater == "amsgrad"
+
+    @classmethod
+    def from_run(cls, run):
+        """The hyperparameters of a resolved run config (extra keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in run.items() if k in names})
+
+
+def optimizer_shapes(spec, hparams):
+    """Ordered ``{name: shape}`` of the optimizer state arrays (``opt:...``)."""
+    shapes = OrderedDict([("opt:t", ())])
+    params = models.param_shapes(spec)
+    if hparams.updater in ADAM_FAMILY:
+        slots = ("m", "v", "v_hat") if hparams.amsgrad else ("m", "v")
+    elif hparams.updater in ("momentum", "nesterov"):
+        slots = ("velocity",)
+    else:
+        slots = ()
+    for slot in slots:
+        for name, shape in params.items():
+            shapes[f"opt:{slot}:{name}"] = shape
+    return shapes
+
+
+def array_shapes(spec, hparams):
+    """Ordered ``{name: shape}`` of everything :meth:`Engine.dump` returns."""
+    shapes = OrderedDict((f"param:{k}", s) for k, s in models.param_shapes(spec).items())
+    shapes.update((f"state:{k}", s) for k, s in models.state_shapes(spec).items())
+    shapes.update(optimizer_shapes(spec, hparams))
+    return shapes
+
+
+def check_arrays(arrays, spec, hparams):
+    """Raise ``ValueError`` naming the first missing, unexpected or misshapen array."""
+    expected = array_shapes(spec, hparams)
+    missing = [k for k in expected if k not in arrays]
+    extra = [k for k in arrays if k not in expected]
+    if missing or extra:
+        raise ValueError(f"checkpoint does not fit model {spec.name!r} with updater "
+                         f"{hparams.updater!r}: missing {missing[:3]}, unexpected {extra[:3]}")
+    for name, shape in expected.items():
+        if tuple(np.shape(arrays[name])) != tuple(shape):
+            raise ValueError(f"checkpoint array {name!r} has shape {np.shape(arrays[name])},"
+                             f" expected {tuple(shape)}")
+
+
+def initial_arrays(spec, hparams, seed):
+    """A fresh run's arrays: ``models.init_params``, ``models.init_state``, zero
+    optimizer state. Engines start from these, so every engine starts identically."""
+    arrays = OrderedDict((f"param:{k}", v) for k, v in models.init_params(spec, seed).items())
+    arrays.update((f"state:{k}", v) for k, v in models.init_state(spec).items())
+    for name, shape in optimizer_shapes(spec, hparams).items():
+        arrays[name] = (np.zeros((), np.int64) if name == "opt:t"
+                        else np.zeros(shape, np.float32))
+    return arrays
+
+
+def split_arrays(arrays):
+    """``(params, state, opt)``: three ordered dicts with the prefixes stripped
+    (``opt`` keeps ``t`` and ``<slot>:<param>`` names)."""
+    out = (OrderedDict(), OrderedDict(), OrderedDict())
+    for name, value in arrays.items():
+        kind, _, rest = name.partition(":")
+        out[("param", "state", "opt").index(kind)][rest] = value
+    return out
+
+
+def dropout_seed(seed, epoch):
+    """A 31-bit integer seed for epoch ``epoch``'s dropout masks, for engines whose
+    random streams take an integer seed (Theano's MRG). Derived from
+    ``(seed, epoch)`` alone, so a resumed run draws the same masks."""
+    return int(np.random.default_rng([seed, 2, epoch]).integers(1, 2 ** 31 - 1))
+
+
+class Engine(abc.ABC):
+    """A model spec compiled for training and evaluation.
+
+    Parameters
+    ----------
+    spec : experiments.models.ModelSpec
+    dataset : experiments.data.Dataset or None
+        Float32 ``x_train (N, C, H, W)``, int32 ``y_train``, ``x_val``, ``y_val``.
+        ``None`` allows only :meth:`forward` and :meth:`train_steps`.
+    hparams : Hyperparameters
+    seed : int
+        Initial arrays come from :func:`initial_arrays` (``models.init_params(spec,
+        seed)``); dropout masks derive from ``(seed, epoch)``.
+    dropout : bool
+        ``False`` turns dropout off in training (for comparing engines step by step).
+    """
+
+    #: Short name used in status files ('jax', 'theano').
+    name = None
+
+    def __init__(self, spec, dataset, hparams, seed, dropout=True):
+        self.spec = spec
+        self.dataset = dataset
+        self.hparams = hparams
+        self.seed = int(seed)
+        self.dropout = bool(dropout)
+
+    def info(self):
+        """Facts for the run's status file: library versions, device (JSON-able)."""
+        return {}
+
+    @abc.abstractmethod
+    def load(self, arrays):
+        """Replace every array of the run by ``arrays`` (see the module docstring);
+        raises ``ValueError`` if they do not fit (:func:`check_arrays`)."""
+
+    @abc.abstractmethod
+    def dump(self):
+        """``dict[str, np.ndarray]``: a copy of everything a checkpoint holds."""
+
+    @abc.abstractmethod
+    def train_epoch(self, epoch, lr, indices, flips=None):
+        """Train one epoch in training mode; returns ``(mean loss, mean accuracy)``
+        over its batches.
+
+        Parameters
+        ----------
+        epoch : int
+            0-based; with ``seed`` it fixes the dropout masks.
+        lr : float
+            Learning rate for every step of this epoch.
+        indices : int array (n_batches, batch_size)
+            Training-set rows of each batch (``data.epoch_batches``).
+        flips : bool array like ``indices``, or None
+            Mirror those images left-right before the step.
+        """
+
+    @abc.abstractmethod
+    def evaluate(self, batch_size=1024):
+        """``(val_loss, val_acc)`` in deterministic mode over the whole validation set,
+        means over examples (the last partial batch weighs by its size)."""
+
+    @abc.abstractmethod
+    def forward(self, x, deterministic=True):
+        """Class probabilities for the float32 batch ``x`` (numpy in, numpy out).
+        ``deterministic=False`` uses batch statistics (and dropout if enabled) without
+        updating the running averages."""
+
+    @abc.abstractmethod
+    def train_steps(self, x_batches, y_batches, lr):
+        """One update per batch of ``x_batches (S, B, C, H, W)``, ``y_batches (S, B)``;
+        returns the ``S`` training losses (numpy). For comparing engines; dropout
+        follows the ``dropout`` flag (masks as in epoch 0)."""

@@ -1,0 +1,210 @@
+"""Lasagne's layers as pure JAX functions, and a model spec's forward pass.
+
+Each function follows the formula of the Lasagne layer it is named after (Lasagne
+0.2.dev1, the version behind the original experiment), including the order of the
+floating-point operations where that is cheap, so that the JAX and Theano engines
+agree to float32 rounding. The model's input is NCHW and its weights are Lasagne's
+(conv ``W (out, in, kh, kw)``), but images travel through the network as NHWC, the
+layout XLA's CPU convolutions are fast in; only the flattening before a dense layer
+goes back to Lasagne's order.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .. import models
+from .base import CLIP
+
+
+_DN = ("NHWC", "HWIO", "NHWC")  # the layout XLA's CPU convolutions run fast in
+
+
+def _conv(x, k, pad, precision=None):
+    return lax.conv_general_dilated(x, k, (1, 1), [(pad, pad), (pad, pad)],
+                                    dimension_numbers=_DN, precision=precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_nhwc(x, k, pad=0, precision=None):
+    """Stride-1 convolution of NHWC ``x`` with HWIO ``k``, padded by ``pad`` on each side.
+
+    Its gradients are written as forward convolutions in the same layout. XLA's CPU
+    backend runs convolutions in other layouts (those autodiff produces for the
+    backward pass) up to 20 times slower inside a loop such as ``lax.scan``; the
+    values are the same.
+    """
+    return _conv(x, k, pad, precision)
+
+
+def _conv_fwd(x, k, pad, precision):
+    return _conv(x, k, pad, precision), (x, k)
+
+
+def _conv_bwd(pad, precision, res, dy):
+    x, k = res
+    # dx: full correlation of dy with the spatially flipped kernel, in/out swapped.
+    dx = _conv(dy, jnp.transpose(k[::-1, ::-1], (0, 1, 3, 2)), k.shape[0] - 1 - pad,
+               precision)
+    # dk[h, w, i, o] = sum_{n,y,x} x[n, y+h, x+w, i] dy[n, y, x, o]: a convolution with
+    # the input channels as batch and the examples as features.
+    dk = _conv(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(dy, (1, 2, 0, 3)), pad, precision)
+    return dx, jnp.transpose(dk, (1, 2, 0, 3))
+
+
+conv_nhwc.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv2d(x, W, b=None, pad="valid", precision=None, custom_grad=True):
+    """``Conv2DLayer`` with ``flip_filters=True`` (Lasagne's default), on NHWC ``x``
+    with Lasagne's ``W (out, in, kh, kw)``: a true convolution, so the kernel is
+    flipped spatially before the cross-correlation XLA computes. 'same' pads
+    ``k // 2`` on each side. ``custom_grad=False`` differentiates XLA's convolution
+    directly (the same values; see :func:`conv_nhwc`)."""
+    k = jnp.transpose(W[:, :, ::-1, ::-1], (2, 3, 1, 0))
+    p = 0 if pad == "valid" else W.shape[-1] // 2
+    out = conv_nhwc(x, k, p, precision) if custom_grad else _conv(x, k, p, precision)
+    return out if b is None else out + b
+
+
+def dense(x, W, b=None, precision=None):
+    """``DenseLayer``: flattens all but the batch axis in Lasagne's (C, H, W) order,
+    then ``x @ W + b``."""
+    if x.ndim == 4:
+        x = jnp.transpose(x, (0, 3, 1, 2))
+    out = jnp.dot(x.reshape(x.shape[0], -1), W, precision=precision)
+    return out if b is None else out + b
+
+
+def nonlinearity(x, name):
+    if name == "relu":
+        return jax.nn.relu(x)
+    if name == "softmax":
+        return jax.nn.softmax(x, axis=-1)
+    if name == "linear":
+        return x
+    raise ValueError(f"unknown nonlinearity {name!r}")
+
+
+def max_pool(x, size=2):
+    """``MaxPool2DLayer(ignore_border=True)`` on NHWC: non-overlapping, floor sizes."""
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, size, size, 1),
+                             (1, size, size, 1), "VALID")
+
+
+def global_mean_pool(x):
+    """``GlobalPoolLayer``: mean over the spatial axes of NHWC ``x``."""
+    return jnp.mean(x, axis=(1, 2))
+
+
+def local_response_norm(x, alpha=1e-4, k=2.0, beta=0.75, n=5):
+    """``LocalResponseNormalization2DLayer`` on NHWC ``x``:
+    ``x / (k + alpha * sum x**2) ** beta``, the sum over the ``n`` channels centred
+    on each (zero-padded at the edges); alpha is not divided by ``n``.
+
+    The window sum is a product with a 0/1 band matrix and ``** 0.75`` is
+    ``rsqrt * sqrt(rsqrt)``: ten times faster on CPU than slices and ``pow``, and
+    within float32 rounding of them."""
+    channels = x.shape[-1]
+    offsets = np.arange(channels)
+    band = (np.abs(offsets[:, None] - offsets[None, :]) <= n // 2).astype(np.float32)
+    scale = k + alpha * jnp.dot(jnp.square(x), band, precision=lax.Precision.HIGHEST)
+    if beta == 0.75:
+        r = lax.rsqrt(scale)
+        return x * (r * jnp.sqrt(r))
+    return x / scale ** beta
+
+
+def batch_norm_train(x, gamma, beta, mean, inv_std, epsilon=1e-4, alpha=0.1):
+    """``BatchNormLayer`` in training: normalise with the batch statistics (biased
+    variance) over all axes but the channels (the last); returns the output and the
+    updated running ``(mean, inv_std)``."""
+    axes = tuple(range(x.ndim - 1))
+    batch_mean = jnp.mean(x, axis=axes)
+    batch_inv_std = 1.0 / jnp.sqrt(jnp.var(x, axis=axes) + epsilon)
+    new_mean = (1 - alpha) * mean + alpha * batch_mean
+    new_inv_std = (1 - alpha) * inv_std + alpha * batch_inv_std
+    return batch_norm_eval(x, gamma, beta, batch_mean, batch_inv_std), (new_mean, new_inv_std)
+
+
+def batch_norm_eval(x, gamma, beta, mean, inv_std):
+    """``BatchNormLayer(deterministic=True)``: the running averages."""
+    return (x - mean) * (gamma * inv_std) + beta  # Lasagne's grouping
+
+
+def dropout(x, p, key):
+    """``DropoutLayer``: ``x / (1 - p) * mask`` with ``mask ~ Bernoulli(1 - p)``."""
+    retain = 1.0 - p
+    mask = jax.random.bernoulli(key, retain, x.shape)
+    return x / retain * mask.astype(x.dtype)
+
+
+def apply(spec, params, state, x, train=False, key=None, precision=None, custom_grad=True):
+    """The spec's output probabilities for the NCHW batch ``x``.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    params, state : dict name -> array
+        As ``models.init_params`` / ``models.init_state``.
+    train : bool
+        Batch-norm with batch statistics (and dropout, when ``key`` is given).
+    key : PRNG key or None
+        Dropout key; each dropout layer uses ``fold_in(key, its index in the spec)``.
+        ``None`` disables dropout.
+    precision, custom_grad
+        For the convolutions, see :func:`conv2d`.
+
+    Returns
+    -------
+    probs, new_state
+        ``new_state`` holds the updated running averages in training, else ``state``.
+    """
+    new_state = dict(state)
+    if x.ndim == 4:
+        x = jnp.transpose(x, (0, 2, 3, 1))  # NCHW -> NHWC
+    for i, layer in enumerate(spec.layers):
+        name = layer.name
+        if isinstance(layer, models.Conv2DLayer):
+            x = conv2d(x, params[f"{name}.W"], params.get(f"{name}.b"), layer.pad, precision,
+                       custom_grad)
+            x = nonlinearity(x, layer.nonlinearity)
+        elif isinstance(layer, models.DenseLayer):
+            x = dense(x, params[f"{name}.W"], params.get(f"{name}.b"), precision)
+            x = nonlinearity(x, layer.nonlinearity)
+        elif isinstance(layer, models.BatchNormLayer):
+            gb = params[f"{name}.gamma"], params[f"{name}.beta"]
+            stats = state[f"{name}.mean"], state[f"{name}.inv_std"]
+            if train:
+                x, (new_state[f"{name}.mean"], new_state[f"{name}.inv_std"]) = \
+                    batch_norm_train(x, *gb, *stats, layer.epsilon, layer.alpha)
+            else:
+                x = batch_norm_eval(x, *gb, *stats)
+        elif isinstance(layer, models.NonlinearityLayer):
+            x = nonlinearity(x, layer.nonlinearity)
+        elif isinstance(layer, models.MaxPool2DLayer):
+            x = max_pool(x, layer.pool_size)
+        elif isinstance(layer, models.DropoutLayer):
+            if train and key is not None and layer.p > 0:
+                x = dropout(x, layer.p, jax.random.fold_in(key, i))
+        elif isinstance(layer, models.LocalResponseNormalization2DLayer):
+            x = local_response_norm(x, layer.alpha, layer.k, layer.beta, layer.n)
+        elif isinstance(layer, models.GlobalPoolLayer):
+            x = global_mean_pool(x)
+        else:
+            raise TypeError(f"layer {name!r}: unsupported type {type(layer).__name__}")
+    return x, new_state
+
+
+def clipped_crossentropy(probs, targets):
+    """Per-example ``-log(clip(p[target], CLIP, 1 - CLIP))``. The clip comes before the
+    log, so a prediction clipped at either end passes no gradient back."""
+    p = jnp.clip(probs, CLIP, 1.0 - CLIP)
+    return -jnp.log(jnp.take_along_axis(p, targets[:, None], axis=1)[:, 0])
+
+
+def accuracy(probs, targets):
+    """Per-example 1.0 where the arg-max class is the target."""
+    return (jnp.argmax(probs, axis=1) == targets).astype(probs.dtype)
