@@ -21,6 +21,21 @@ os.environ.setdefault(
     "THEANO_FLAGS",
     f"blas.ldflags=,floatX=float32,base_compiledir={REPO / '.cache' / 'theano'}")
 
+#: Real MNIST and CIFAR-10 (``../shared/data`` beside the repository, or $AMSGRAD_REAL_DATA).
+REAL_DATA = Path(os.environ.get("AMSGRAD_REAL_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def cifar_root(tmp_path_factory):
+    """A real CIFAR-10 in the official python format, built once per session (~15 s)."""
+    import subprocess
+    import sys
+    root = tmp_path_factory.mktemp("cifar")
+    subprocess.run([sys.executable, str(REAL_DATA / "make_cifar10_batches.py"), str(root)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return root
+
+
 REQUIRE_VARIABLE = {"theano": "AMSGRAD_REQUIRE_THEANO", "pytensor": "AMSGRAD_REQUIRE_PYTENSOR"}
 
 

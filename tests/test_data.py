@@ -2,8 +2,6 @@
 import gzip
 import os
 import pickle
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -30,15 +28,6 @@ def raw_idx(name):
 @pytest.fixture(scope="module")
 def mnist():
     return load_dataset("mnist", REAL, download=False)
-
-
-@pytest.fixture(scope="session")
-def cifar_root(tmp_path_factory):
-    """A real CIFAR-10 in the official python format, built once per session (~15 s)."""
-    root = tmp_path_factory.mktemp("cifar")
-    subprocess.run([sys.executable, str(REAL / "make_cifar10_batches.py"), str(root)],
-                   check=True, stdout=subprocess.DEVNULL)
-    return root
 
 
 @pytest.fixture(scope="module")

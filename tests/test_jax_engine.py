@@ -2,8 +2,6 @@
 epoch loop, checkpoints of its arrays, and training on real MNIST and CIFAR-10."""
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -300,11 +298,8 @@ def test_logreg_on_mnist(mnist, updater):
 
 
 @pytest.fixture(scope="module")
-def cifar(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")  # real CIFAR-10 batches, ~15 s to build
-    subprocess.run([sys.executable, str(REAL / "make_cifar10_batches.py"), str(root)],
-                   check=True, stdout=subprocess.DEVNULL)
-    return load_dataset("cifar10", root, download=False, quiet=True)
+def cifar(cifar_root):
+    return load_dataset("cifar10", cifar_root, download=False, quiet=True)
 
 
 @needs_real
