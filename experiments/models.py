@@ -11,7 +11,7 @@ batch-norm running statistics are state, not parameters (``conv1_bn.mean``,
 """
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 
