@@ -123,6 +123,16 @@ def test_max_pool_floor():
     np.testing.assert_array_equal(out, expected)
 
 
+def test_max_pool_gradient_goes_to_every_tied_maximum():
+    # Theano's MaxPoolGrad (and so Lasagne) passes the gradient to each input equal to
+    # the window's max; on real images ties are common (flat regions, ReLU zeros).
+    x = np.array([[1, 1, 0, 2, 9], [0, 1, 2, 0, 9], [3, 3, 3, 3, 9]], np.float32)
+    x = x[None, :, :, None]  # NHWC, a 3x5 image: one 2x2 window row, border dropped
+    g = np.asarray(jax.grad(lambda a: (L.max_pool(a) * jnp.array([2.0, 5.0])[None, None, :, None]).sum())(x))
+    expected = np.array([[2, 2, 0, 5, 0], [0, 2, 5, 0, 0], [0, 0, 0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(g[0, :, :, 0], expected)
+
+
 def conv_loop(x, W, pad):
     """A true convolution (kernel flipped), as Lasagne's Conv2DLayer computes it."""
     k = W.shape[-1]

@@ -88,10 +88,34 @@ def nonlinearity(x, name):
     raise ValueError(f"unknown nonlinearity {name!r}")
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def max_pool(x, size=2):
-    """``MaxPool2DLayer(ignore_border=True)`` on NHWC: non-overlapping, floor sizes."""
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, size, size, 1),
-                             (1, size, size, 1), "VALID")
+    """``MaxPool2DLayer(ignore_border=True)`` on NHWC: non-overlapping, floor sizes.
+
+    The gradient goes to EVERY input equal to its window's maximum, as Theano's
+    ``MaxPoolGrad`` does (XLA's picks one). Ties are common on real images (flat
+    regions, ReLU zeros), so this changes the training trajectory, not just rounding.
+    """
+    n, h, w, c = x.shape
+    hh, ww = h // size * size, w // size * size
+    return x[:, :hh, :ww].reshape(n, h // size, size, w // size, size, c).max(axis=(2, 4))
+
+
+def _max_pool_fwd(x, size):
+    y = max_pool(x, size)
+    return y, (x, y)
+
+
+def _max_pool_bwd(size, residuals, g):
+    x, y = residuals
+    n, h, w, c = x.shape
+    hh, ww = h // size * size, w // size * size
+    up = lambda a: jnp.repeat(jnp.repeat(a, size, axis=1), size, axis=2)
+    dx = jnp.where(x[:, :hh, :ww] == up(y), up(g), jnp.zeros((), g.dtype))
+    return (jnp.pad(dx, ((0, 0), (0, h - hh), (0, w - ww), (0, 0))),)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def global_mean_pool(x):

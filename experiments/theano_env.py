@@ -1,0 +1,94 @@
+"""Import Theano 1.0.5 with the flags this project needs, unless the user chose otherwise.
+
+Theano reads its flags once, when it is first imported, from ``THEANO_FLAGS`` and then
+from its config files (``THEANORC``, default ``~/.theanorc``). On a current stack it
+does not import without an empty ``blas.ldflags`` (it then runs its BLAS calls through
+NumPy's C API), and the experiments are float32. So, before the import, every flag
+below that neither ``THEANO_FLAGS`` nor a config file sets is added to ``THEANO_FLAGS``:
+
+=====================  ===========================================================
+``blas.ldflags``       empty
+``floatX``             ``float32``
+``base_compiledir``    ``$AMSGRAD_CACHE_DIR/theano``, else
+                       ``~/.cache/amsgrad-experiments/theano`` (compiled C code is
+                       cached there; the first compilation of a conv net is slow)
+=====================  ===========================================================
+
+Import Theano through this module (``from experiments.theano_env import theano``);
+if Theano was imported before, its flags are left as they are.
+"""
+import configparser
+import logging
+import os
+import sys
+from pathlib import Path
+
+#: Flags set by default: THEANO_FLAGS key -> (config file section, option).
+_FLAGS = {"blas.ldflags": ("blas", "ldflags"),
+          "floatX": ("global", "floatX"),
+          "base_compiledir": ("global", "base_compiledir")}
+
+
+def cache_dir(environ=None):
+    """Theano's compile cache: ``$AMSGRAD_CACHE_DIR/theano`` or the user cache."""
+    environ = os.environ if environ is None else environ
+    root = environ.get("AMSGRAD_CACHE_DIR") or Path.home() / ".cache" / "amsgrad-experiments"
+    return Path(root).expanduser() / "theano"
+
+
+def _set_in_flags(flags):
+    return {item.split("=", 1)[0].strip() for item in flags.split(",") if item.strip()}
+
+
+def _set_in_config_files(environ):
+    files = environ.get("THEANORC", "~/.theanorc" + os.pathsep + "~/.theanorc.txt")
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str  # Theano's option names are case sensitive (floatX)
+    try:
+        parser.read([os.path.expanduser(f) for f in files.split(os.pathsep) if f])
+    except configparser.Error:
+        return set()  # Theano will report a broken file itself
+    return {key for key, (section, option) in _FLAGS.items()
+            if parser.has_option(section, option)}
+
+
+def _defaults(environ):
+    """The project's defaults for the flags the user has not chosen."""
+    chosen = _set_in_flags(environ.get("THEANO_FLAGS", "")) | _set_in_config_files(environ)
+    defaults = {"blas.ldflags": "", "floatX": "float32",
+                "base_compiledir": str(cache_dir(environ))}
+    return {key: value for key, value in defaults.items() if key not in chosen}
+
+
+def theano_flags(environ=None):
+    """The ``THEANO_FLAGS`` value with this project's defaults added where unset."""
+    environ = os.environ if environ is None else environ
+    flags = environ.get("THEANO_FLAGS", "").strip(",")
+    added = [f"{key}={value}" for key, value in _defaults(environ).items()]
+    return ",".join(([flags] if flags else []) + added)
+
+
+def configure(environ=None):
+    """Write :func:`theano_flags` into ``environ['THEANO_FLAGS']`` (``os.environ`` by
+    default) and create the default compile cache if it is used; silence Theano's
+    notice that it runs BLAS through NumPy. No effect once Theano is imported."""
+    environ = os.environ if environ is None else environ
+    if "theano" in sys.modules:
+        return
+    defaults = _defaults(environ)
+    if "base_compiledir" in defaults:
+        cache_dir(environ).mkdir(parents=True, exist_ok=True)
+    # Empty ldflags are this project's setting, so Theano's notice about them is noise.
+    logging.getLogger("theano.tensor.blas").addFilter(_NumpyBlasNotice())
+    environ["THEANO_FLAGS"] = theano_flags(environ)
+
+
+class _NumpyBlasNotice(logging.Filter):
+    def filter(self, record):
+        return "NumPy C-API based implementation for BLAS" not in record.getMessage()
+
+
+configure()
+import theano  # noqa: E402  (the flags above must be set first)
+
+__all__ = ["theano", "theano_flags", "configure", "cache_dir"]
