@@ -20,8 +20,6 @@ docs/parity.md explains every tolerance below; in short:
   which has no such comparisons: there everything agrees to 1e-5.
 """
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ import pytest
 
 from experiments import models
 from experiments.data import epoch_batches, load_dataset
-from experiments.engines import base, get_engine
+from experiments.engines import get_engine
 from experiments.engines.base import Hyperparameters
 
 pytestmark = pytest.mark.theano
@@ -69,14 +67,9 @@ def mnist():
 
 
 @pytest.fixture(scope="module")
-def cifar_images(tmp_path_factory):
-    """The first 640 real CIFAR-10 training images and labels (built in ~15 s)."""
-    if not (REAL / "make_cifar10_batches.py").is_file():
-        pytest.skip(f"real data not found in {REAL}")
-    root = tmp_path_factory.mktemp("cifar")
-    subprocess.run([sys.executable, str(REAL / "make_cifar10_batches.py"), str(root)],
-                   check=True, stdout=subprocess.DEVNULL)
-    data = load_dataset("cifar10", root, download=False)
+def cifar_images(cifar_root):
+    """The first 640 real CIFAR-10 training images and labels."""
+    data = load_dataset("cifar10", cifar_root, download=False)
     return data.x_train[:640].copy(), data.y_train[:640].copy()
 
 
