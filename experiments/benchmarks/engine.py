@@ -1,34 +1,124 @@
-"""Per-step training time of each model: the JAX engine's compiled epoch loop vs PyTorch.
+"""Per-step training time of each model in each engine (JAX, Theano, PyTorch), side by side.
 
-The JAX engine is timed as it trains: one compiled call runs ``--steps`` training
-steps (gather, flip, forward, backward, AMSGrad update) over a device-resident
-training set; compilation is timed apart. The same step in PyTorch (eager, CPU; the
-same layers, flips, clipped cross-entropy and ``Adam(amsgrad=True)``) is the
-reference, timed in a Python loop, when ``torch`` is importable. Random data of the
-model's input shape stands in for the dataset (the cost does not depend on pixels).
+The JAX and Theano engines are timed as the trainer drives them:
+``get_engine(name)(spec, data, Hyperparameters('amsgrad'), seed).train_epoch(epoch, lr,
+indices, flips)`` runs ``--steps`` training steps (gather, flip, forward, backward,
+AMSGrad update). The JAX engine runs them as one compiled call over a device-resident
+training set; the Theano engine, the original post's stack, calls its compiled step once
+per batch (it is timed where Theano imports: the Theano environment). The same step in
+eager PyTorch on the CPU (the same layers, flips, clipped cross-entropy and
+``Adam(amsgrad=True)``) is a further reference when ``torch`` is importable. Random
+float32 data of the model's input shape stands in for the dataset (the cost does not
+depend on the pixels), the same for every engine.
+
+Each engine is built and called once (``compile s``: building, compiling and the first
+call, less one steady call; for PyTorch the warm-up), then ``--repeats`` more times; the
+fastest of those gives ``ms/step``. Ratios are to the first engine of ``--engines`` (JAX
+by default), so ``theano/jax`` above 1 means the JAX engine is faster.
+
+    python scripts/benchmark.py engine                  # every engine importable here
+    python scripts/benchmark.py engine --engines jax,theano --models cifarnet --steps 5
 """
+import csv
+import io
+import math
+import os
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
 from experiments import models
+
+#: Engines this benchmark can time; 'torch' is the eager PyTorch reference.
+ENGINES = ("jax", "theano", "torch")
+
+#: Steps per timed call when ``--steps`` is not given: enough to swamp the per-call
+#: overhead, few enough that the default run of all four models takes minutes.
+DEFAULT_STEPS = {"logreg": 50, "cifarnet": 10, "small_vgg": 4, "vgg": 2}
 
 
 def add_arguments(parser):
     parser.add_argument("--models", nargs="+", default=list(models.MODEL_NAMES),
                         choices=models.MODEL_NAMES, metavar="MODEL",
                         help="models to time (default: all: %(default)s)")
-    parser.add_argument("--steps", type=int, default=20,
-                        help="training steps per timed call (default %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--engines",
+                        help=f"comma-separated, from {', '.join(ENGINES)}; ratios are to the "
+                             "first (default: every one importable here, jax first)")
+    parser.add_argument("--steps", type=int,
+                        help="training steps per timed call (default per model: "
+                             + ", ".join(f"{m} {s}" for m, s in DEFAULT_STEPS.items()) + ")")
+    parser.add_argument("--batch", "--batch-size", dest="batch", type=int, default=128,
+                        help="batch size (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=2,
-                        help="timed calls after the compiling one; the best counts "
+                        help="timed calls after the first one; the best counts "
                              "(default %(default)s)")
-    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--csv", metavar="PATH", help="also write the table to this CSV file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
+
+# ---- which engines --------------------------------------------------------------------
+
+def importable(name):
+    """``None`` if engine ``name``'s library imports here, else why not (one line)."""
+    try:
+        if name == "jax":
+            import jax  # noqa: F401
+        elif name == "theano":
+            import experiments.theano_env  # noqa: F401  (sets Theano's flags first)
+        elif name == "torch":
+            import torch  # noqa: F401
+    except ImportError as error:
+        return f"not importable ({error})"
+    except Exception as error:  # an installed but broken library (e.g. Theano's flags)
+        return f"fails to import ({type(error).__name__}: {str(error).splitlines()[0]})"
+    return None
+
+
+def choose_engines(text):
+    """``(engines, notes)`` from the ``--engines`` value; ``SystemExit`` with one line for
+    an unknown, repeated or unimportable engine."""
+    if text is None:
+        engines, notes = [], []
+        for name in ENGINES:
+            problem = importable(name)
+            if problem is None:
+                engines.append(name)
+            elif name != "theano" or "fails" in problem:  # no Theano: the modern stack
+                notes.append(f"{name} {problem}: not timed")
+        if "jax" not in engines:
+            raise SystemExit(f"benchmark engine: jax {importable('jax')}")
+        return engines, notes
+    engines = [e.strip() for e in text.split(",") if e.strip()]
+    unknown = [e for e in engines if e not in ENGINES]
+    if unknown or not engines or len(set(engines)) != len(engines):
+        raise SystemExit(f"benchmark engine: --engines {text!r}: give distinct names from "
+                         f"{', '.join(ENGINES)}, comma-separated")
+    for name in engines:
+        problem = importable(name)
+        if problem is not None:
+            raise SystemExit(f"benchmark engine: --engines {name}: {problem}")
+    return engines, []
+
+
+def describe(name):
+    """One line: the engine's library version and where it runs."""
+    if name == "jax":
+        import jax
+        device = jax.devices()[0]
+        return f"jax {jax.__version__} on {device.platform} ({device.device_kind})"
+    if name == "theano":
+        from experiments.theano_env import theano
+        return (f"theano {theano.__version__} on cpu, floatX {theano.config.floatX}, "
+                f"blas {theano.config.blas.ldflags or 'through numpy'}")
+    import torch
+    return f"torch {torch.__version__} on cpu, {torch.get_num_threads()} threads (eager)"
+
+
+# ---- timing ---------------------------------------------------------------------------
 
 def fake_data(spec, n, seed=0):
-    from types import SimpleNamespace
+    """A stand-in dataset of ``n`` random float32 images of the model's input shape."""
     rng = np.random.default_rng(seed)
     x = rng.random((n,) + tuple(spec.input_shape), dtype=np.float32)
     y = rng.integers(0, 10, n).astype(np.int32)
@@ -37,27 +127,44 @@ def fake_data(spec, n, seed=0):
 
 
 def plan(spec, steps, batch_size, seed=0):
+    """An epoch's ``(indices, flips)`` over :func:`fake_data` (flips for CIFAR-10)."""
     rng = np.random.default_rng(seed)
     indices = rng.permutation(steps * batch_size).astype(np.int32).reshape(steps, batch_size)
     flips = rng.random(indices.shape) < 0.5 if spec.dataset == "cifar10" else None
     return indices, flips
 
 
-def time_jax(spec, steps, batch_size, repeats):
-    """``(compile seconds, seconds per step)`` of the JAX engine's epoch loop."""
-    from experiments.engines.base import Hyperparameters
-    from experiments.engines.jax_engine import JaxEngine
-    engine = JaxEngine(spec, fake_data(spec, steps * batch_size), Hyperparameters("amsgrad"), 0)
-    indices, flips = plan(spec, steps, batch_size)
+def best_of(build, repeats):
+    """``(first-call overhead s, best call s)`` of ``call = build()``, ``call(epoch)``:
+    build and call once, then ``repeats`` more calls; the overhead is the first
+    (building included) less the best."""
     start = time.perf_counter()
-    engine.train_epoch(0, 1e-3, indices, flips)  # compiles, then runs once
+    call = build()
+    call(0)
     first = time.perf_counter() - start
-    best = np.inf
+    best = math.inf
     for epoch in range(1, repeats + 1):
         start = time.perf_counter()
-        engine.train_epoch(epoch, 1e-3, indices, flips)  # returns host floats: synchronous
+        call(epoch)  # every engine returns host floats: the work is done
         best = min(best, time.perf_counter() - start)
-    return max(first - best, 0.0), best / steps
+    return max(first - best, 0.0), best
+
+
+def time_engine(name, spec, steps, batch_size, repeats):
+    """``(compile s, seconds per step)`` of engine ``name``'s ``train_epoch``."""
+    if name == "torch":
+        return time_torch(spec, steps, batch_size, repeats)
+    from experiments.engines import get_engine
+    from experiments.engines.base import Hyperparameters
+    data = fake_data(spec, steps * batch_size)
+    indices, flips = plan(spec, steps, batch_size)
+
+    def build():
+        engine = get_engine(name)(spec, data, Hyperparameters("amsgrad"), 0)
+        return lambda epoch: engine.train_epoch(epoch, 1e-3, indices, flips)
+
+    compile_s, best = best_of(build, repeats)
+    return compile_s, best / steps
 
 
 def torch_model(spec):
@@ -99,70 +206,109 @@ def torch_model(spec):
 
 
 def time_torch(spec, steps, batch_size, repeats):
-    """Seconds per step of the same training step in eager PyTorch on CPU."""
+    """``(warm-up s, seconds per step)`` of the same training step in eager PyTorch."""
     import torch
-    torch.manual_seed(0)
-    model = torch_model(spec).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
     data = fake_data(spec, steps * batch_size)
     x_all, y_all = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train).long()
     indices, flips = plan(spec, steps, batch_size)
 
-    def epoch():
-        for i in range(steps):
-            idx = torch.from_numpy(indices[i]).long()
-            x = x_all[idx]
-            if flips is not None:
-                f = torch.from_numpy(flips[i])[:, None, None, None]
-                x = torch.where(f, x.flip(-1), x)
-            probs = model(x).clamp(1e-7, 1 - 1e-7)
-            loss = -probs.gather(1, y_all[idx][:, None]).log().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return float(loss.detach())
+    def build():
+        torch.manual_seed(0)
+        model = torch_model(spec).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
 
-    epoch()  # warm-up
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        epoch()
-        best = min(best, time.perf_counter() - start)
-    return best / steps
+        def epoch(_):
+            for i in range(steps):
+                idx = torch.from_numpy(indices[i]).long()
+                x = x_all[idx]
+                if flips is not None:
+                    f = torch.from_numpy(flips[i])[:, None, None, None]
+                    x = torch.where(f, x.flip(-1), x)
+                probs = model(x).clamp(1e-7, 1 - 1e-7)
+                loss = -probs.gather(1, y_all[idx][:, None]).log().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            return float(loss.detach())
+        return epoch
+
+    warmup_s, best = best_of(build, repeats)
+    return warmup_s, best / steps
 
 
-def _torch_available():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+# ---- the table ------------------------------------------------------------------------
+
+def columns(engines):
+    """The table's column names (the CSV's header)."""
+    base = engines[0]
+    return (["model", "params", "steps"] + [f"{e} ms/step" for e in engines]
+            + [f"{e}/{base}" for e in engines[1:]] + [f"{e} compile s" for e in engines])
+
+
+def row(name, steps, timings, engines):
+    """``{column: value}`` for one model; ``timings[engine] = (compile s, s/step)``."""
+    out = {"model": name, "params": models.count_params(models.get_model(name)),
+           "steps": steps}
+    out.update((f"{e} ms/step", 1e3 * timings[e][1]) for e in engines)
+    out.update((f"{e}/{engines[0]}", timings[e][1] / timings[engines[0]][1])
+               for e in engines[1:])
+    out.update((f"{e} compile s", timings[e][0]) for e in engines)
+    return out
+
+
+def format_line(values, names):
+    """One aligned line of the printed table (names: the header; values: a row)."""
+    cells = []
+    for name in names:
+        width = max(len(name), 10 if name == "model" else 8)
+        value = values[name]
+        if isinstance(value, float):  # ratios and small times to 2 decimals
+            value = f"{value:.2f}" if "ms" not in name or value < 10 else f"{value:.1f}"
+        cells.append(f"{value:<{width}}" if name == "model" else f"{value:>{width}}")
+    return " ".join(cells)
+
+
+def write_csv(path, rows, names):
+    from experiments.results import atomic_write_text
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()}
+                     for r in rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def run(args):
-    if args.steps < 1 or args.batch_size < 1 or args.repeats < 1:
-        raise SystemExit("benchmark engine: --steps, --batch-size and --repeats must be >= 1")
-    import jax
-    use_torch = not args.no_torch and _torch_available()
-    device = jax.devices()[0]
-    print(f"jax {jax.__version__} on {device.platform} ({device.device_kind}); batch "
-          f"{args.batch_size}, {args.steps} steps per compiled call, best of {args.repeats}")
-    if use_torch:
-        import torch
-        print(f"torch {torch.__version__} on cpu, {torch.get_num_threads()} threads")
-    elif not args.no_torch:
-        print("torch is not importable: no PyTorch reference")
-    header = f"{'model':10s} {'params':>9s} {'compile s':>10s} {'jax ms/step':>12s}"
-    if use_torch:
-        header += f" {'torch ms/step':>14s} {'jax/torch':>10s}"
-    print(header)
-    for name in args.models:
-        spec = models.get_model(name)
-        compile_s, jax_step = time_jax(spec, args.steps, args.batch_size, args.repeats)
-        line = (f"{name:10s} {models.count_params(spec):9d} {compile_s:10.1f} "
-                f"{1e3 * jax_step:12.1f}")
-        if use_torch:
-            torch_step = time_torch(spec, args.steps, args.batch_size, args.repeats)
-            line += f" {1e3 * torch_step:14.1f} {jax_step / torch_step:10.2f}"
-        print(line, flush=True)
+    if (args.steps is not None and args.steps < 1) or args.batch < 1 or args.repeats < 1:
+        raise SystemExit("benchmark engine: --steps, --batch and --repeats must be >= 1")
+    if args.csv and not os.path.isdir(os.path.dirname(os.path.abspath(args.csv))):
+        raise SystemExit(f"benchmark engine: --csv {args.csv}: no such directory")
+    from tqdm.auto import tqdm
+    engines, notes = choose_engines(args.engines)
+    for name in engines:
+        print(describe(name))
+    for note in notes:
+        print(note)
+    print(f"batch {args.batch}, steps per timed call: "
+          f"{args.steps or ', '.join(f'{m} {DEFAULT_STEPS[m]}' for m in args.models)}; "
+          f"best of {args.repeats} calls after the first", flush=True)
+    names = columns(engines)
+    print(format_line(dict(zip(names, names)), names), flush=True)
+    rows = []
+    with tqdm(total=len(args.models) * len(engines), disable=args.quiet, unit="timing",
+              leave=False) as bar:
+        for name in args.models:
+            spec, steps = models.get_model(name), args.steps or DEFAULT_STEPS[name]
+            timings = {}
+            for engine in engines:
+                bar.set_postfix_str(f"{name} / {engine}")
+                timings[engine] = time_engine(engine, spec, steps, args.batch, args.repeats)
+                bar.update()
+            rows.append(row(name, steps, timings, engines))
+            tqdm.write(format_line(rows[-1], names))
+    if args.csv:
+        try:
+            write_csv(args.csv, rows, names)
+        except OSError as error:
+            raise SystemExit(f"benchmark engine: --csv {args.csv}: {error.strerror or error}")
     return 0
