@@ -155,7 +155,9 @@ def test_runner_killed_20_times_at_random_moments(tmp_path, reference):
     config = toy_config(tmp_path, epochs=40)
     expected = reference(config)
     results = tmp_path / "killed"
-    env = dict(os.environ, TOY_EPOCH_SECONDS="0.1")  # 8 s of training in all
+    # 20 s of training in all: more than 20 kills at <= 1.8 s can leave time for, so
+    # the grid cannot finish early however fast the machine (the final run completes it).
+    env = dict(os.environ, TOY_EPOCH_SECONDS="0.25")
     rng = random.Random(20)
     finished_trainings, last_progress, kills = {}, {}, 0
     for _ in range(20):
