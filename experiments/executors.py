@@ -31,8 +31,8 @@ from experiments.results import DONE_STATES, CorruptFileWarning, RunStore
 
 MAX_ATTEMPTS = 3
 
-__all__ = ["Job", "run_job", "load_grid_dataset", "LocalExecutor", "RayExecutor",
-           "MAX_ATTEMPTS"]
+__all__ = ["Job", "run_job", "run_group", "load_grid_dataset", "LocalExecutor",
+           "RayExecutor", "MAX_ATTEMPTS"]
 
 
 @dataclasses.dataclass
@@ -107,32 +107,108 @@ def run_job(job, dataset, on_event=None, quiet=True, position=None):
     with claim:
         store = RunStore(job.run_dir, claim=claim)
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", CorruptFileWarning)
-                resumed_at = store.recover(job.run["epochs"])
-            for w in caught:
-                if issubclass(w.category, CorruptFileWarning):
-                    event("note", str(w.message))
-                else:
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            status = store.read_status() or {}
-            if status.get("state") in DONE_STATES:
-                return _outcome(job, "done", state=status["state"])
-            # Count the starts that got no further than the previous one.
-            same = status.get("attempt_epoch") == resumed_at
-            attempts = int(status.get("attempts", 0)) + 1 if same else 1
-            if attempts > job.max_attempts:
-                last = status.get("error") if status.get("state") == "failed" else None
-                message = (f"gave up after {attempts - 1} attempts that did not finish epoch "
-                           f"{resumed_at + 1} (last: {last or 'the process died'})")
-                store.update_status(state="failed", gave_up=True, error=message)
-                return _outcome(job, "failed", message=message, gave_up=True)
-            status.pop("gave_up", None)
-            store.write_config(job.run)
-            store.write_status(dict(status, attempts=attempts, attempt_epoch=resumed_at))
-            return _train(job, store, dataset, event, quiet, position)
+            ended = _prepare(job, store, event)
+            return ended or _train(job, store, dataset, event, quiet, position)
         except claims.ClaimLost as error:
             return _outcome(job, "lost", message=str(error))
+
+
+def _prepare(job, store, event):
+    """Repair a claimed run's files and count the attempt; returns its outcome if it
+    is not to be trained ('done', or 'failed' when given up), else None."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CorruptFileWarning)
+        resumed_at = store.recover(job.run["epochs"])
+    for w in caught:
+        if issubclass(w.category, CorruptFileWarning):
+            event("note", str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    status = store.read_status() or {}
+    if status.get("state") in DONE_STATES:
+        return _outcome(job, "done", state=status["state"])
+    # Count the starts that got no further than the previous one.
+    same = status.get("attempt_epoch") == resumed_at
+    attempts = int(status.get("attempts", 0)) + 1 if same else 1
+    if attempts > job.max_attempts:
+        last = status.get("error") if status.get("state") == "failed" else None
+        message = (f"gave up after {attempts - 1} attempts that did not finish epoch "
+                   f"{resumed_at + 1} (last: {last or 'the process died'})")
+        store.update_status(state="failed", gave_up=True, error=message)
+        return _outcome(job, "failed", message=message, gave_up=True)
+    status.pop("gave_up", None)
+    store.write_config(job.run)
+    store.write_status(dict(status, attempts=attempts, attempt_epoch=resumed_at))
+    return None
+
+
+def run_group(jobs, dataset, on_event=None, quiet=True, position=None):
+    """:func:`run_job` for compatible runs trained together in one compiled program
+    (:func:`experiments.group_training.train_group`); returns one outcome per job.
+
+    Each run is claimed, repaired and counted as alone; the runs another process
+    holds, done or given up get their outcome at once and the rest train as a group.
+    """
+    import contextlib
+    from experiments.data import DataError
+    from experiments.group_training import train_group
+
+    def event_of(job):
+        return lambda kind, payload: on_event and on_event(job.run_id, kind, payload)
+
+    outcomes, ready = {}, []
+    with contextlib.ExitStack() as held:
+        for job in jobs:
+            os.makedirs(job.run_dir, exist_ok=True)
+            claim_path = RunStore(job.run_dir).claim_path
+            claim = claims.acquire(claim_path, job.stale_after, job.heartbeat)
+            if claim is None:
+                owner = claims.read_claim(claim_path) or {}
+                outcomes[job.run_id] = _outcome(
+                    job, "busy", owner=f"{owner.get('host', '?')}:{owner.get('pid', '?')}")
+                continue
+            held.enter_context(claim)
+            store = RunStore(job.run_dir, claim=claim)
+            try:
+                ended = _prepare(job, store, event_of(job))
+            except claims.ClaimLost as error:
+                ended = _outcome(job, "lost", message=str(error))
+            if ended is not None:
+                outcomes[job.run_id] = ended
+            else:
+                ready.append((job, store))
+        if ready:
+            by_id = {job.run_id: (job, store) for job, store in ready}
+
+            def on_epoch(run, row):
+                job, store = by_id[run["run_id"]]
+                store.claim.verify()
+                event_of(job)("epoch", row)
+            start = time.time()
+            try:
+                statuses = train_group([j.run for j, _ in ready], [s for _, s in ready],
+                                       data_dir=ready[0][0].data_dir, dataset=dataset,
+                                       quiet=quiet, position=position, on_epoch=on_epoch)
+            except DataError:
+                raise
+            except Exception as error:  # every run of the group failed with it
+                message, trace = _first_line(error), traceback.format_exc()
+                for job, store in ready:
+                    try:
+                        store.update_status(state="failed", error=message, traceback=trace,
+                                            failed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                        outcomes[job.run_id] = _outcome(job, "failed", message=message)
+                    except claims.ClaimLost as lost:
+                        outcomes[job.run_id] = _outcome(job, "lost", message=str(lost))
+            else:
+                for (job, store), status in zip(ready, statuses):
+                    if status["state"] == "lost":
+                        outcomes[job.run_id] = _outcome(job, "lost", message=status["error"])
+                    else:
+                        last = (store.read_curves(partial=True) or [{}])[-1]
+                        outcomes[job.run_id] = _outcome(job, "trained", state=status["state"],
+                                                        last=last, seconds=time.time() - start)
+    return [outcomes[job.run_id] for job in jobs]
 
 
 def _train(job, store, dataset, event, quiet, position):
@@ -178,19 +254,26 @@ class LocalExecutor:
         pass
 
     def run(self, jobs, on_event=None):
+        """Each item of ``jobs`` is a :class:`Job` or a list of them (a group)."""
         for job in jobs:
-            yield run_job(job, self.dataset, on_event, quiet=self.quiet, position=1)
+            if isinstance(job, list):
+                yield from run_group(job, self.dataset, on_event, quiet=self.quiet, position=1)
+            else:
+                yield run_job(job, self.dataset, on_event, quiet=self.quiet, position=1)
 
 
 _DATASETS = {}  # per Ray worker process: datasets already loaded
 
 
 def _ray_task(job, events):
-    """The body of a Ray task: one job, its events sent to the ``events`` actor."""
+    """The body of a Ray task: one job (or a group: a list of jobs, and a list of
+    outcomes back), its events sent to the ``events`` actor."""
     from experiments.data import DataError
 
     def on_event(run_id, kind, payload):
         events.put.remote(run_id, kind, payload)
+    group = job if isinstance(job, list) else None
+    job = group[0] if group else job
     grid_dir = os.path.dirname(job.run_dir)
     if not os.path.isdir(grid_dir):
         return _outcome(job, "user_error", message=(
@@ -203,6 +286,8 @@ def _ray_task(job, events):
             _DATASETS.clear()  # one dataset per worker at a time: they can be large
             _DATASETS[key] = load_grid_dataset(name, train_subset, val_subset, where,
                                                job.data_dir, job.load_fn, quiet=True)
+        if group:
+            return run_group(group, _DATASETS[key], on_event)
         return run_job(job, _DATASETS[key], on_event)
     except (DataError, ConfigError) as error:
         return _outcome(job, "user_error", message=str(error))
@@ -281,11 +366,13 @@ class RayExecutor:
                 relay()
                 for ref in ready:
                     job = pending.pop(ref)
+                    group = job if isinstance(job, list) else [job]
                     try:
                         outcome = ray.get(ref)
                     except ray.exceptions.RayError as error:  # e.g. the worker died again
-                        outcome = _outcome(job, "failed", message=_first_line(error))
-                    yield outcome
+                        outcome = [_outcome(j, "failed", message=_first_line(error))
+                                   for j in group]
+                    yield from (outcome if isinstance(outcome, list) else [outcome])
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

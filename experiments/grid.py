@@ -257,7 +257,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
              quiet=False, dry_run=False, train_fn=None, load_fn=None, out=None,
              executor="local", address=None, num_cpus=None, num_gpus=None,
              max_attempts=MAX_ATTEMPTS, stale_after=claims.STALE_AFTER,
-             heartbeat=claims.HEARTBEAT):
+             heartbeat=claims.HEARTBEAT, group_size=1):
     """Train the runs of ``config`` that are not done; returns a summary dict.
 
     Parameters
@@ -291,6 +291,10 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     stale_after, heartbeat : float
         Claims: seconds of silence after which another runner takes a run over, and
         seconds between a runner's signs of life (see :mod:`experiments.claims`).
+    group_size : int or 'auto'
+        JAX engine: train up to this many compatible runs together in one compiled
+        program (:func:`experiments.grouping.group_runs`; 'auto': as many as fit in
+        the device's memory); 1 trains one run after another.
 
     Returns
     -------
@@ -317,6 +321,8 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     if not todo:
         return summary
     _check_engine(engine)
+    if group_size != 1 and (engine != "jax" or train_fn is not None):
+        raise ConfigError(f"--group-size {group_size}: groups train with the JAX engine only")
     data = (config.fixed["dataset"], config.fixed["train_subset"], config.fixed["val_subset"],
             config.path)
     resources = dict(config.resources)
@@ -336,7 +342,8 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
                 max_attempts, stale_after, heartbeat, train_fn, load_fn) for run in todo]
     with runner:  # Ray is started (or not found) before anything is written
         check_grid_dir(config, the_plan.grid_dir, write=True)
-        done_elsewhere = _train_jobs(runner, jobs, the_plan, summary, quiet, out)
+        done_elsewhere = _train_jobs(runner, jobs, the_plan, summary, quiet, out,
+                                     _groups(jobs, group_size, executor))
     done = summary["done_before"] + len(summary["trained"]) + done_elsewhere
     busy = f"; {len(summary['busy'])} in progress elsewhere" if summary["busy"] else ""
     print(f"{config.name}: {len(summary['trained'])} trained, {len(summary['failed'])} failed; "
@@ -344,10 +351,27 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     return summary
 
 
-def _train_jobs(runner, jobs, the_plan, summary, quiet, out):
-    """Run ``jobs`` on ``runner`` under the grid's progress bar and fill in ``summary``;
-    runs other runners hold get a second chance once the rest are through. Returns the
-    number of runs found done by others."""
+def _groups(jobs, group_size, executor):
+    """``jobs`` as the executor takes them: a job alone, or a list of jobs that train
+    together (see :func:`experiments.grouping.group_runs`)."""
+    if group_size == 1:
+        return jobs
+    from experiments.grouping import group_runs
+    device = None
+    if group_size == "auto" and executor == "local":
+        import jax
+        device = jax.devices()[0]  # its free memory sizes the groups
+    by_id = {job.run_id: job for job in jobs}
+    groups = group_runs([job.run for job in jobs], group_size, device=device)
+    return [[by_id[r["run_id"]] for r in g] if len(g) > 1 else by_id[g[0]["run_id"]]
+            for g in groups]
+
+
+def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
+    """Run ``jobs`` (as ``items``: jobs or groups of them) on ``runner`` under the grid's
+    progress bar and fill in ``summary``; runs other runners hold get a second chance,
+    each alone, once the rest are through. Returns the number of runs found done by
+    others."""
     name, by_id = the_plan.config.name, {j.run_id: j for j in jobs}
     remaining = {j.run_id: max(j.run["epochs"] - the_plan.epochs_done[j.run_id], 0)
                  for j in jobs}
@@ -363,7 +387,7 @@ def _train_jobs(runner, jobs, the_plan, summary, quiet, out):
             bar.update(1)
     try:
         for second_pass in (False, True):
-            for outcome in runner.run(busy if second_pass else jobs, on_event):
+            for outcome in runner.run(busy if second_pass else items or jobs, on_event):
                 rid, result = outcome["run_id"], outcome["result"]
                 if result == "user_error":
                     raise ConfigError(outcome["message"])

@@ -65,16 +65,16 @@ def subset(dataset, train_subset=None, val_subset=None):
     return out
 
 
-def _now():
+def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _versions():
+def library_versions():
     return {"python": platform.python_version(), "numpy": np.__version__,
             "executable": sys.executable}
 
 
-def _finite(*values):
+def is_finite(*values):
     return all(math.isfinite(v) for v in values)
 
 
@@ -155,10 +155,10 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
 
     status = dict(status)
     status.update(state="running", epochs_done=start, epochs=n_epochs, engine=engine,
-                  engine_info=eng.info(), versions=_versions(), host=socket.gethostname(),
+                  engine_info=eng.info(), versions=library_versions(), host=socket.gethostname(),
                   trainings=int(status.get("trainings", 0)) + 1, config_hash=digest,
-                  updated=_now())
-    status.setdefault("started", _now())
+                  updated=utc_now())
+    status.setdefault("started", utc_now())
     for stale in ("finished", "seconds", "error", "traceback", "failed_at"):
         status.pop(stale, None)  # from an earlier, failed attempt
     store.write_status(status)
@@ -184,13 +184,13 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
                    "seconds": time.perf_counter() - began}
             rows.append(row)
             store.write_curves(rows)
-            if not _finite(loss, val_loss):
+            if not is_finite(loss, val_loss):
                 state = "diverged"
                 status.update(epochs_done=epoch + 1)
                 break
             store.save_checkpoint(eng.dump(), {"epochs_done": epoch + 1,
                                                "config_hash": digest, "engine": engine})
-            status.update(epochs_done=epoch + 1, updated=_now())
+            status.update(epochs_done=epoch + 1, updated=utc_now())
             store.write_status(status)
             if bar is not None:
                 bar.set_postfix(loss=f"{loss:.4f}", val_acc=f"{val_acc:.4f}", refresh=False)
@@ -198,14 +198,14 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
             if on_epoch is not None:
                 on_epoch(row)
     except Exception as exc:
-        status.update(state="failed", error=f"{type(exc).__name__}: {exc}", updated=_now())
+        status.update(state="failed", error=f"{type(exc).__name__}: {exc}", updated=utc_now())
         store.write_status(status)
         raise
     finally:
         if bar is not None:
             bar.close()
 
-    status.update(state=state, finished=_now(), updated=_now(),
+    status.update(state=state, finished=utc_now(), updated=utc_now(),
                   seconds=sum(r["seconds"] for r in rows))
     store.write_status(status)
     store.remove_checkpoint()

@@ -59,6 +59,15 @@ def _positive_float(text):
     return value
 
 
+def _group_size(text):
+    from experiments.grouping import parse_group_size
+    try:
+        return parse_group_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', "
+                                         f"got {text!r}") from None
+
+
 def _interrupt(signum, frame):  # SIGTERM (kill, a batch system) ends like Ctrl-C
     raise KeyboardInterrupt
 
@@ -83,6 +92,11 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true",
                         help="show the plan and every run's state; train nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--group-size", type=_group_size, default=1, metavar="K",
+                        help="JAX: train up to K runs that differ only in updater, lr, "
+                             "beta1/2, epsilon, bias correction and seed together in one "
+                             "compiled program; 'auto': as many as fit in memory "
+                             "(default: 1, one run after another)")
     scale = parser.add_argument_group("scaling out (see docs/scaling.md)")
     scale.add_argument("--executor", choices=EXECUTORS, default="local",
                        help="train here, one run after another, or each run as a Ray task "
@@ -119,7 +133,8 @@ def main(argv=None):
                            data_dir=args.data_dir, only=args.only, quiet=args.quiet,
                            dry_run=args.dry_run, executor=args.executor,
                            address=args.address, num_cpus=args.num_cpus,
-                           num_gpus=args.num_gpus, max_attempts=args.max_attempts)
+                           num_gpus=args.num_gpus, max_attempts=args.max_attempts,
+                           group_size=args.group_size)
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,0 +1,427 @@
+"""The grouped JAX engine: K runs of one model trained by one compiled program.
+
+Runs that differ only in optimizer hyperparameters (``updater`` adam or amsgrad,
+``learning_rate``, ``beta1``, ``beta2``, ``epsilon``, ``bias_correction``) and seed can
+be stepped together: their parameters, batch-norm state and optimizer state are
+stacked on a leading run axis (parameters and optimizer slots as one ``(runs,
+n_params)`` array each, so the update is one long loop), the hyperparameters are
+arrays of one value per run (``amsgrad`` and ``bias_correction`` boolean arrays, so
+Adam and AMSGrad runs share a program), and one ``lax.scan`` runs a whole epoch of all
+of them. Compiled programs are shared by the engines of one configuration, so the
+groups of a grid compile once.
+
+Layout: runs are arranged in slots ``(S seeds, R runs per seed)``. Runs of one seed
+see the same data (``data.epoch_batches(seed, epoch)``) and the same dropout masks, so
+a step gathers each seed's batch once and applies the model with the parameters of
+all ``R`` runs of that seed: ``vmap`` over runs with the batch *not* mapped, which
+turns the first layer of all ``R`` runs into one matrix product or convolution with
+``R`` times the outputs; an outer ``vmap`` maps the seeds. A seed with fewer runs than
+``R`` is padded with inactive copies. Each run computes exactly the function of the
+single-run engine (:func:`experiments.engines.jax_layers.apply` under ``vmap``), so a
+run trained in a group equals the run trained alone up to float32 rounding of the
+larger kernels.
+
+Dropout keys are those of :class:`~experiments.engines.jax_engine.JaxEngine`:
+``fold_in(fold_in(fold_in(PRNGKey(seed), epoch), step), layer index)``, threefry in
+partitionable mode.
+
+Every run has an ``active`` flag per epoch: an inactive run (diverged, or ahead of
+the others after a resume) is computed but its parameters, state, optimizer state
+and step counter are left as they were, and nothing it computes reaches another run.
+"""
+import functools
+import math
+import time
+from collections import OrderedDict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from amsgrad import rules
+from amsgrad.optax import per_run
+
+from .. import models
+from .. import grouping
+from ..grouping import GROUPABLE_UPDATERS
+from . import jax_layers
+from .base import check_arrays, initial_arrays
+
+_JNP = rules.namespace("jax")
+LAYOUTS = ("shared", "per_run", "loop")
+_PROGRAMS = {}  # compiled programs by configuration and argument shapes
+
+
+def _partitionable(fn):
+    """Trace and run ``fn`` with threefry's partitionable key derivation (as the
+    single-run engine does), so dropout masks match it on every jax version."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with jax.threefry_partitionable(True):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def clear_programs():
+    """Forget the compiled programs (they are kept for the engines still to come)."""
+    _PROGRAMS.clear()
+
+
+def slot_layout(seeds):
+    """``(seed order, R, slot_run)``: the distinct seeds in order of first appearance,
+    runs per seed slot row ``R`` (the most runs of any seed), and for each of the
+    ``S * R`` slots the index of its run, or -1 for a padding slot."""
+    order = list(OrderedDict.fromkeys(int(s) for s in seeds))
+    members = {s: [k for k, t in enumerate(seeds) if int(t) == s] for s in order}
+    width = max(len(m) for m in members.values())
+    slot_run = [m[r] if r < len(m) else -1 for s in order for m in [members[s]]
+                for r in range(width)]
+    return order, width, np.asarray(slot_run, np.int64)
+
+
+class GroupEngine:
+    """K runs of one model spec, trained together (see the module docstring).
+
+    Parameters
+    ----------
+    spec : experiments.models.ModelSpec
+    dataset : experiments.data.Dataset
+    hparams : list of Hyperparameters
+        One per run; updaters 'adam' or 'amsgrad', one ``variant`` for all.
+    seeds : list of int
+        One per run; fixes its initial arrays and, shared by all runs of that seed,
+        the data order, flips and dropout masks.
+    dropout : bool
+        ``False`` turns dropout off in training.
+    device : jax.Device, optional
+    precision : jax.lax.Precision or str, optional
+        Matmul/conv precision (``'highest'``: full float32 on GPUs that use TF32).
+    compute_dtype : str, optional
+        E.g. ``'bfloat16'``: parameters and inputs are cast to it for the forward and
+        backward pass (float32 master weights, loss and update); for speed trials only.
+    layout : {'shared', 'per_run', 'loop'}, optional
+        'shared' gathers each seed's batch once and maps the runs (above);
+        'per_run' gathers a batch for every run and maps everything (for
+        comparison); 'loop' steps the runs one after another inside the program
+        (``lax.map``). Default: 'loop' for convolutional models on CPU, where XLA's
+        grouped convolutions (what 'shared' makes of K runs' convolutions) are slower
+        than K plain ones; else 'shared'.
+    eval_runs : int, optional
+        Runs evaluated per call (bounds validation memory); default: all with
+        ``layout='loop'``, else as many as fit in a quarter of the free memory
+        (:func:`experiments.grouping.eval_bytes`).
+    custom_grad : bool, optional
+        Convolution gradients as forward convolutions, as the single-run engine
+        (default: on CPU only).
+    """
+
+    name = "jax"
+
+    def __init__(self, spec, dataset, hparams, seeds, dropout=True, device=None,
+                 precision=None, compute_dtype=None, layout=None, eval_runs=None,
+                 custom_grad=None):
+        if len(hparams) != len(seeds) or not seeds:
+            raise ValueError(f"need one hyperparameter set per seed, got {len(hparams)} "
+                             f"and {len(seeds)}")
+        for h in hparams:
+            if h.updater not in GROUPABLE_UPDATERS or h.weight_decay:
+                raise ValueError(f"updater {h.updater!r} cannot train in a group; "
+                                 f"choose from {', '.join(GROUPABLE_UPDATERS)}")
+        variants = {h.variant for h in hparams}
+        if len(variants) > 1:
+            raise ValueError(f"runs of one group must share the variant, got {sorted(variants)}")
+        device = device or jax.devices()[0]
+        if layout is None:
+            convolutional = any(isinstance(l, models.Conv2DLayer) for l in spec.layers)
+            layout = "loop" if convolutional and device.platform == "cpu" else "shared"
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+        self.spec, self.dataset, self.hparams = spec, dataset, list(hparams)
+        self.seeds = [int(s) for s in seeds]
+        self.variant = variants.pop()
+        self.dropout, self.precision, self.layout = bool(dropout), precision, layout
+        self.compute_dtype = None if compute_dtype is None else jnp.dtype(compute_dtype)
+        self.device = device
+        self.custom_grad = (self.device.platform == "cpu" if custom_grad is None
+                            else bool(custom_grad))
+        self.seed_order, self.width, self.slot_run = slot_layout(self.seeds)
+        # a padding slot copies the first run of its seed (and is never active)
+        first = {s: self.seeds.index(s) for s in self.seed_order}
+        self._source = np.array([k if k >= 0 else first[self.seed_order[j // self.width]]
+                                 for j, k in enumerate(self.slot_run)])
+        self.n_slots = len(self.slot_run)
+        shapes = models.param_shapes(spec)
+        self._names = list(shapes)
+        self._shapes = [tuple(v) for v in shapes.values()]
+        self._offsets = np.cumsum([0] + [math.prod(v) for v in self._shapes])[:-1].tolist()
+        self._first_slot = np.array([np.flatnonzero(self.slot_run == k)[0]
+                                     for k in range(len(self.seeds))])
+        self.eval_runs = None if eval_runs is None else int(eval_runs)
+        put = lambda a, dtype: jax.device_put(np.asarray(a, dtype), self.device)
+        src = [self.hparams[k] for k in self._source]
+        self._hyper = {name: put([getattr(h, name) for h in src], np.float32)
+                       for name in ("beta1", "beta2", "epsilon")}
+        self._hyper["bias_correction"] = put([bool(h.bias_correction) for h in src], bool)
+        self._hyper["amsgrad"] = put([h.amsgrad for h in src], bool)
+        self._data = {"x_train": put(dataset.x_train, np.float32),
+                      "y_train": put(dataset.y_train, np.int32),
+                      "x_val": put(dataset.x_val, np.float32),
+                      "y_val": put(dataset.y_val, np.int32)}
+        self._donate = (0,) if self.device.platform != "cpu" else ()
+        self.compile_seconds = 0.0
+        self.epoch_program = None  # the last epoch's compiled program (memory_analysis())
+        self.load([initial_arrays(spec, h, s) for h, s in zip(self.hparams, self.seeds)])
+
+    @property
+    def size(self):
+        return len(self.seeds)
+
+    def info(self):
+        import jaxlib
+        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                "device": f"{self.device.platform}:{self.device.device_kind}",
+                "group_size": self.size, "group_slots": self.n_slots,
+                "group_seeds": len(self.seed_order)}
+
+    def carry_bytes(self):
+        """Bytes of the stacked arrays (parameters, state, optimizer state)."""
+        return int(sum(a.size * a.dtype.itemsize
+                       for a in jax.tree_util.tree_leaves(self._carry)))
+
+    # ---- arrays ---------------------------------------------------------------------
+    def load(self, arrays):
+        """Set every run's arrays: ``arrays[k]`` as :meth:`Engine.load` takes them
+        (an Adam run has no ``opt:v_hat:*``; its slot holds ``v`` there, unused)."""
+        if len(arrays) != self.size:
+            raise ValueError(f"expected arrays of {self.size} runs, got {len(arrays)}")
+        for a, h in zip(arrays, self.hparams):
+            check_arrays(a, self.spec, h)
+        src = [arrays[k] for k in self._source]
+        flat = lambda prefix, fallback=None: jax.device_put(np.stack([np.concatenate([
+            np.asarray(a[f"{prefix}{n}"] if f"{prefix}{n}" in a else a[f"{fallback}{n}"],
+                       np.float32).ravel() for n in self._names]) for a in src]), self.device)
+        state = {k[6:]: jax.device_put(np.stack([np.asarray(a[k], np.float32) for a in src]),
+                                       self.device)
+                 for k in src[0] if k.startswith("state:")}
+        opt = {slot: flat(f"opt:{slot}:", "opt:v:") for slot in ("m", "v", "v_hat")}
+        t = jax.device_put(np.asarray([a["opt:t"] for a in src], np.int32), self.device)
+        self._carry = (flat("param:"), state, opt, t)
+
+    def dump(self):
+        """Every run's arrays, as :meth:`Engine.dump` returns them: a list of K dicts."""
+        params, state, opt, t = jax.device_get(self._carry)
+        split = lambda flat: OrderedDict(
+            (n, np.array(flat[a:a + math.prod(shape)]).reshape(shape))
+            for n, shape, a in zip(self._names, self._shapes, self._offsets))
+        out = []
+        for k, h in enumerate(self.hparams):
+            j = self._first_slot[k]
+            a = OrderedDict((f"param:{n}", v) for n, v in split(params[j]).items())
+            a.update((f"state:{n}", np.array(v[j])) for n, v in state.items())
+            a["opt:t"] = np.asarray(t[j], np.int64)
+            for slot in ("m", "v", "v_hat") if h.amsgrad else ("m", "v"):
+                a.update((f"opt:{slot}:{n}", v) for n, v in split(opt[slot][j]).items())
+            out.append(a)
+        return out
+
+    # ---- compiled pieces ------------------------------------------------------------
+    def _run_step(self, params, state, x, y, key):
+        """One run's gradient on one batch: the single-run engine's function."""
+        cast = (lambda tree: jax.tree_util.tree_map(
+            lambda a: a.astype(self.compute_dtype), tree)) if self.compute_dtype else None
+
+        def loss_fn(p):
+            p_c, x_c = (cast(p), x.astype(self.compute_dtype)) if cast else (p, x)
+            probs, new_state = jax_layers.apply(self.spec, p_c, state, x_c, train=True,
+                                                key=key if self.dropout else None,
+                                                precision=self.precision,
+                                                custom_grad=self.custom_grad)
+            probs = probs.astype(jnp.float32)
+            new_state = {k: v.astype(state[k].dtype) for k, v in new_state.items()}
+            loss = jnp.mean(jax_layers.clipped_crossentropy(probs, y))
+            return loss, (new_state, jnp.mean(jax_layers.accuracy(probs, y)))
+
+        (loss, (new_state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return grads, new_state, loss, acc
+
+    def _grads(self, params, state, x, y, keys):
+        """Gradients of every slot; ``x`` (S, B, ...) holds one batch per seed."""
+        n_seeds, width = len(self.seed_order), self.width
+        if self.layout == "loop":  # one run after another, each with its seed's batch
+            seed_of = jnp.asarray(np.arange(self.n_slots) // width, jnp.int32)
+            return jax.lax.map(lambda a: self._run_step(a[0], a[1], x[a[2]], y[a[2]],
+                                                        keys[a[2]]),
+                               (params, state, seed_of))
+        if self.layout == "per_run":  # every slot its own copy of its seed's batch
+            rep = lambda a: jnp.repeat(a, width, axis=0)
+            return jax.vmap(self._run_step)(params, state, rep(x), rep(y), rep(keys))
+        rows = lambda tree: jax.tree_util.tree_map(
+            lambda a: a.reshape((n_seeds, width) + a.shape[1:]), tree)
+        flat = lambda tree: jax.tree_util.tree_map(
+            lambda a: a.reshape((n_seeds * width,) + a.shape[2:]), tree)
+        per_seed = jax.vmap(self._run_step, in_axes=(0, 0, None, None, None))
+        return flat(jax.vmap(per_seed)(rows(params), rows(state), x, y, keys))
+
+    def _unflatten(self, flat):
+        """The parameter dict of the ``(slots, n_params)`` array ``flat``."""
+        return {n: flat[:, a:a + math.prod(shape)].reshape((flat.shape[0],) + shape)
+                for n, shape, a in zip(self._names, self._shapes, self._offsets)}
+
+    def _step(self, carry, hyper, x, y, lr, active, keys):
+        # Parameters and optimizer state live as (slots, n_params) arrays: the update is
+        # then one loop over a long minor axis, several times faster on CPU than over
+        # the parameters' own shapes (e.g. (K, 784, 10)).
+        params, state, opt, t = carry
+        grads, new_state, loss, acc = self._grads(self._unflatten(params), state, x, y, keys)
+        g = jnp.concatenate([grads[n].reshape(self.n_slots, -1) for n in self._names], axis=1)
+        h = lambda a: per_run(a, g)
+        step, m_t, v_t, v_hat_t = rules.adam_step(
+            _JNP, g, opt["m"], opt["v"], opt["v_hat"], h((t + 1).astype(jnp.float32)), h(lr),
+            h(hyper["beta1"]), h(hyper["beta2"]), h(hyper["epsilon"]),
+            bias_correction=h(hyper["bias_correction"]), amsgrad=h(hyper["amsgrad"]),
+            variant=self.variant)
+        keep = lambda new, old: jnp.where(per_run(active, old), new, old)
+        params = keep(params - step.astype(g.dtype), params)
+        opt = {"m": keep(m_t, opt["m"]), "v": keep(v_t, opt["v"]),
+               "v_hat": keep(v_hat_t, opt["v_hat"])}
+        state = {k: keep(new_state[k], v) for k, v in state.items()}
+        return (params, state, opt, t + active.astype(t.dtype)), loss, acc
+
+    def _epoch(self, carry, hyper, x_train, y_train, indices, flips, lr, active, keys,
+               use_flips):
+        """``indices`` (n_batches, S, B); ``keys`` (S, 2) the seeds' epoch keys."""
+        def body(c, xs):
+            step, idx, flip = xs
+            x = x_train[idx]
+            if use_flips:
+                x = jnp.where(flip[:, :, None, None, None], x[..., ::-1], x)
+            step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, step)
+            c, loss, acc = self._step(c, hyper, x, y_train[idx], lr, active, step_keys)
+            return c, (loss, acc)
+
+        steps = jnp.arange(indices.shape[0], dtype=jnp.uint32)
+        flips = flips if use_flips else jnp.zeros(indices.shape, bool)
+        return jax.lax.scan(body, carry, (steps, indices, flips))
+
+    def _eval_batches(self, params, state, x, y, batch_size):
+        """Per-batch, per-slot sums of loss and correct predictions (as the single-run
+        engine: ``x`` zero-padded to whole batches, padded rows masked out)."""
+        params = self._unflatten(params)
+        n = x.shape[0]
+        n_batches = -(-n // batch_size)
+        pad = n_batches * batch_size - n
+        x = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
+        y = jnp.pad(y, (0, pad))
+        valid = (jnp.arange(n_batches * batch_size) < n).astype(jnp.float32)
+        shape = lambda a: a.reshape((n_batches, batch_size) + a.shape[1:])
+
+        def one_run(p, s, xb, yb, vb):
+            probs, _ = jax_layers.apply(self.spec, p, s, xb, train=False,
+                                        precision=self.precision,
+                                        custom_grad=self.custom_grad)
+            loss = jax_layers.clipped_crossentropy(probs, yb)
+            return jnp.sum(loss * vb), jnp.sum(jax_layers.accuracy(probs, yb) * vb)
+
+        def body(_, xs):
+            xb, yb, vb = xs
+            if self.layout == "loop":
+                return None, jax.lax.map(lambda a: one_run(*a, xb, yb, vb), (params, state))
+            return None, jax.vmap(one_run, (0, 0, None, None, None))(params, state, xb, yb, vb)
+
+        return jax.lax.scan(body, None, (shape(x), shape(y), shape(valid)))[1]
+
+    # ---- the interface --------------------------------------------------------------
+    def _epoch_args(self, epoch, lr, active, plans):
+        put = lambda a: jax.device_put(a, self.device)
+        lr = np.asarray(lr, np.float64)
+        active = np.asarray(active, bool)
+        if lr.shape != (self.size,) or active.shape != (self.size,):
+            raise ValueError(f"lr and active need one value per run ({self.size})")
+        pad = self.slot_run >= 0
+        slot_lr = np.where(pad, lr[self._source], 0.0).astype(np.float32)
+        slot_active = pad & active[self._source]
+        plans = [plans[s] for s in self.seed_order]
+        indices = np.stack([np.asarray(i, np.int32) for i, _ in plans], axis=1)
+        use_flips = plans[0][1] is not None
+        flips = np.stack([np.asarray(f, bool) for _, f in plans], axis=1) if use_flips else None
+        keys = np.stack([np.asarray(jax.random.fold_in(jax.random.PRNGKey(s), epoch))
+                         for s in self.seed_order])
+        args = (self._carry, self._hyper, self._data["x_train"], self._data["y_train"],
+                put(indices), None if flips is None else put(flips), put(slot_lr),
+                put(slot_active), put(keys))
+        return args, use_flips
+
+    def _program(self, name, args, **static):
+        """The compiled ``self._<name>`` for ``args``, shared by every engine of the same
+        configuration (the groups of a grid compile once); compile time is added to
+        :attr:`compile_seconds`."""
+        leaves = tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(args))
+        key = (name, self.spec, self.layout, self.dropout, str(self.precision),
+               str(self.compute_dtype), self.custom_grad, self.variant,
+               len(self.seed_order), self.width, self.device, tuple(sorted(static.items())),
+               leaves, jax.config.jax_threefry_partitionable)
+        if key not in _PROGRAMS:
+            began = time.perf_counter()
+            donate = self._donate if name == "epoch" else ()
+            fn = jax.jit(getattr(self, f"_{name}"), static_argnames=tuple(static),
+                         donate_argnums=donate)
+            _PROGRAMS[key] = fn.lower(*args, **static).compile()
+            self.compile_seconds += time.perf_counter() - began
+        return _PROGRAMS[key]
+
+    @_partitionable
+    def train_epoch(self, epoch, lr, active, plans):
+        """Train one epoch of every active run.
+
+        Parameters
+        ----------
+        epoch : int
+            0-based; with each seed it fixes the dropout masks.
+        lr : array (K,)
+            Each run's learning rate for this epoch.
+        active : bool array (K,)
+            Runs to train; the others keep their arrays unchanged.
+        plans : dict seed -> (indices, flips)
+            ``data.epoch_batches(seed, epoch, ...)`` of every seed of the group.
+
+        Returns
+        -------
+        losses, accs : float arrays (K,)
+            Each run's mean training loss and accuracy over the epoch's batches
+            (meaningless for inactive runs).
+        """
+        args, use_flips = self._epoch_args(epoch, lr, active, plans)
+        self.epoch_program = self._program("epoch", args, use_flips=use_flips)
+        self._carry, (losses, accs) = self.epoch_program(*args)
+        losses, accs = jax.device_get((losses, accs))  # (n_batches, slots)
+        # per run, the single-run engine's float64 mean over its batches
+        mean = lambda a: np.mean(np.ascontiguousarray(a.T[self._first_slot]), axis=1,
+                                 dtype=np.float64)
+        return mean(losses), mean(accs)
+
+    def evaluate(self, batch_size=1024):
+        """``(val_losses, val_accs)``, arrays (K,): deterministic mode over the whole
+        validation set, as :meth:`Engine.evaluate` for each run."""
+        params, state = self._carry[:2]
+        x, y = self._data["x_val"], self._data["y_val"]
+        chunk_size = self.eval_runs
+        if chunk_size is None:
+            chunk_size = self.n_slots
+            if self.layout != "loop":
+                room = grouping.available_memory(self.device) / 4
+                chunk_size = max(1, min(chunk_size, int(room // grouping.eval_bytes(
+                    self.spec, min(int(batch_size), x.shape[0])))))
+        loss_sums, correct = [], []
+        for a in range(0, self.n_slots, chunk_size):
+            b = min(a + chunk_size, self.n_slots)
+            chunk = lambda tree: jax.tree_util.tree_map(lambda v: v[a:b], tree)
+            args = (chunk(params), chunk(state), x, y)
+            ls, cs = jax.device_get(self._program("eval_batches", args,
+                                                  batch_size=int(batch_size))(*args))
+            loss_sums.append(ls)
+            correct.append(cs)
+        total = lambda parts: np.sum(np.ascontiguousarray(
+            np.concatenate(parts, axis=1).T[self._first_slot]), axis=1, dtype=np.float64)
+        n = x.shape[0]
+        return total(loss_sums) / n, total(correct) / n
+

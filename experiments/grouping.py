@@ -1,0 +1,203 @@
+"""Which runs can train together in one compiled program, and how many at a time.
+
+Runs of one config that differ only in optimizer hyperparameters and seed (the keys
+of :data:`PER_RUN_KEYS`) are *compatible*: the grouped engine
+(:mod:`experiments.engines.jax_group`) steps any number of them at once, with their
+hyperparameters as per-run arrays. :func:`group_runs` splits a list of runs into
+groups of at most ``group_size`` compatible runs, keeping the runs of one seed
+together (they share each batch) and the groups as rectangular as it can (the same
+number of runs for every seed of a group; a seed with fewer runs is padded).
+
+``group_size='auto'`` sizes groups from the memory available on the device (or the
+host, on CPU), using :func:`run_bytes`, an estimate from the model's parameter count
+and activation sizes.
+"""
+import math
+import os
+
+from . import models
+
+#: Keys in which the runs of one group may differ.
+PER_RUN_KEYS = ("run_id", "updater", "learning_rate", "lr", "beta1", "beta2", "epsilon",
+                "bias_correction", "seed")
+#: Updaters the grouped engine implements (one rule with per-run switches).
+GROUPABLE_UPDATERS = ("adam", "amsgrad")
+#: Share of the free memory ``'auto'`` plans to fill (XLA needs room of its own).
+MEMORY_FRACTION = 0.6
+#: Bytes of float32.
+_F32 = 4
+
+__all__ = ["PER_RUN_KEYS", "GROUPABLE_UPDATERS", "compatibility_key", "groupable",
+           "model_costs", "run_bytes", "eval_bytes", "available_memory", "auto_group_size",
+           "parse_group_size", "group_runs"]
+
+
+def compatibility_key(run):
+    """What must be equal for runs to share a group: every setting but
+    :data:`PER_RUN_KEYS`, as a hashable tuple."""
+    return tuple(sorted((k, repr(v)) for k, v in run.items() if k not in PER_RUN_KEYS))
+
+
+def groupable(run):
+    """Whether the grouped engine can train ``run`` (Adam or AMSGrad, no weight decay)."""
+    return run.get("updater") in GROUPABLE_UPDATERS and not run.get("weight_decay")
+
+
+def model_costs(spec):
+    """Per-example costs of a model spec, from its layer shapes.
+
+    Returns
+    -------
+    dict
+        ``params`` (count), ``forward_flops`` and ``train_flops`` per example (2 per
+        multiply-add of the convolution and dense layers; training is the forward
+        pass, the weight gradients, and the input gradients of every weighted layer
+        but the first; element-wise layers are not counted), ``activations`` (floats
+        of all layer outputs, the input included) and ``widest_pair`` (floats of the
+        largest input + output of one layer: what evaluation holds at a time).
+    """
+    forward, weighted, shape = [], [], tuple(spec.input_shape)
+    activations = widest = math.prod(shape)
+    for layer, out_shape in models.output_shapes(spec):
+        if isinstance(layer, models.Conv2DLayer):
+            k = layer.filter_size
+            forward.append(2 * shape[0] * k * k * math.prod(out_shape))
+            weighted.append(forward[-1])
+        elif isinstance(layer, models.DenseLayer):
+            forward.append(2 * math.prod(shape) * layer.num_units)
+            weighted.append(forward[-1])
+        activations += math.prod(out_shape)
+        widest = max(widest, math.prod(shape) + math.prod(out_shape))
+        shape = out_shape
+    fwd = sum(forward)
+    train = fwd + sum(weighted) + sum(weighted[1:])
+    return {"params": models.count_params(spec), "forward_flops": fwd, "train_flops": train,
+            "activations": activations, "widest_pair": widest}
+
+
+def run_bytes(spec, batch_size=128):
+    """Estimated device bytes one run adds to a group.
+
+    Twelve float32 copies of the parameters (parameters, three optimizer slots,
+    gradient, and the temporaries of unpacking and updating them), and three of every
+    activation of a training batch (kept for the backward pass, its gradient, and a
+    temporary).
+    """
+    costs = model_costs(spec)
+    return _F32 * (12 * costs["params"] + 3 * batch_size * costs["activations"])
+
+
+def eval_bytes(spec, val_batch_size=1024):
+    """Estimated device bytes one run needs while a validation batch passes through it:
+    twice the largest input + output of a layer."""
+    return _F32 * 2 * val_batch_size * model_costs(spec)["widest_pair"]
+
+
+def available_memory(device=None):
+    """Free bytes on ``device`` (a GPU's allocator limit minus what is in use), or on
+    the host for a CPU device (``MemAvailable`` of /proc/meminfo, else physical pages)."""
+    stats = None
+    if device is not None and getattr(device, "platform", "cpu") != "cpu":
+        try:
+            stats = device.memory_stats()
+        except Exception:  # a backend without memory statistics
+            stats = None
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def auto_group_size(spec, batch_size=128, memory=None, device=None, data_bytes=0,
+                    fraction=MEMORY_FRACTION):
+    """The most runs of ``spec`` whose arrays fit into ``fraction`` of ``memory``
+    bytes (default: :func:`available_memory` of ``device``) after ``data_bytes`` for
+    the dataset; at least 1. Never decreases when ``memory`` grows."""
+    if memory is None:
+        memory = available_memory(device)
+    room = fraction * max(int(memory), 0) - int(data_bytes)
+    return max(1, int(room // run_bytes(spec, batch_size)))
+
+
+def parse_group_size(text):
+    """``'auto'`` or a positive integer from the command line; ``ValueError`` otherwise."""
+    if str(text).strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise ValueError(f"--group-size must be a positive integer or 'auto', got {text!r}")
+    return value
+
+
+def _balanced(items, parts):
+    """``items`` cut into ``parts`` contiguous pieces whose lengths differ by <= 1."""
+    size, extra = divmod(len(items), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (i < extra)
+        out.append(items[start:end])
+        start = end
+    return out
+
+
+def _split(runs, group_size):
+    """Groups of at most ``group_size`` slots (seeds x the most runs of one seed)."""
+    by_seed = {}
+    for run in runs:
+        by_seed.setdefault(run["seed"], []).append(run)
+    buckets = list(by_seed.values())
+    width = max(len(b) for b in buckets)
+    if width >= group_size:  # a seed's runs fill one group or more: one seed per group
+        return [part for b in buckets for part in _balanced(b, -(-len(b) // group_size))]
+    per_group = group_size // width
+    parts = _balanced(buckets, -(-len(buckets) // per_group))
+    return [[run for b in part for run in b] for part in parts]
+
+
+def group_runs(runs, group_size, memory=None, device=None, batch_size=None):
+    """Split ``runs`` into groups that train together.
+
+    Parameters
+    ----------
+    runs : list of dict
+        Resolved run configs (``model``, ``updater``, ``seed``, ...).
+    group_size : int or 'auto'
+        At most this many runs per group (slots, counting padding); 1 gives one
+        group per run (the sequential path). 'auto': as many as fit in memory
+        (:func:`auto_group_size` with ``memory`` / ``device``).
+
+    Returns
+    -------
+    list of list of dict
+        Every run exactly once. Runs of a group are compatible
+        (:func:`compatibility_key`); a run the grouped engine cannot train
+        (:func:`groupable`) is a group of its own. Groups come in the order of their
+        first run; within a group, runs come seed by seed.
+    """
+    if group_size != "auto" and (isinstance(group_size, bool) or not isinstance(group_size, int)
+                                 or group_size < 1):
+        raise ValueError(f"group_size must be a positive integer or 'auto', got {group_size!r}")
+    classes, groups = {}, []
+    for run in runs:
+        if groupable(run):
+            classes.setdefault(compatibility_key(run), []).append(run)
+        else:
+            groups.append([run])
+    for members in classes.values():
+        size = group_size
+        if size == "auto":
+            spec = models.get_model(members[0]["model"])
+            size = auto_group_size(spec, batch_size or int(members[0].get("batch_size", 128)),
+                                   memory, device)
+        groups.extend(_split(members, size))
+    first = {id(run): i for i, run in enumerate(runs)}
+    return sorted(groups, key=lambda g: min(first[id(r)] for r in g))
