@@ -148,7 +148,7 @@ def test_cifar10_matches_batches(cifar, cifar_root):
     np.testing.assert_array_equal(cifar.y_val, test[b"labels"])
     batch3 = read_batch(folder / "data_batch_3")
     np.testing.assert_array_equal(cifar.y_train[20000:30000], batch3[b"labels"])
-    assert cifar.x_train[20000, 2, 5, 7] == np.float32(batch3[b"data"][0, 2 * 1024 + 5 * 32 + 7]) / 255
+    assert cifar.x_train[20000, 2, 5, 7] == np.float32(batch3[b"data"][0, 2 * 1024 + 5 * 32 + 7]) / np.float32(255)
     assert cifar.x_train.min() == 0 and cifar.x_train.max() == 1
     assert np.bincount(cifar.y_train).tolist() == [5000] * 10
     assert np.bincount(cifar.y_val).tolist() == [1000] * 10
