@@ -185,13 +185,6 @@ class JaxEngine(Engine):
     def _eval_batches(self, params, state, x, y, batch_size):
         """Per-batch sums of loss and correct predictions; ``x`` is zero-padded to a
         multiple of ``batch_size`` and padded rows are masked out of the sums."""
-        n = x.shape[0]
-        n_batches = -(-n // batch_size)
-        pad = n_batches * batch_size - n
-        x = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
-        y = jnp.pad(y, (0, pad))
-        valid = (jnp.arange(n_batches * batch_size) < n).astype(jnp.float32)
-        shape = lambda a: a.reshape((n_batches, batch_size) + a.shape[1:])
 
         def body(_, xs):
             xb, yb, vb = xs
@@ -199,7 +192,7 @@ class JaxEngine(Engine):
             loss = jax_layers.clipped_crossentropy(probs, yb)
             return None, (jnp.sum(loss * vb), jnp.sum(jax_layers.accuracy(probs, yb) * vb))
 
-        return jax.lax.scan(body, None, (shape(x), shape(y), shape(valid)))[1]
+        return jax.lax.scan(body, None, jax_layers.eval_batches(x, y, batch_size))[1]
 
     def _forward(self, params, state, x, key, deterministic):
         probs, _ = self._apply(params, state, x, train=not deterministic, key=key)

@@ -307,13 +307,6 @@ class GroupEngine:
         """Per-batch, per-slot sums of loss and correct predictions (as the single-run
         engine: ``x`` zero-padded to whole batches, padded rows masked out)."""
         params = self._unflatten(params)
-        n = x.shape[0]
-        n_batches = -(-n // batch_size)
-        pad = n_batches * batch_size - n
-        x = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
-        y = jnp.pad(y, (0, pad))
-        valid = (jnp.arange(n_batches * batch_size) < n).astype(jnp.float32)
-        shape = lambda a: a.reshape((n_batches, batch_size) + a.shape[1:])
 
         def one_run(p, s, xb, yb, vb):
             probs, _ = jax_layers.apply(self.spec, p, s, xb, train=False,
@@ -328,7 +321,7 @@ class GroupEngine:
                 return None, jax.lax.map(lambda a: one_run(*a, xb, yb, vb), (params, state))
             return None, jax.vmap(one_run, (0, 0, None, None, None))(params, state, xb, yb, vb)
 
-        return jax.lax.scan(body, None, (shape(x), shape(y), shape(valid)))[1]
+        return jax.lax.scan(body, None, jax_layers.eval_batches(x, y, batch_size))[1]
 
     # ---- the interface --------------------------------------------------------------
     def _epoch_args(self, epoch, lr, active, plans):

@@ -232,3 +232,17 @@ def clipped_crossentropy(probs, targets):
 def accuracy(probs, targets):
     """Per-example 1.0 where the arg-max class is the target."""
     return (jnp.argmax(probs, axis=1) == targets).astype(probs.dtype)
+
+
+def eval_batches(x, y, batch_size):
+    """``x``, ``y`` zero-padded to whole batches and reshaped to ``(n_batches, batch_size,
+    ...)``, with a 0/1 mask of the real rows, so a scan over batches can sum per-example
+    loss and accuracy exactly (a mean over examples, not over batches)."""
+    n = x.shape[0]
+    n_batches = -(-n // batch_size)
+    pad = n_batches * batch_size - n
+    x = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1))
+    y = jnp.pad(y, (0, pad))
+    valid = (jnp.arange(n_batches * batch_size) < n).astype(jnp.float32)
+    shape = lambda a: a.reshape((n_batches, batch_size) + a.shape[1:])
+    return shape(x), shape(y), shape(valid)
