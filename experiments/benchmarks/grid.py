@@ -12,7 +12,7 @@ count (:func:`experiments.grouping.model_costs`), the memory XLA plans for a gro
 epoch program per run, and the projected wall time of the full grid.
 
     python scripts/benchmark.py grid --config configs/logreg.yaml --epochs 2 \\
-        --theano-python /tmp/theano-venv/bin/python
+        --theano-python .venvs/theano/bin/python
 """
 import os
 import time
