@@ -36,9 +36,10 @@ import time
 
 import numpy as np
 
-from . import grouping, models
+from . import grouping
 from .engines.base import Hyperparameters, initial_arrays
-from .training import is_finite, utc_now, library_versions, config_hash, learning_rate, subset
+from .training import (config_hash, is_finite, learning_rate, library_versions, run_setup,
+                       utc_now)
 
 #: ``checkpoint_every=None``: checkpoint once the time since the last one is this many
 #: times what the last one took.
@@ -139,23 +140,9 @@ def train_group(runs, stores, data_dir=None, dataset=None, quiet=False, position
         return results
 
     run0 = runs[0]
-    spec = models.get_model(run0["model"])
-    if (run0.get("dataset") or spec.dataset) != spec.dataset:
-        raise ValueError(f"model {spec.name!r} trains on {spec.dataset!r}, "
-                         f"not dataset {run0['dataset']!r}")
-    n_epochs = int(run0["epochs"])
-    schedule = run0.get("lr_schedule") or "linear"
-    learning_rate(1.0, 0, n_epochs, schedule)  # checks the schedule name
-    augmentation = run0.get("augmentation")
-    if augmentation not in (None, "flip", "none"):
-        raise ValueError(f"unknown augmentation {augmentation!r}; choose from flip, none")
+    spec, n_epochs, schedule, dataset, flip = run_setup(run0, dataset, data_dir, quiet)
     batch_size = int(run0.get("batch_size", 128))
     val_batch_size = int(run0.get("val_batch_size", 1024))
-    if dataset is None:
-        from .data import load_dataset
-        dataset = load_dataset(spec.dataset, data_dir, quiet=quiet)
-    dataset = subset(dataset, run0.get("train_subset"), run0.get("val_subset"))
-    flip = dataset.flip if augmentation is None else augmentation == "flip"
 
     from .engines.jax_group import GroupEngine
     hparams = [Hyperparameters.from_run(m.run) for m in live]

@@ -78,6 +78,27 @@ def is_finite(*values):
     return all(math.isfinite(v) for v in values)
 
 
+def run_setup(run, dataset=None, data_dir=None, quiet=False):
+    """What a run's config fixes before training, checked: ``(spec, n_epochs, schedule,
+    dataset, flip)``, the dataset loaded if not given and cut to the run's subsets."""
+    spec = models.get_model(run["model"])
+    if (run.get("dataset") or spec.dataset) != spec.dataset:
+        raise ValueError(f"model {spec.name!r} trains on {spec.dataset!r}, "
+                         f"not dataset {run['dataset']!r}")
+    n_epochs = int(run["epochs"])
+    schedule = run.get("lr_schedule") or "linear"
+    learning_rate(1.0, 0, n_epochs, schedule)  # checks the schedule name
+    augmentation = run.get("augmentation")
+    if augmentation not in (None, "flip", "none"):
+        raise ValueError(f"unknown augmentation {augmentation!r}; choose from flip, none")
+    if dataset is None:
+        from .data import load_dataset
+        dataset = load_dataset(spec.dataset, data_dir, quiet=quiet)
+    dataset = subset(dataset, run.get("train_subset"), run.get("val_subset"))
+    flip = dataset.flip if augmentation is None else augmentation == "flip"
+    return spec, n_epochs, schedule, dataset, flip
+
+
 def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False,
               position=None, engine_options=None, on_epoch=None):
     """Train (or resume, or leave as it is) one run; returns its final status dict.
@@ -122,24 +143,9 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
     if checkpoint is None and status.get("state") in ("finished", "diverged"):
         return status
 
-    spec = models.get_model(run["model"])
-    if (run.get("dataset") or spec.dataset) != spec.dataset:
-        raise ValueError(f"model {spec.name!r} trains on {spec.dataset!r}, "
-                         f"not dataset {run['dataset']!r}")
-    n_epochs = int(run["epochs"])
-    schedule = run.get("lr_schedule") or "linear"
+    spec, n_epochs, schedule, dataset, flip = run_setup(run, dataset, data_dir, quiet)
     lr0 = float(run["lr"] if "lr" in run else run["learning_rate"])
-    learning_rate(lr0, 0, n_epochs, schedule)  # checks the schedule name
-    augmentation = run.get("augmentation")
-    if augmentation not in (None, "flip", "none"):
-        raise ValueError(f"unknown augmentation {augmentation!r}; choose from flip, none")
     digest = config_hash(run)
-
-    if dataset is None:
-        from .data import load_dataset
-        dataset = load_dataset(spec.dataset, data_dir, quiet=quiet)
-    dataset = subset(dataset, run.get("train_subset"), run.get("val_subset"))
-    flip = dataset.flip if augmentation is None else augmentation == "flip"
 
     eng = get_engine(engine)(spec, dataset, Hyperparameters.from_run(run), run["seed"],
                              **(engine_options or {}))
