@@ -12,14 +12,20 @@ when its owner is on this host (same host name and pid namespace) and its pid is
 or when its heartbeat is older than ``stale_after`` seconds (any host: clocks must
 agree to within a fraction of that).
 
-Takeover renames the stale file to a private name (only one rename of a given file
-can succeed), checks that what it moved is the claim it judged stale (else it puts
-the file back), deletes it, and then competes for a fresh ``O_EXCL`` create like
-everyone else. An owner holds its claim for as long as the claim path is its file
+Takeovers of the claims in one folder take turns under an ``flock`` of the folder,
+and each re-reads the claim there: one that judged a claim stale before another
+process replaced it sees the fresh claim instead, and leaves it alone (without the
+lock, that late process moved the fresh claim away, and two processes held the run
+until the first :meth:`Claim.verify`). The stale file is renamed to a private name
+(only one rename of a given file can succeed; the safeguard where ``flock`` is not
+available), checked to be the claim judged stale (else put back) and deleted; the
+taker then competes for a fresh ``O_EXCL`` create like everyone else. An owner holds its claim for as long as the claim path is its file
 (same inode): :meth:`Claim.verify` checks that before every write of the run (see
 :class:`experiments.results.RunStore`), so a process that lost its claim, e.g. after
 being frozen past ``stale_after``, raises :class:`ClaimLost` instead of writing.
 """
+import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -216,6 +222,25 @@ def _create(path, info):
     return fd
 
 
+@contextlib.contextmanager
+def _takeover_lock(path):
+    """Hold an exclusive ``flock`` of the folder of ``path`` (where the file system
+    offers none, go on unlocked: :func:`_remove_stale` still checks the inode)."""
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _remove_stale(path, seen):
     """Remove the stale claim ``seen`` (from :func:`read_claim`) if it is still there."""
     grave = f"{path}.{uuid.uuid4().hex}.stale"
@@ -267,9 +292,15 @@ def acquire(path, stale_after=STALE_AFTER, heartbeat=HEARTBEAT, on_takeover=None
             reason = stale_reason(seen, stale_after)
             if reason is None:
                 return None
-            if on_takeover is not None:
-                on_takeover(seen, reason)
-            _remove_stale(path, seen)
+            with _takeover_lock(path):
+                now = read_claim(path)
+                if now is None or now["ino"] != seen["ino"]:
+                    continue  # replaced meanwhile: look again
+                if stale_reason(now, stale_after) is None:
+                    return None
+                if on_takeover is not None:
+                    on_takeover(seen, reason)
+                _remove_stale(path, now)
         return None  # contended all along: leave the run to the others
     finally:
         if fd is None:

@@ -152,8 +152,8 @@ while time.time() < start:
     pass
 claim = acquire(path, stale_after=1000, heartbeat=None)
 print("won" if claim else "lost", flush=True)
+sys.stdin.read()  # the winner holds the claim until every racer has answered
 if claim:
-    time.sleep(1.0)  # hold it while the others look
     claim.release()
 """
 
@@ -165,9 +165,12 @@ def test_racing_takeovers_of_one_stale_claim_have_one_winner(tmp_path):
                      pid=_dead_pid())
         start = time.time() + 1.5  # every racer imports first, then all go at once
         racers = [subprocess.Popen([sys.executable, "-c", RACER, str(path), str(start)],
-                                   cwd=REPO, stdout=subprocess.PIPE, text=True)
+                                   cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   text=True)
                   for _ in range(4)]
-        results = [r.communicate(timeout=60)[0].strip() for r in racers]
+        results = [r.stdout.readline().strip() for r in racers]
+        for r in racers:
+            r.communicate(timeout=60)  # closes stdin: the winner releases
         assert sorted(results) == ["lost", "lost", "lost", "won"]
         assert not path.exists()
         assert os.listdir(tmp_path) == []  # no stale files left behind
