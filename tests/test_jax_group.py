@@ -181,7 +181,8 @@ def test_validation_in_chunks_of_runs_gives_the_same(mnist):
         engine.train_epoch(0, [1e-2] * 3, [True] * 3,
                            {s: epoch_batches(s, 0, 512) for s in (0, 1)})
     a, b = whole.evaluate(128), chunked.evaluate(128)
-    np.testing.assert_array_equal(a[0], b[0])
+    # programs for 4 and for 2 runs tile their matrix products differently: float32 rounding
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
     np.testing.assert_array_equal(a[1], b[1])
     assert len(set(a[0].tolist())) == 3  # three different runs
 

@@ -69,12 +69,34 @@ def conv2d(x, W, b=None, pad="valid", precision=None, custom_grad=True):
     return out if b is None else out + b
 
 
-def dense(x, W, b=None, precision=None):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def matmul(x, W, precision=None):
+    """``x @ W`` whose weight gradient is the product ``x.T @ g`` in ``W``'s own
+    layout. Autodiff computes ``(g.T @ x).T`` and, under the grouped engine's ``vmap``
+    over runs, XLA's CPU backend then transposes every run's weight gradient in each
+    step; the values are the same."""
+    return jnp.dot(x, W, precision=precision)
+
+
+def _matmul_fwd(x, W, precision):
+    return jnp.dot(x, W, precision=precision), (x, W)
+
+
+def _matmul_bwd(precision, res, g):
+    x, W = res
+    return jnp.dot(g, W.T, precision=precision), jnp.dot(x.T, g, precision=precision)
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def dense(x, W, b=None, precision=None, custom_grad=True):
     """``DenseLayer``: flattens all but the batch axis in Lasagne's (C, H, W) order,
-    then ``x @ W + b``."""
+    then ``x @ W + b`` (``custom_grad``: through :func:`matmul`)."""
     if x.ndim == 4:
         x = jnp.transpose(x, (0, 3, 1, 2))
-    out = jnp.dot(x.reshape(x.shape[0], -1), W, precision=precision)
+    x = x.reshape(x.shape[0], -1)
+    out = matmul(x, W, precision) if custom_grad else jnp.dot(x, W, precision=precision)
     return out if b is None else out + b
 
 
@@ -179,7 +201,7 @@ def apply(spec, params, state, x, train=False, key=None, precision=None, custom_
         Dropout key; each dropout layer uses ``fold_in(key, its index in the spec)``.
         ``None`` disables dropout.
     precision, custom_grad
-        For the convolutions, see :func:`conv2d`.
+        For the convolutions and dense layers, see :func:`conv2d` and :func:`dense`.
 
     Returns
     -------
@@ -196,7 +218,8 @@ def apply(spec, params, state, x, train=False, key=None, precision=None, custom_
                        custom_grad)
             x = nonlinearity(x, layer.nonlinearity)
         elif isinstance(layer, models.DenseLayer):
-            x = dense(x, params[f"{name}.W"], params.get(f"{name}.b"), precision)
+            x = dense(x, params[f"{name}.W"], params.get(f"{name}.b"), precision,
+                      custom_grad)
             x = nonlinearity(x, layer.nonlinearity)
         elif isinstance(layer, models.BatchNormLayer):
             gb = params[f"{name}.gamma"], params[f"{name}.beta"]
@@ -225,8 +248,11 @@ def apply(spec, params, state, x, train=False, key=None, precision=None, custom_
 def clipped_crossentropy(probs, targets):
     """Per-example ``-log(clip(p[target], CLIP, 1 - CLIP))``. The clip comes before the
     log, so a prediction clipped at either end passes no gradient back."""
-    p = jnp.clip(probs, CLIP, 1.0 - CLIP)
-    return -jnp.log(jnp.take_along_axis(p, targets[:, None], axis=1)[:, 0])
+    # the target's probability picked by a select, not a gather: the same values, and
+    # its gradient is a select too (a gather's is a scatter, slow on CPU under vmap)
+    hit = targets[:, None] == jnp.arange(probs.shape[1], dtype=targets.dtype)
+    p = jnp.sum(jnp.where(hit, probs, 0.0), axis=1)
+    return -jnp.log(jnp.clip(p, CLIP, 1.0 - CLIP))
 
 
 def accuracy(probs, targets):
