@@ -162,10 +162,20 @@ def test_conv_matches_numpy_and_custom_gradient_matches_autodiff(pad, k):
         np.testing.assert_allclose(custom, auto, rtol=1e-5, atol=1e-5)
 
 
-def test_dense_flattens_in_lasagne_order():
+def test_dense_flattens_in_lasagne_order_and_custom_gradient_matches_autodiff():
     x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
     W = rng.normal(size=(60, 6)).astype(np.float32)
     np.testing.assert_allclose(L.dense(nhwc(x), W), x.reshape(2, -1) @ W, rtol=1e-5)
+    target = rng.normal(size=(2, 6)).astype(np.float32)
+    grads = [jax.grad(lambda x_, W_: jnp.sum((L.dense(x_, W_, None, custom_grad=cg)
+                                              - target) ** 2), (0, 1))(nhwc(x), W)
+             for cg in (True, False)]
+    for custom, auto in zip(*grads):
+        np.testing.assert_allclose(custom, auto, rtol=1e-5, atol=1e-6)
+    # the weight gradient by hand: x.T @ dL/dout
+    out = x.reshape(2, -1) @ W
+    np.testing.assert_allclose(grads[0][1], x.reshape(2, -1).T @ (2 * (out - target)),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_clipped_crossentropy_value_and_zero_gradient_where_clipped():
@@ -180,6 +190,11 @@ def test_clipped_crossentropy_value_and_zero_gradient_where_clipped():
     logits = jnp.float32([[-50.0, 50.0, 0.0]])
     g = jax.grad(lambda z: L.clipped_crossentropy(jax.nn.softmax(z), jnp.int32([0]))[0])(logits)
     assert not np.any(np.asarray(g))
+    # The target is picked, not multiplied out: NaN in another class does not leak in,
+    # and the values are those of a gather.
+    odd = jnp.float32([[np.nan, 0.25, 0.75], [0.1, 0.6, 0.3]])
+    loss = L.clipped_crossentropy(odd, jnp.int32([1, 2]))
+    np.testing.assert_array_equal(loss, -jnp.log(jnp.float32([0.25, 0.3])))
     # A diverged net, saturated on one class: 9 in 10 examples wrong -> 0.9 * -ln(1e-7).
     sat = jnp.tile(jnp.float32([[1.0] + [0.0] * 9]), (10, 1))
     mean = float(jnp.mean(L.clipped_crossentropy(sat, jnp.arange(10, dtype=jnp.int32))))
