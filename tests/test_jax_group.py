@@ -42,7 +42,7 @@ LOGREG = dict(name="g", model="logreg", dataset="mnist", epochs=3, batch_size=12
               val_batch_size=256, lr_schedule="linear", augmentation="none",
               train_subset=1500, val_subset=500, beta1=0.9, epsilon=1e-8)
 # Adam and AMSGrad, two learning rates, bias correction on and off, two seeds; seed 0
-# has five runs and seed 1 three, so the group pads seed 1 with two inactive slots.
+# has five runs and seed 1 three, so the group pads seed 1 with two slots (copies).
 MIXED = [("adam", 1e-2, 0.999, True, 0), ("amsgrad", 1e-2, 0.99, False, 0),
          ("adam", 1e-3, 0.99, False, 0), ("amsgrad", 1e-3, 0.999, True, 0),
          ("adam", 1e-2, 0.99, False, 0), ("adam", 1e-3, 0.999, True, 1),
@@ -183,6 +183,35 @@ def test_compile_options_this_jax_lacks_are_left_out():
     program = _compile(lowered, {"xla_no_such_option_anywhere": ""})
     np.testing.assert_array_equal(program(jnp.ones(3)), [2.0, 2.0, 2.0])
 
+
+
+@needs_cifar
+def test_the_three_layouts_train_a_conv_net_alike(cifar):
+    """'shared' (the GPU default for conv nets), 'per_run' and 'loop' (the CPU default)
+    step the same runs: batch norm, dropout and the stored (S, *shape, R) arrays."""
+    spec = models.get_model("cifarnet")
+    data = Dataset("cifar10", cifar.x_train[:160], cifar.y_train[:160], cifar.x_val[:32],
+                   cifar.y_val[:32], flip=True)
+    hp = [Hyperparameters(updater=u) for u in ("adam", "amsgrad", "adam")]
+    seeds = [0, 0, 1]
+    results = {}
+    for layout in ("loop", "shared", "per_run"):
+        engine = GroupEngine(spec, data, hp, seeds, layout=layout)
+        losses, _ = engine.train_epoch(  # learning rates far apart: runs mixed up would show
+            0, [1e-2, 1e-4, 1e-3], [True] * 3,
+            {s: epoch_batches(s, 0, 160, 40, flip=True) for s in (0, 1)})
+        results[layout] = losses, engine.evaluate(32)[0], engine.dump()
+    loss, val, dumped = results["loop"]
+    for layout in ("shared", "per_run"):
+        np.testing.assert_allclose(results[layout][0], loss, rtol=1e-5)
+        np.testing.assert_allclose(results[layout][1], val, rtol=1e-4)
+        for ref, got in zip(dumped, results[layout][2]):
+            assert set(got) == set(ref)
+            for name, value in ref.items():
+                # by norm: Adam moves an element whose gradient is rounding noise by
+                # up to a step whatever its size, so single elements may differ more
+                scale = float(np.linalg.norm(value)) or 1.0
+                assert np.linalg.norm(got[name] - value) <= 1e-3 * scale, (layout, name)
 
 
 @needs_mnist
