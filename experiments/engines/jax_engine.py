@@ -15,7 +15,6 @@ step)`` only, so a resumed run draws the same masks. Keys are drawn with threefr
 partitionable mode (the default from jax 0.5 on, switched on here for older jax), so
 masks are the same on every supported jax version.
 """
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -41,15 +40,6 @@ def make_optimizer(hparams, lr):
     if u == "sgd":
         return amsgrad_optax.sgd(lr)
     return amsgrad_optax.momentum(lr, hparams.momentum, nesterov=u == "nesterov")
-
-
-def _partitionable(fn):
-    """Run ``fn`` (and trace it) with threefry's partitionable key derivation."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with jax.threefry_partitionable(True):
-            return fn(*args, **kwargs)
-    return wrapper
 
 
 class JaxEngine(Engine):
@@ -202,7 +192,7 @@ class JaxEngine(Engine):
         return jax.random.fold_in(jax.random.PRNGKey(self.seed), epoch)
 
     # ---- the interface --------------------------------------------------------------
-    @_partitionable
+    @jax_layers.partitionable
     def train_epoch(self, epoch, lr, indices, flips=None):
         if self._data is None:
             raise RuntimeError("this engine was built without a dataset")
@@ -226,14 +216,14 @@ class JaxEngine(Engine):
         return (float(np.sum(loss_sums, dtype=np.float64) / n),
                 float(np.sum(correct, dtype=np.float64) / n))
 
-    @_partitionable
+    @jax_layers.partitionable
     def forward(self, x, deterministic=True):
         params, state = self._carry[:2]
         probs = self._forward_fn(params, state, np.asarray(x, np.float32),
                                  self._epoch_key(0), deterministic=bool(deterministic))
         return np.asarray(probs)
 
-    @_partitionable
+    @jax_layers.partitionable
     def train_steps(self, x_batches, y_batches, lr):
         self._carry, losses = self._steps_fn(
             self._carry, np.asarray(x_batches, np.float32), np.asarray(y_batches, np.int32),

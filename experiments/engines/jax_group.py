@@ -64,16 +64,6 @@ LAYOUTS = ("shared", "per_run", "loop")
 _PROGRAMS = {}  # compiled programs by configuration and argument shapes
 
 
-def _partitionable(fn):
-    """Trace and run ``fn`` with threefry's partitionable key derivation (as the
-    single-run engine does), so dropout masks match it on every jax version."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with jax.threefry_partitionable(True):
-            return fn(*args, **kwargs)
-    return wrapper
-
-
 def clear_programs():
     """Forget the compiled programs (they are kept for the engines still to come)."""
     _PROGRAMS.clear()
@@ -414,7 +404,7 @@ class GroupEngine:
             self.compile_seconds += time.perf_counter() - began
         return _PROGRAMS[key]
 
-    @_partitionable
+    @jax_layers.partitionable
     def train_epoch(self, epoch, lr, active, plans):
         """Train one epoch of every active run.
 

@@ -180,6 +180,16 @@ def batch_norm_eval(x, gamma, beta, mean, inv_std):
     return (x - mean) * (gamma * inv_std) + beta  # Lasagne's grouping
 
 
+def partitionable(fn):
+    """Trace and run ``fn`` with threefry's partitionable key derivation, which both
+    JAX engines use so that dropout masks are the same on every jax version."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with jax.threefry_partitionable(True):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
 def dropout(x, p, key):
     """``DropoutLayer``: ``x / (1 - p) * mask`` with ``mask ~ Bernoulli(1 - p)``."""
     retain = 1.0 - p
