@@ -29,12 +29,12 @@ from experiments import claims
 from experiments.config import AXES, TRAIN_KEYS, ConfigError, check_value, did_you_mean
 from experiments.executors import (MAX_ATTEMPTS, Job, LocalExecutor, RayExecutor,
                                    load_grid_dataset)
-from experiments.results import DONE_STATES, CorruptFileError, RunStore, atomic_write_text
+from experiments.results import (DONE_STATES, GRID_FILE, CorruptFileError, RunStore,
+                                 atomic_write_text)
 
 # How each axis appears in run ids (None: the bare value); also accepted by --only.
 ID_LABELS = {"updater": None, "learning_rate": "lr", "beta1": "b1", "beta2": "b2",
              "epsilon": "eps", "bias_correction": "bc"}
-GRID_FILE = "grid.yaml"
 
 EXECUTORS = ("local", "ray")
 
@@ -451,6 +451,9 @@ def _run_synthetic(config, results_dir, quiet, dry_run, out):
         return summary
     try:
         synthetic.run_synthetic(cfg, results_dir, quiet=quiet)
+        from experiments.analysis import figures  # the figure lives with the other figures
+        figures.save_figure(figures.plot_synthetic(store.run_dir),
+                            os.path.join(store.run_dir, "synthetic"))
     except Exception as error:
         summary["failed"].append(config.name)
         print(f"failed {config.name}: {type(error).__name__}: {error}", file=sys.stderr)

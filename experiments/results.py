@@ -36,12 +36,13 @@ import yaml
 CURVE_FIELDS = ("epoch", "lr", "loss", "acc", "val_loss", "val_acc", "seconds")
 STATES = ("running", "finished", "diverged", "failed")
 DONE_STATES = ("finished", "diverged")  # a run in these states is not trained again
+GRID_FILE = "grid.yaml"  # next to a grid's run folders: its fixed settings and axes
 _META_KEY = "__meta__"  # the checkpoint's meta, JSON-encoded as a uint8 array
 _CURVES_KEY = "__curves__"  # curves.csv as it was when the checkpoint was saved
 _SUM_KEY = "__sha256__"  # SHA-256 of every other member, hex as uint8
 
-__all__ = ["CURVE_FIELDS", "STATES", "DONE_STATES", "atomic_write_bytes", "atomic_write_text",
-           "CorruptFileError", "CorruptFileWarning", "RunStore", "load_runs", "load_results"]
+__all__ = ["CURVE_FIELDS", "STATES", "DONE_STATES", "GRID_FILE", "atomic_write_bytes",
+           "atomic_write_text", "CorruptFileError", "CorruptFileWarning", "RunStore"]
 
 
 class CorruptFileError(ValueError):
@@ -472,49 +473,3 @@ class RunStore:
                                    "epochs_done": len(rows), "epochs": epochs,
                                    "recovered": "from curves.csv"})
         return done
-
-
-def load_runs(results_dir):
-    """Every run found under ``results_dir`` (any depth), sorted by path.
-
-    Returns
-    -------
-    list of dict
-        Keys ``name`` (grid name: the parent folder), ``run_id`` (the run's folder),
-        ``path``, ``config`` (dict), ``status`` (dict or None), ``curves`` (list of
-        dicts, see :meth:`RunStore.read_curves`).
-    """
-    runs = []
-    for folder, dirs, files in os.walk(os.fspath(results_dir)):
-        dirs.sort()
-        if "config.yaml" not in files:
-            continue
-        store = RunStore(folder)
-        runs.append({"name": os.path.basename(os.path.dirname(folder)),
-                     "run_id": os.path.basename(folder), "path": folder,
-                     "config": store.read_config() or {}, "status": store.read_status(),
-                     "curves": store.read_curves()})
-    return sorted(runs, key=lambda r: r["path"])
-
-
-def load_results(results_dir, as_frame=False):
-    """One row per run for analysis: config fields, ``state``, final metrics, curves.
-
-    Each row holds the run's config fields (``updater``, ``lr``, ``beta2``, ``seed``, ...),
-    ``grid`` (grid name), ``run_id``, ``state`` (``None`` if never started), ``epochs_done``,
-    ``final_<metric>`` for each curve metric (NaN when there are no curves) and ``curves``
-    (list of dicts). With ``as_frame=True`` a pandas DataFrame is returned instead.
-    """
-    rows = []
-    for run in load_runs(results_dir):
-        row = dict(run["config"])
-        last = run["curves"][-1] if run["curves"] else {}
-        row.update(grid=run["name"], run_id=run["run_id"],
-                   state=(run["status"] or {}).get("state"), epochs_done=len(run["curves"]))
-        row.update({f"final_{k}": last.get(k, math.nan) for k in CURVE_FIELDS[1:]})
-        row["curves"] = run["curves"]
-        rows.append(row)
-    if as_frame:
-        import pandas as pd  # optional dependency
-        return pd.DataFrame(rows)
-    return rows

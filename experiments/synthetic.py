@@ -282,7 +282,7 @@ def read_trajectories(path):
 
 
 def run_synthetic(config, results_dir, quiet=False):
-    """Run the synthetic experiment of ``config`` and draw its figure.
+    """Run the synthetic experiment of ``config`` and write its trajectories.
 
     Parameters
     ----------
@@ -295,7 +295,8 @@ def run_synthetic(config, results_dir, quiet=False):
         ``record_every`` (1000), ``dtype`` (``'float32'`` or ``'float64'``).
     results_dir : str or path-like
         Files go to ``results_dir/<name>/``: ``config.yaml``, ``status.json``,
-        ``trajectories.csv`` (step, problem, rule, x), ``synthetic.png`` and ``.pdf``.
+        ``trajectories.csv`` (step, problem, rule, x). The figure is drawn from them
+        by :func:`experiments.analysis.figures.plot_synthetic`.
     quiet : bool
         No message.
 
@@ -317,9 +318,6 @@ def run_synthetic(config, results_dir, quiet=False):
         traj = simulate(**settings)
         csv_path = os.path.join(store.run_dir, "trajectories.csv")
         write_trajectories(csv_path, traj)
-        from experiments import plots  # the figure lives with the other figures
-        plots.save_figure(plots.plot_synthetic(store.run_dir),
-                          os.path.join(store.run_dir, "synthetic"))
     except BaseException as error:
         store.write_status({"state": "failed", "error": f"{type(error).__name__}: {error}"})
         raise

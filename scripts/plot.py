@@ -16,13 +16,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm  # noqa: E402
 
-from experiments import plots  # noqa: E402
+from experiments.analysis import figures, records  # noqa: E402
 
 
 def _jobs(results_dir):
     """What to plot: ``[(kind, folder, runs or None)]``."""
-    jobs = [("synthetic", folder, None) for folder in plots.synthetic_dirs(results_dir)]
-    for folder, runs in plots.group_grids(plots.find_runs(results_dir)).items():
+    jobs = [("synthetic", folder, None) for folder in figures.synthetic_dirs(results_dir)]
+    for folder, runs in records.group_grids(records.find_runs(results_dir)).items():
         jobs.append(("grid", folder, runs))
     return jobs
 
@@ -35,12 +35,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if not os.path.isdir(args.results_dir):
-            raise plots.ResultsError(f"results folder {args.results_dir!r} does not exist")
+            raise records.ResultsError(f"results folder {args.results_dir!r} does not exist")
         jobs = _jobs(args.results_dir)
         if not jobs:
-            raise plots.ResultsError(f"no runs (no */config.yaml) and no "
-                                     f"{plots.SYNTHETIC_FILE} in {args.results_dir!r}")
-        n_figures = sum(1 if kind == "synthetic" else len(plots.figure_names())
+            raise records.ResultsError(f"no runs (no */config.yaml) and no "
+                                     f"{figures.SYNTHETIC_FILE} in {args.results_dir!r}")
+        n_figures = sum(1 if kind == "synthetic" else len(figures.figure_names())
                         for kind, _, _ in jobs)
         written = []
         with tqdm(total=n_figures, desc="figures", unit="fig", disable=args.quiet) as bar:
@@ -52,13 +52,13 @@ def main(argv=None):
                 else:
                     out = os.path.join(args.out, os.path.basename(os.path.normpath(folder)))
                 if kind == "synthetic":
-                    written += plots.save_figure(plots.plot_synthetic(folder),
+                    written += figures.save_figure(figures.plot_synthetic(folder),
                                                  os.path.join(out, "synthetic"))
                     bar.update()
                 else:
                     title = os.path.basename(os.path.normpath(folder))
-                    written += plots.plot_grid(runs, out, title=title, progress=bar.update)
-    except plots.ResultsError as e:
+                    written += figures.plot_grid(runs, out, title=title, progress=bar.update)
+    except records.ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not args.quiet:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments import plots, report  # noqa: E402
+from experiments.analysis import records, report  # noqa: E402
 
 
 def main(argv=None):
@@ -27,9 +27,9 @@ def main(argv=None):
                         help="folder of the figures to link (default RESULTS_DIR/figures)")
     args = parser.parse_args(argv)
     try:
-        grids = plots.group_grids(plots.load_grid(args.results_dir))
+        grids = records.group_grids(records.load_grid(args.results_dir))
         if len(grids) > 1 and (args.out or args.figures):
-            raise plots.ResultsError(
+            raise records.ResultsError(
                 f"{args.results_dir!r} holds {len(grids)} grids; --out and --figures "
                 "need a single grid's folder")
         for folder, runs in grids.items():
@@ -38,7 +38,7 @@ def main(argv=None):
             title = f"Adam vs AMSGrad: {os.path.basename(os.path.normpath(folder))}"
             report.write_report(runs, out, figures, title=title)
             print(f"wrote {out}")
-    except (plots.ResultsError, OSError) as e:
+    except (records.ResultsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

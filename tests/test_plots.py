@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 
-from experiments import plots
+from experiments.analysis import figures, records
 
 REPO = Path(__file__).resolve().parents[1]
 UPDATERS = ("adam", "amsgrad")
@@ -108,9 +108,9 @@ def _panels(fig):
 
 def test_load_grid_reads_the_plain_files(grid):
     root, written = grid
-    runs = plots.load_grid(root)
+    runs = records.load_grid(root)
     assert len(runs) == len(written) == 48
-    by_key = {(r.updater, r.lr, r.beta2, r.bias_correction, r.seed): r for r in runs}
+    by_key = {(r.updater, r.learning_rate, r.beta2, r.bias_correction, r.seed): r for r in runs}
     assert set(by_key) == set(written)
     run = by_key[STUCK]
     np.testing.assert_array_equal(run.curves["val_loss"], written[STUCK][0]["val_loss"])
@@ -120,20 +120,20 @@ def test_load_grid_reads_the_plain_files(grid):
 
 def test_divergence_detection(grid):
     root, _ = grid
-    runs = {(r.updater, r.lr, r.beta2, r.bias_correction, r.seed): r
-            for r in plots.load_grid(root)}
-    assert [k for k, r in runs.items() if plots.is_diverged(r)] == sorted([STUCK, NAN],
+    runs = {(r.updater, r.learning_rate, r.beta2, r.bias_correction, r.seed): r
+            for r in records.load_grid(root)}
+    assert [k for k, r in runs.items() if records.is_diverged(r)] == sorted([STUCK, NAN],
                                                                           key=list(runs).index)
     # Stuck at the clipped loss is caught from the curves alone, and NaN too.
     for key in (STUCK, NAN):
         runs[key].state = "finished"
-        assert plots.is_diverged(runs[key])
+        assert records.is_diverged(runs[key])
 
 
-@pytest.mark.parametrize("metric", plots.METRICS)
+@pytest.mark.parametrize("metric", records.METRICS)
 def test_one_panel_per_setting_one_line_per_run(grid, metric):
     root, written = grid
-    fig = plots.plot_metric(plots.load_grid(root), metric)
+    fig = figures.plot_metric(records.load_grid(root), metric)
     panels = _panels(fig)
     assert sorted(panels) == sorted((lr, b2) for lr in LRS for b2 in BETA2S)
     assert sum(1 for ax in fig.axes if ax.lines) == 4
@@ -141,13 +141,13 @@ def test_one_panel_per_setting_one_line_per_run(grid, metric):
         keys = [k for k in written if k[1:3] == (lr, beta2)]
         assert len(ax.lines) == len(keys) == 12
         colors = sorted(to_hex(line.get_color()) for line in ax.lines)
-        assert colors == sorted(plots.COLORS[k[0], k[3]] for k in keys)
+        assert colors == sorted(figures.COLORS[k[0], k[3]] for k in keys)
     # Rows are learning rates (largest first), columns beta2.
     grid_axes = fig.axes[:4]
     assert [ax.get_title() for ax in grid_axes] == [
         "lr=0.01, β2=0.99", "lr=0.01, β2=0.999", "lr=0.001, β2=0.99", "lr=0.001, β2=0.999"]
     assert grid_axes[2].get_xlabel() == "epoch"
-    assert grid_axes[0].get_ylabel() == plots.LABELS[metric]
+    assert grid_axes[0].get_ylabel() == figures.LABELS[metric]
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == [
         "Adam, bias correction on", "Adam, bias correction off",
@@ -156,20 +156,20 @@ def test_one_panel_per_setting_one_line_per_run(grid, metric):
 
 def test_diverged_runs_do_not_set_the_scale(grid):
     root, written = grid
-    runs = plots.load_grid(root)
+    runs = records.load_grid(root)
     good = [c for k, (c, _) in written.items() if k not in (STUCK, NAN)]
     for metric in ("loss", "val_loss"):
-        lo, hi = plots.plot_metric(runs, metric).axes[0].get_ylim()
+        lo, hi = figures.plot_metric(runs, metric).axes[0].get_ylim()
         top = max(c[metric].max() for c in good)
         assert top <= hi < 1.2 * top < CLIPPED  # the clipped 14.5 is off the scale
-    lo, hi = plots.plot_metric(runs, "val_acc").axes[0].get_ylim()
+    lo, hi = figures.plot_metric(runs, "val_acc").axes[0].get_ylim()
     assert lo <= min(c["val_acc"].min() for c in good) and lo > 0.1 - 1e-9 + 0.3
 
 
 def test_zoomed_views(grid):
     root, written = grid
-    runs = plots.load_grid(root)
-    fig = plots.plot_metric(runs, "loss", "last")
+    runs = records.load_grid(root)
+    fig = figures.plot_metric(runs, "loss", "last")
     ax = _panels(fig)[0.001, 0.999]
     assert ax.get_xlim()[0] == 9 and ax.get_xlim()[1] == pytest.approx(10)  # last 20%
     tail = [c["loss"][8:] for k, (c, _) in written.items() if k[1:3] == (0.001, 0.999)]
@@ -178,7 +178,7 @@ def test_zoomed_views(grid):
     assert lo == pytest.approx(min(t.min() for t in tail) - 0.05 * span)
     assert hi == pytest.approx(max(t.max() for t in tail) + 0.05 * span)
     # best view: every trained run's best value is in frame, the stuck run's 0.1 is not.
-    fig = plots.plot_metric(runs, "val_acc", "best")
+    fig = figures.plot_metric(runs, "val_acc", "best")
     ax = _panels(fig)[0.01, 0.999]
     lo, hi = ax.get_ylim()
     bests = [c["val_acc"].max() for k, (c, _) in written.items()
@@ -189,9 +189,9 @@ def test_zoomed_views(grid):
 
 def test_partial_grid(tmp_path):
     written = write_fake_grid(tmp_path / "fake", partial=True)
-    runs = plots.load_grid(tmp_path / "fake")
+    runs = records.load_grid(tmp_path / "fake")
     assert len(runs) == len(written) == 36
-    fig = plots.plot_metric(runs, "val_acc")
+    fig = figures.plot_metric(runs, "val_acc")
     panels = _panels(fig)
     assert sum(1 for ax in fig.axes if ax.lines) == 3  # (0.001, 0.99) has no runs yet
     assert len(panels[0.001, 0.99].lines) == 0
@@ -199,10 +199,10 @@ def test_partial_grid(tmp_path):
         lines = panels[setting].lines
         assert len(lines) == 12
         assert sorted(len(line.get_xdata()) for line in lines)[:4] == [4, 4, 4, 4]
-    for metric, view, _ in plots.figure_names():  # every view copes with the gaps
-        fig = plots.plot_metric(runs, metric, view)
+    for metric, view, _ in figures.figure_names():  # every view copes with the gaps
+        fig = figures.plot_metric(runs, metric, view)
         assert sum(1 for ax in fig.axes if ax.lines) == 3
-    paths = plots.save_figure(fig, str(tmp_path / "figs" / "val_acc_best"))
+    paths = figures.save_figure(fig, str(tmp_path / "figs" / "val_acc_best"))
     _check_files(paths)
 
 
@@ -226,12 +226,12 @@ def write_synthetic(folder):
 
 def test_synthetic_figure(tmp_path):
     write_synthetic(tmp_path / "synthetic")
-    fig = plots.plot_synthetic(tmp_path / "synthetic")
+    fig = figures.plot_synthetic(tmp_path / "synthetic")
     assert [ax.get_title() for ax in fig.axes] == ["online problem", "stochastic problem"]
     for ax in fig.axes:
         colors = {line.get_label(): to_hex(line.get_color()) for line in ax.lines}
-        assert colors["Adam"] == plots.COLORS["adam", True]
-        assert colors["AMSGrad"] == plots.COLORS["amsgrad", True]
+        assert colors["Adam"] == figures.COLORS["adam", True]
+        assert colors["AMSGrad"] == figures.COLORS["amsgrad", True]
         optimum = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
         assert len(optimum) == 1 and list(optimum[0].get_ydata()) == [-1, -1]
         np.testing.assert_allclose(ax.lines[0].get_ydata(), [0, 0.25, 0.5, 0.75, 1.0])
@@ -248,7 +248,7 @@ def test_cli_on_a_results_root(grid, tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "figs" / "fake"
     names = sorted(p.name for p in out.iterdir())
-    expected = sorted(f"{stem}.{ext}" for _, _, stem in plots.figure_names()
+    expected = sorted(f"{stem}.{ext}" for _, _, stem in figures.figure_names()
                       for ext in ("png", "pdf"))
     assert names == expected and "loss_last.png" in names and "val_acc_best.pdf" in names
     _check_files([str(p) for p in out.iterdir()])

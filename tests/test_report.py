@@ -8,18 +8,20 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from experiments import plots, report
+from experiments.analysis import records, report
+from experiments.analysis import stats as grid_stats
 from test_plots import BETA2S, LRS, NAN, STUCK, write_fake_grid
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2, 3, 4)
+AXES = ("learning_rate", "beta2", "bias_correction")  # the post's
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     root = tmp_path_factory.mktemp("results") / "fake"
     written = write_fake_grid(root, seeds=SEEDS)
-    return root, written, plots.load_grid(root)
+    return root, written, records.load_grid(root)
 
 
 def _settings():
@@ -32,15 +34,15 @@ def _final(written, updater, setting, stat="val_acc", seeds=SEEDS):
 
 def test_holm_hand_computed():
     # sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1 -> 0.04, 0.09, 0.08 -> 0.09 (monotone), 0.5
-    np.testing.assert_allclose(report.holm([0.01, 0.04, 0.03, np.nan, 0.5]),
+    np.testing.assert_allclose(grid_stats.holm([0.01, 0.04, 0.03, np.nan, 0.5]),
                                [0.04, 0.09, 0.09, np.nan, 0.5])
-    np.testing.assert_allclose(report.holm([0.3, 0.6]), [0.6, 0.6])
-    np.testing.assert_allclose(report.holm([0.9, 0.8, 0.01]), [1.0, 1.0, 0.03])
+    np.testing.assert_allclose(grid_stats.holm([0.3, 0.6]), [0.6, 0.6])
+    np.testing.assert_allclose(grid_stats.holm([0.9, 0.8, 0.01]), [1.0, 1.0, 0.03])
 
 
 def test_paired_test_hand_computed():
     # d = [1, 2, 2]: mean 5/3, sd sqrt(1/3), t = 5; with 2 df, p = 1 - t / sqrt(t^2 + 2).
-    res = report.paired_test([1.0, 2.0, 3.0], [0.0, 0.0, 1.0])
+    res = grid_stats.paired_test([1.0, 2.0, 3.0], [0.0, 0.0, 1.0])
     assert res["n"] == 3 and res["mean"] == pytest.approx(5 / 3)
     assert res["sd"] == pytest.approx(np.sqrt(1 / 3))
     assert res["t"] == pytest.approx(5.0)
@@ -48,14 +50,14 @@ def test_paired_test_hand_computed():
     half = 4.302652729749464 / 3  # t_{0.975, 2} * sd / sqrt(3)
     assert res["ci"] == pytest.approx((5 / 3 - half, 5 / 3 + half))
     assert np.isnan(res["p_wilcoxon"])  # fewer than 5 pairs
-    one = report.paired_test([1.0], [0.5])
+    one = grid_stats.paired_test([1.0], [0.5])
     assert one["n"] == 1 and one["mean"] == 0.5 and np.isnan(one["p"]) and np.isnan(one["sd"])
 
 
 def test_summary_matches_numpy(grid):
     _, written, runs = grid
-    rows = {(r["updater"], r["lr"], r["beta2"], r["bias_correction"]): r
-            for r in report.summarize(runs)}
+    rows = {(r["updater"], r["learning_rate"], r["beta2"], r["bias_correction"]): r
+            for r in grid_stats.summarize(runs)}
     assert len(rows) == 16
     for (updater, lr, beta2, bc), row in rows.items():
         curves = [written[(updater, lr, beta2, bc, s)][0] for s in SEEDS]
@@ -78,11 +80,11 @@ def test_summary_matches_numpy(grid):
 def test_comparisons_match_scipy(grid):
     _, written, runs = grid
     for stat, metric in (("final_val_acc", "val_acc"), ("final_val_loss", "val_loss")):
-        rows = report.compare(runs, stat)
-        assert [(r["lr"], r["beta2"], r["bias_correction"]) for r in rows] == _settings()
+        rows = grid_stats.compare(runs, stat)
+        assert [(r["learning_rate"], r["beta2"], r["bias_correction"]) for r in rows] == _settings()
         raw = []
         for row in rows:
-            setting = (row["lr"], row["beta2"], row["bias_correction"])
+            setting = (row["learning_rate"], row["beta2"], row["bias_correction"])
             a, b = _final(written, "adam", setting, metric), _final(written, "amsgrad", setting,
                                                                     metric)
             d = a - b
@@ -108,13 +110,13 @@ def test_comparisons_match_scipy(grid):
         got = [r["p_holm"] for r in rows if np.isfinite(r["p"])]
         np.testing.assert_allclose(got, expected, rtol=1e-10)
     # The fake data give Adam +0.01 val acc: some settings are significant at 5%.
-    assert any(r["p"] < 0.05 for r in report.compare(runs))
+    assert any(r["p"] < 0.05 for r in grid_stats.compare(runs))
 
 
 def test_best_against_best(grid):
     _, written, runs = grid
-    res = report.best_vs_best(runs, report.summarize(runs))
-    best = {u: (res[u]["lr"], res[u]["beta2"], res[u]["bias_correction"])
+    res = grid_stats.best_vs_best(runs, grid_stats.summarize(runs))
+    best = {u: (res[u]["learning_rate"], res[u]["beta2"], res[u]["bias_correction"])
             for u in ("adam", "amsgrad")}
     a, b = _final(written, "adam", best["adam"]), _final(written, "amsgrad", best["amsgrad"])
     assert res["seeds"] == list(SEEDS)
@@ -130,18 +132,18 @@ def _section(text, heading):
 def test_markdown_shows_the_numbers(grid, tmp_path):
     root, written, runs = grid
     text = report.render_report(runs, str(tmp_path / "report.md"))
-    summary = {(r["updater"], r["lr"], r["beta2"], r["bias_correction"]): r
-               for r in report.summarize(runs)}
+    summary = {(r["updater"], r["learning_rate"], r["beta2"], r["bias_correction"]): r
+               for r in grid_stats.summarize(runs)}
     row = summary["adam", 0.001, 0.99, True]
     values = _final(written, "adam", (0.001, 0.99, True))
     line = next(ln for ln in text.splitlines() if ln.startswith("| adam | 0.001 | 0.99 | on |"))
     assert f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" in line
     assert f"{row['final_loss_mean']:.4f} ± {row['final_loss_std']:.4f}" in line
     acc = _section(text, "### Final validation accuracy")
-    rows = report.compare(runs)
+    rows = grid_stats.compare(runs)
     for r in rows:
         line = next(ln for ln in acc.splitlines() if ln.startswith(
-            f"| {r['lr']:g} | {r['beta2']:g} | {'on' if r['bias_correction'] else 'off'} |"))
+            f"| {r['learning_rate']:g} | {r['beta2']:g} | {'on' if r['bias_correction'] else 'off'} |"))
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[3:10] == [
             "5", f"{r['mean']:.3g}", f"[{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]", f"{r['t']:.3f}",
@@ -156,24 +158,24 @@ def test_markdown_shows_the_numbers(grid, tmp_path):
     assert "**Conclusion:" in acc
     loss = _section(text, "### Final validation loss")
     assert "| 0.01 | 0.99 | off | 5 | n/a |" in loss  # the NaN run
-    best = report.best_settings(report.summarize(runs))
+    best = grid_stats.best_settings(grid_stats.summarize(runs))
     means = {k: _final(written, k[0], k[1:]).mean() for k in summary}
     for u in ("adam", "amsgrad"):
         top = max((k for k in means if k[0] == u), key=means.get)
-        assert (best[u]["lr"], best[u]["beta2"], best[u]["bias_correction"]) == top[1:]
+        assert (best[u]["learning_rate"], best[u]["beta2"], best[u]["bias_correction"]) == top[1:]
 
 
 def test_partial_results(tmp_path):
     # Seeds 0 and 2; seed 2 is still running: n = 1 everywhere -> std and tests n/a.
     written = write_fake_grid(tmp_path / "fake", seeds=(0, 2), partial=True)
-    runs = plots.load_grid(tmp_path / "fake")
-    rows = report.summarize(runs)
+    runs = records.load_grid(tmp_path / "fake")
+    rows = grid_stats.summarize(runs)
     assert len(rows) == 12 and all(r["n"] == 1 and r["n_running"] == 1 for r in rows)
     assert all(np.isnan(r["final_val_acc_std"]) for r in rows)
-    row = next(r for r in rows if (r["updater"], r["lr"], r["beta2"], r["bias_correction"])
+    row = next(r for r in rows if (r["updater"], r["learning_rate"], r["beta2"], r["bias_correction"])
                == ("adam", 0.01, 0.99, True))
     assert row["final_val_acc_mean"] == written["adam", 0.01, 0.99, True, 0][0]["val_acc"][-1]
-    comparisons = report.compare(runs)
+    comparisons = grid_stats.compare(runs)
     assert all(r["n"] == 1 and np.isnan(r["p"]) and np.isnan(r["p_holm"]) for r in comparisons)
     text = report.render_report(runs, str(tmp_path / "report.md"))
     assert "| adam | 0.01 | 0.99 | on | 1 | 0 | 1 |" in text
@@ -185,8 +187,8 @@ def test_unpaired_seeds_are_left_out(tmp_path):
     write_fake_grid(tmp_path / "fake", seeds=(0, 1, 2))
     # AMSGrad's seed 1 of one setting is missing: that setting has 2 pairs, seeds 0 and 2.
     shutil.rmtree(tmp_path / "fake" / "amsgrad_lr0.001_b0.999_bc1_s1")
-    rows = {(r["lr"], r["beta2"], r["bias_correction"]): r
-            for r in report.compare(plots.load_grid(tmp_path / "fake"))}
+    rows = {(r["learning_rate"], r["beta2"], r["bias_correction"]): r
+            for r in grid_stats.compare(records.load_grid(tmp_path / "fake"))}
     assert rows[0.001, 0.999, True]["seeds"] == [0, 2]
     assert rows[0.001, 0.99, True]["seeds"] == [0, 1, 2]
 
@@ -228,13 +230,13 @@ def test_cli_bad_results_dir(tmp_path, case):
 
 def test_verdicts_at_the_five_percent_line():
     def row(lr, mean, p):
-        return {"lr": lr, "beta2": 0.999, "bias_correction": True, "n": 5, "mean": mean,
+        return {"learning_rate": lr, "beta2": 0.999, "bias_correction": True, "n": 5, "mean": mean,
                 "sd": 0.1, "ci": (mean - 1, mean + 1), "t": 2.0, "p": p, "p_wilcoxon": np.nan}
     rows = [row(0.01, 0.02, 0.0049), row(0.001, -0.01, 0.0499), row(0.0001, 0.01, 0.0501),
             row(0.1, 0.0, np.nan)]
-    for r, p in zip(rows, report.holm([r["p"] for r in rows])):
+    for r, p in zip(rows, grid_stats.holm([r["p"] for r in rows])):
         r["p_holm"] = p  # 0.0147, 0.0998, 0.0998
-    lines = report._comparison_section(rows, "Final validation accuracy")
+    lines = report._comparison_section(rows, AXES, "Final validation accuracy")
     verdicts = [[c.strip() for c in ln.strip("|").split("|")][10:] for ln in lines[4:8]]
     assert verdicts == [["yes: Adam better", "yes: Adam better"], ["yes: AMSGrad better", "no"],
                         ["no", "no"], ["n/a", "n/a"]]
@@ -243,12 +245,12 @@ def test_verdicts_at_the_five_percent_line():
     assert "and 1 after Holm correction across the 3 tests" in text
     assert "differ significantly in final validation accuracy in 1 of 3 settings" in text
     # For a loss, lower is better: a positive Adam − AMSGrad favours AMSGrad.
-    lines = report._comparison_section(rows, "Final validation loss", higher_is_better=False)
+    lines = report._comparison_section(rows, AXES, "Final validation loss", higher_is_better=False)
     assert [c.strip() for c in lines[4].strip("|").split("|")][10] == "yes: AMSGrad better"
     # Identical results for every seed: nothing to test, and said so.
-    same = report.paired_test([0.9, 0.8, 0.7], [0.9, 0.8, 0.7])
+    same = grid_stats.paired_test([0.9, 0.8, 0.7], [0.9, 0.8, 0.7])
     assert same["mean"] == 0 and same["sd"] == 0 and np.isnan(same["p"])
     lines = report._comparison_section(
-        [{**same, "lr": 0.01, "beta2": 0.99, "bias_correction": True, "p_holm": np.nan}], "X")
+        [{**same, "learning_rate": 0.01, "beta2": 0.99, "bias_correction": True, "p_holm": np.nan}], AXES, "X")
     assert lines[4].endswith("| no: identical | no: identical |")
     assert "In 1 settings Adam and AMSGrad ended identical for every seed." in lines[-1]

@@ -11,7 +11,7 @@ import pytest
 
 from experiments import results
 from experiments.results import (CURVE_FIELDS, RunStore, atomic_write_bytes,
-                                 atomic_write_text, load_results, load_runs)
+                                 atomic_write_text)
 
 
 def _row(epoch, **values):
@@ -144,42 +144,6 @@ def test_config_round_trip(tmp_path):
     store.write_config(config)
     assert store.read_config() == config
     assert list(store.read_config()) == list(config)  # key order kept
-
-
-def _make_run(root, grid, rid, updater, curves, state):
-    store = RunStore(os.path.join(root, grid, rid))
-    store.write_config({"name": grid, "run_id": rid, "updater": updater, "seed": 0})
-    if curves:
-        store.write_curves(curves)
-    if state:
-        store.write_status({"state": state})
-
-
-def test_load_runs_and_results(tmp_path):
-    _make_run(tmp_path, "vgg", "amsgrad_seed=0", "amsgrad", [_row(0), _row(1, val_acc=0.9)],
-              "finished")
-    _make_run(tmp_path, "vgg", "adam_seed=0", "adam", [], None)
-    (tmp_path / "vgg" / "grid.yaml").write_text("settings: {}\n")  # not a run
-    runs = load_runs(tmp_path)
-    assert [(r["name"], r["run_id"]) for r in runs] == [("vgg", "adam_seed=0"),
-                                                        ("vgg", "amsgrad_seed=0")]
-    assert runs[0]["status"] is None and runs[0]["curves"] == []
-    assert runs[1]["config"]["updater"] == "amsgrad"
-    assert [c["val_acc"] for c in runs[1]["curves"]] == [0.75, 0.9]
-
-    rows = load_results(tmp_path)
-    assert rows[1]["state"] == "finished" and rows[1]["epochs_done"] == 2
-    assert rows[1]["final_val_acc"] == 0.9 and rows[1]["grid"] == "vgg"
-    assert rows[0]["state"] is None and math.isnan(rows[0]["final_val_acc"])
-
-
-def test_load_results_as_frame(tmp_path):
-    pd = pytest.importorskip("pandas")
-    _make_run(tmp_path, "g", "adam_seed=0", "adam", [_row(0, val_acc=0.5)], "finished")
-    _make_run(tmp_path, "g", "amsgrad_seed=0", "amsgrad", [_row(0, val_acc=0.6)], "diverged")
-    frame = load_results(tmp_path, as_frame=True)
-    assert isinstance(frame, pd.DataFrame)
-    assert frame.set_index("updater")["final_val_acc"].to_dict() == {"adam": 0.5, "amsgrad": 0.6}
 
 
 def test_checkpoint_keeps_the_one_before_and_falls_back_to_it(tmp_path):

@@ -167,6 +167,10 @@ def test_synthetic_config_runs_once_and_refuses_other_settings(tmp_path):
     assert first.returncode == 0, first.stderr
     status = (results / "syn" / "status.json").read_text()
     assert '"state": "finished"' in status
+    # the runner draws the figure from the trajectories (the analysis layer's plot)
+    assert (results / "syn" / "synthetic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (results / "syn" / "synthetic.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not [p.name for p in (results / "syn").iterdir() if p.name.endswith(".tmp")]
     again = cli(config, "--results", results)
     assert again.returncode == 0, again.stderr
     assert again.stdout.endswith(f"{results}/syn: done\n")

@@ -136,7 +136,7 @@ def test_paper_outcome_full_run(seed):
     assert lane(traj, "online", "amsgrad")[-1] < -0.99
 
 
-def test_run_synthetic_writes_csv_status_and_figure(tmp_path):
+def test_run_synthetic_writes_csv_and_status(tmp_path):
     config = {"name": "synthetic", "kind": "synthetic", "steps": 2500, "record_every": 1000,
               "seed": 2, **PAPER}
     status = synthetic.run_synthetic(config, tmp_path, quiet=True)
@@ -153,8 +153,6 @@ def test_run_synthetic_writes_csv_status_and_figure(tmp_path):
     assert last["online/adam"] == pytest.approx(reference("adam", 2500)[-1], rel=1e-5)
     assert status["state"] == "finished"
     assert yaml.safe_load((out / "config.yaml").read_text())["steps"] == 2500
-    assert (out / "synthetic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "synthetic.pdf").read_bytes()[:5] == b"%PDF-"
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -15,7 +15,6 @@ Every figure is written as PNG and PDF, atomically, with the Agg backend.
 import io
 import math
 import os
-from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -24,15 +23,13 @@ from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
-from experiments.results import RunStore, atomic_write_bytes, load_runs  # noqa: E402
+from experiments.analysis.records import METRICS, ResultsError, is_diverged  # noqa: E402
+from experiments.results import atomic_write_bytes  # noqa: E402
 
-__all__ = ["METRICS", "VIEWS", "COLORS", "ResultsError", "Run", "find_runs", "load_grid",
-           "group_grids", "is_diverged", "plot_metric", "figure_names", "plot_grid",
-           "save_figure", "read_synthetic", "plot_synthetic", "synthetic_dirs"]
+__all__ = ["VIEWS", "COLORS", "plot_metric", "figure_names", "plot_grid", "save_figure",
+           "read_synthetic", "plot_synthetic", "synthetic_dirs"]
 
-METRICS = ("loss", "val_loss", "acc", "val_acc")
 LABELS = {"loss": "training loss", "val_loss": "validation loss",
           "acc": "training accuracy", "val_acc": "validation accuracy"}
 # Views per metric: the full curves, the last epochs, the region of the best epochs.
@@ -41,130 +38,6 @@ VIEWS = {"loss": ("full", "last"), "acc": ("full", "last"),
 LAST_FRACTION = 0.2  # the 'last' view shows the last 20% of the epochs
 COLORS = {("adam", True): "#1f4fbf", ("adam", False): "#92b1ee",
           ("amsgrad", True): "#d0231f", ("amsgrad", False): "#f3a29f"}
-# The loss of a saturated wrong prediction, clipped at 1e-7: where diverged CIFAR runs
-# sit (0.9 * -ln(1e-7) = 14.506 with 10 balanced classes).
-CLIPPED_LOSS = -0.9 * math.log(1e-7)
-
-
-class ResultsError(Exception):
-    """A results folder that cannot be read (missing, empty, malformed)."""
-
-
-@dataclass
-class Run:
-    """One run's hyperparameters and curves (``epoch`` 1-based, as plotted)."""
-    grid: str
-    path: str
-    updater: str
-    lr: float
-    beta2: float
-    bias_correction: bool
-    seed: int
-    state: str  # running|finished|diverged|failed, or None if unknown
-    epochs: int  # planned epochs (0 if unknown)
-    epoch: np.ndarray = field(repr=False)
-    curves: dict = field(repr=False)  # metric -> float array, aligned with epoch
-    config: dict = field(default_factory=dict, repr=False)
-
-    @property
-    def setting(self):
-        return (self.lr, self.beta2)
-
-
-def _config_value(config, path, *keys):
-    for key in keys:
-        if key in config:
-            return config[key]
-    raise ResultsError(f"{os.path.join(path, 'config.yaml')}: missing key {keys[0]!r}")
-
-
-def _to_run(record):
-    path, config = record["path"], record["config"]
-    updater = _config_value(config, path, "updater")
-    if updater not in ("adam", "amsgrad"):
-        raise ResultsError(f"{os.path.join(path, 'config.yaml')}: updater {updater!r} is "
-                           "not 'adam' or 'amsgrad'")
-    try:
-        lr = float(_config_value(config, path, "learning_rate", "lr"))
-        beta2 = float(_config_value(config, path, "beta2"))
-        seed = int(_config_value(config, path, "seed"))
-    except (TypeError, ValueError) as e:
-        raise ResultsError(f"{os.path.join(path, 'config.yaml')}: {e}") from None
-    rows = record["curves"]
-    epoch = np.array([r["epoch"] for r in rows], dtype=float)  # 1-based: epochs done
-    curves = {m: np.array([r[m] for r in rows], dtype=float) for m in METRICS}
-    return Run(grid=record["name"], path=path, updater=updater, lr=lr, beta2=beta2,
-               bias_correction=bool(config.get("bias_correction", True)), seed=seed,
-               state=(record["status"] or {}).get("state"),
-               epochs=int(config.get("epochs") or 0), epoch=epoch, curves=curves,
-               config=config)
-
-
-_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, yaml.YAMLError)  # json, csv too
-
-
-def _one_line(error):
-    return " ".join(str(error).split())
-
-
-def _explain(results_dir, error):
-    """Name the file that :func:`load_runs` failed on: read each run's files alone."""
-    for folder, _, files in sorted(os.walk(results_dir)):
-        if "config.yaml" not in files:
-            continue
-        store = RunStore(folder)
-        for name, read in (("config.yaml", store.read_config), ("status.json", store.read_status),
-                           ("curves.csv", store.read_curves)):
-            try:
-                read()
-            except _READ_ERRORS as e:
-                return f"{os.path.join(folder, name)}: {_one_line(e)}"
-    return f"cannot read the results in {results_dir!r}: {_one_line(error)}"
-
-
-def find_runs(results_dir):
-    """The training runs under ``results_dir`` (any depth) as :class:`Run` records;
-    synthetic runs are left out. Raises :class:`ResultsError` if the folder does not
-    exist or a file in it cannot be read."""
-    results_dir = os.fspath(results_dir)
-    if not os.path.isdir(results_dir):
-        raise ResultsError(f"results folder {results_dir!r} does not exist")
-    try:
-        records = load_runs(results_dir)
-    except _READ_ERRORS as e:
-        raise ResultsError(_explain(results_dir, e)) from None
-    for r in records:
-        if not isinstance(r["config"], dict):
-            raise ResultsError(f"{os.path.join(r['path'], 'config.yaml')}: not a mapping")
-    return [_to_run(r) for r in records if r["config"].get("kind") != "synthetic"]
-
-
-def load_grid(results_dir):
-    """:func:`find_runs`, raising :class:`ResultsError` if there are none."""
-    runs = find_runs(results_dir)
-    if not runs:
-        raise ResultsError(f"no training runs (no */config.yaml) in results folder "
-                           f"{os.fspath(results_dir)!r}")
-    return runs
-
-
-def group_grids(runs):
-    """``{grid folder: [runs]}``: a results root may hold several grids."""
-    grids = {}
-    for run in runs:
-        grids.setdefault(os.path.dirname(run.path), []).append(run)
-    return grids
-
-
-def is_diverged(run):
-    """True if the run diverged: so marked, non-finite curves, or stuck at the clipped loss."""
-    if run.state == "diverged":
-        return True
-    values = [run.curves[m] for m in METRICS]
-    if any(not np.all(np.isfinite(v)) for v in values):
-        return True
-    return any(len(run.curves[m]) and run.curves[m][-1] >= 0.9 * CLIPPED_LOSS
-               for m in ("loss", "val_loss"))
 
 
 def _pad(lo, hi, frac=0.05, min_span=1e-6):
@@ -254,7 +127,7 @@ def plot_metric(runs, metric, view="full", title=None):
     if view not in ("full", "last", "best"):
         raise ValueError(f"unknown view {view!r}; expected 'full', 'last' or 'best'")
     runs = [r for r in runs if len(r.epoch)]
-    lrs = sorted({r.lr for r in runs}, reverse=True) or [None]
+    lrs = sorted({r.learning_rate for r in runs}, reverse=True) or [None]
     beta2s = sorted({r.beta2 for r in runs}) or [None]
     n_epochs = int(max((r.epoch[-1] for r in runs), default=1))
     fig = Figure(figsize=(3.6 * len(beta2s) + 0.4, 2.8 * len(lrs) + 0.9),
@@ -268,7 +141,7 @@ def plot_metric(runs, metric, view="full", title=None):
     for i, lr in enumerate(lrs):
         for j, beta2 in enumerate(beta2s):
             ax = axes[i, j]
-            panel = [r for r in runs if r.setting == (lr, beta2)]
+            panel = [r for r in runs if (r.learning_rate, r.beta2) == (lr, beta2)]
             # Bias correction off first, so the lighter lines lie underneath.
             for r in sorted(panel, key=lambda r: (r.bias_correction, r.updater, r.seed)):
                 ax.plot(r.epoch, r.curves[metric], color=COLORS[r.updater, r.bias_correction],
