@@ -2,9 +2,15 @@
 
 Updates follow optax's sign convention (``optax.apply_updates`` adds them).
 Hyperparameters may be Python numbers or JAX arrays; the Adam family also takes a
-schedule (a callable of the step count) as learning rate. An array of shape ``(K,)``
-is read as one value per run and broadcast against parameters whose leading axis
-holds ``K`` stacked runs, so one compiled program can step a whole grid of runs.
+schedule (a callable of the step count) as learning rate.
+
+Many runs at once: a hyperparameter array holds one value per run (see
+:func:`per_run`), so one compiled program can step a whole grid of runs. An array of
+shape ``(K,)`` is broadcast against parameters whose leading axis holds ``K`` stacked
+runs; an array of shape ``(S, R)`` against parameters stored ``(S, *shape, R)`` (runs
+grouped by seed, a seed's ``R`` runs on the last axis). ``adam_family(..., runs=shape)``
+keeps a step count per run, so runs resumed at different steps keep their own bias
+correction, and :func:`active_runs` lets some runs sit a step out.
 
 Examples
 --------
@@ -48,24 +54,32 @@ def _is_zero(h):
 
 
 def per_run(h, param):
-    """Broadcast a hyperparameter against ``param``: a ``(K,)`` array is one value per
-    run along the parameter's leading axis; a scalar is shared by all runs."""
+    """Broadcast a hyperparameter against ``param``.
+
+    A scalar is shared by all runs; a ``(K,)`` array is one value per run along the
+    parameter's leading axis (``(K, *shape)``); a ``(S, R)`` array is one value per run
+    of a parameter stored ``(S, *shape, R)``. Floating values take the parameter's dtype.
+    """
     h = jnp.asarray(h)
-    if h.ndim == 0:
-        return h.astype(param.dtype) if jnp.issubdtype(h.dtype, jnp.floating) else h
     if h.ndim == 1 and param.ndim >= 1 and h.shape[0] == param.shape[0]:
         h = h.reshape((-1,) + (1,) * (param.ndim - 1))
-        return h.astype(param.dtype) if jnp.issubdtype(h.dtype, jnp.floating) else h
-    raise ValueError(f"hyperparameter of shape {h.shape} does not match a parameter of "
-                     f"shape {param.shape} (expected a scalar or one value per run)")
+    elif h.ndim == 2 and param.ndim >= 2 and h.shape == (param.shape[0], param.shape[-1]):
+        h = h.reshape((h.shape[0],) + (1,) * (param.ndim - 2) + (h.shape[1],))
+    elif h.ndim != 0:
+        raise ValueError(f"hyperparameter of shape {h.shape} does not match a parameter of "
+                         f"shape {param.shape} (expected a scalar or one value per run)")
+    return h.astype(param.dtype) if jnp.issubdtype(h.dtype, jnp.floating) else h
 
 
 def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
-                bias_correction=True, amsgrad=False, variant="lasagne", weight_decay=0.0):
+                bias_correction=True, amsgrad=False, variant="lasagne", weight_decay=0.0,
+                runs=()):
     """Adam/AMSGrad in any variant (see :func:`amsgrad.rules.adam_step`).
 
     ``amsgrad`` and ``bias_correction`` may be boolean arrays (one per run); then the
     running maximum is kept for every run and used where ``amsgrad`` is true.
+    ``runs``: the shape of the runs' layout, ``(K,)`` or ``(S, R)`` (:func:`per_run`),
+    for a step count per run; ``()`` (default), one count for all.
     """
     rules.check_variant(variant)
     keep_max = amsgrad is not False
@@ -73,8 +87,8 @@ def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
 
     def init_fn(params):
         zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)
-        return AdamFamilyState(count=jnp.zeros([], jnp.int32), mu=zeros(), nu=zeros(),
-                               nu_max=zeros() if keep_max else None)
+        return AdamFamilyState(count=jnp.zeros(tuple(runs), jnp.int32), mu=zeros(),
+                               nu=zeros(), nu_max=zeros() if keep_max else None)
 
     def update_fn(grads, state, params=None):
         count = state.count + 1
@@ -89,7 +103,7 @@ def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
         leaves_p = treedef.flatten_up_to(params) if decay else [None] * len(leaves_g)
         out = []
         for g, m, v, v_hat, p in zip(leaves_g, leaves_m, leaves_v, leaves_max, leaves_p):
-            t = count.astype(g.dtype)
+            t = per_run(count, g).astype(g.dtype)
             hp = lambda h: per_run(h, g)
             flag = lambda f: f if isinstance(f, bool) else per_run(f, g)
             step, m_t, v_t, v_hat_t = rules.adam_step(
@@ -105,6 +119,29 @@ def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
         return unflat(0), new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def active_runs(inner):
+    """``inner`` for runs of which some may sit a step out.
+
+    The returned transformation's ``update(grads, state, params=None, active=None)``
+    takes ``active``, one flag per run laid out as the hyperparameters (:func:`per_run`).
+    An inactive run gets a zero update and keeps its optimizer state, step count
+    included, as it was; nothing it computes reaches another run. ``active=None``:
+    every run steps, and no masking is compiled in.
+    """
+    def update_fn(grads, state, params=None, active=None, **extra_args):
+        updates, new_state = inner.update(grads, state, params)
+        if active is None:
+            return updates, new_state
+        updates = jax.tree_util.tree_map(
+            lambda u: jnp.where(per_run(active, u), u, jnp.zeros_like(u)), updates)
+        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(per_run(active, old),
+                                                                      new, old),
+                                           new_state, state)
+        return updates, new_state
+
+    return optax.GradientTransformationExtraArgs(inner.init, update_fn)
 
 
 def adam(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, bias_correction=True,

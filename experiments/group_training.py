@@ -49,15 +49,10 @@ __all__ = ["train_group", "check_group", "CHECKPOINT_RATIO"]
 
 
 def check_group(runs):
-    """Raise ``ValueError`` unless ``runs`` can train as one group: each Adam or
-    AMSGrad, and all equal except in :data:`experiments.grouping.PER_RUN_KEYS`."""
+    """Raise ``ValueError`` unless ``runs`` can train as one group: one rule, and all
+    equal except in :data:`experiments.grouping.PER_RUN_KEYS`."""
     if not runs:
         raise ValueError("a group needs at least one run")
-    for run in runs:
-        if not grouping.groupable(run):
-            raise ValueError(f"run {run.get('run_id', '?')}: updater {run.get('updater')!r} "
-                             f"cannot train in a group; choose from "
-                             f"{', '.join(grouping.GROUPABLE_UPDATERS)}")
     first = dict(grouping.compatibility_key(runs[0]))
     for run in runs[1:]:
         other = dict(grouping.compatibility_key(run))
@@ -65,8 +60,8 @@ def check_group(runs):
             key = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))[0]
             raise ValueError(f"runs {runs[0].get('run_id', '?')} and {run.get('run_id', '?')} "
                              f"differ in {key!r} ({first.get(key, 'unset')} vs "
-                             f"{other.get(key, 'unset')}); only "
-                             f"{', '.join(grouping.PER_RUN_KEYS[1:])} may differ in a group")
+                             f"{other.get(key, 'unset')}); only the rule's hyperparameters "
+                             f"({', '.join(grouping.PER_RUN_KEYS[1:])}) may differ in a group")
 
 
 class _Member:

@@ -1,7 +1,9 @@
 """Which runs can train together in one compiled program, and how many at a time.
 
-Runs of one config that differ only in optimizer hyperparameters and seed (the keys
-of :data:`PER_RUN_KEYS`) are *compatible*: the grouped engine
+Runs of one config that follow one rule of the library
+(:func:`~experiments.engines.base.optimizer_family`: Adam, AMSGrad and AdamW are one)
+and differ only in its hyperparameters and seed (the keys of :data:`PER_RUN_KEYS`) are
+*compatible*: the grouped engine
 (:mod:`experiments.engines.jax_group`) steps any number of them at once, with their
 hyperparameters as per-run arrays. :func:`group_runs` splits a list of runs into
 groups of at most ``group_size`` compatible runs, keeping the runs of one seed
@@ -16,31 +18,25 @@ import math
 import os
 
 from . import models
+from .engines.base import optimizer_family
 
-#: Keys in which the runs of one group may differ.
+#: Keys in which the runs of one group may differ (the rule's too: same family).
 PER_RUN_KEYS = ("run_id", "updater", "learning_rate", "lr", "beta1", "beta2", "epsilon",
-                "bias_correction", "seed")
-#: Updaters the grouped engine implements (one rule with per-run switches).
-GROUPABLE_UPDATERS = ("adam", "amsgrad")
+                "bias_correction", "momentum", "weight_decay", "seed")
 #: Share of the free memory ``'auto'`` plans to fill (XLA needs room of its own).
 MEMORY_FRACTION = 0.6
 #: Bytes of float32.
 _F32 = 4
 
-__all__ = ["PER_RUN_KEYS", "GROUPABLE_UPDATERS", "compatibility_key", "groupable",
-           "model_costs", "run_bytes", "eval_bytes", "available_memory", "auto_group_size",
+__all__ = ["PER_RUN_KEYS", "compatibility_key", "model_costs", "run_bytes", "eval_bytes", "available_memory", "auto_group_size",
            "parse_group_size", "group_runs"]
 
 
 def compatibility_key(run):
-    """What must be equal for runs to share a group: every setting but
-    :data:`PER_RUN_KEYS`, as a hashable tuple."""
-    return tuple(sorted((k, repr(v)) for k, v in run.items() if k not in PER_RUN_KEYS))
-
-
-def groupable(run):
-    """Whether the grouped engine can train ``run`` (Adam or AMSGrad, no weight decay)."""
-    return run.get("updater") in GROUPABLE_UPDATERS and not run.get("weight_decay")
+    """What must be equal for runs to share a group: the updater's rule and every
+    setting but :data:`PER_RUN_KEYS`, as a hashable tuple."""
+    return ((("rule", optimizer_family(run["updater"])),)
+            + tuple(sorted((k, repr(v)) for k, v in run.items() if k not in PER_RUN_KEYS)))
 
 
 def model_costs(spec):
@@ -179,19 +175,15 @@ def group_runs(runs, group_size, memory=None, device=None, batch_size=None):
     -------
     list of list of dict
         Every run exactly once. Runs of a group are compatible
-        (:func:`compatibility_key`); a run the grouped engine cannot train
-        (:func:`groupable`) is a group of its own. Groups come in the order of their
-        first run; within a group, runs come seed by seed.
+        (:func:`compatibility_key`). Groups come in the order of their first run;
+        within a group, runs come seed by seed.
     """
     if group_size != "auto" and (isinstance(group_size, bool) or not isinstance(group_size, int)
                                  or group_size < 1):
         raise ValueError(f"group_size must be a positive integer or 'auto', got {group_size!r}")
     classes, groups = {}, []
     for run in runs:
-        if groupable(run):
-            classes.setdefault(compatibility_key(run), []).append(run)
-        else:
-            groups.append([run])
+        classes.setdefault(compatibility_key(run), []).append(run)
     for members in classes.values():
         size = group_size
         if size == "auto":

@@ -65,7 +65,7 @@ def test_partial_grid_pads_uneven_seeds_within_the_size():
     assert [slots(g) for g in groups] == [48, 48, 24]
 
 
-def test_incompatible_and_ungroupable_runs_are_apart():
+def test_incompatible_runs_and_other_rules_are_apart():
     runs = grid("smoke")  # 4 runs, one seed
     shorter = [dict(r, epochs=1, run_id=r["run_id"] + "_short") for r in runs[:2]]
     sgd = dict(runs[0], updater="sgd", run_id="sgd")

@@ -193,3 +193,41 @@ def test_float32_state_and_updates():
     for leaf in jax.tree_util.tree_leaves((updates, state.mu, state.nu, state.nu_max)):
         assert leaf.dtype == jnp.float32
     assert state.count.dtype == jnp.int32 and int(state.count) == 1
+
+
+def test_runs_grouped_by_seed_broadcast_along_first_and_last_axes():
+    # parameters stored (S, *shape, R): S=2 seeds, R=3 runs each
+    g = jnp.ones((2, 4, 3), jnp.float32)
+    lr = jnp.asarray([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    out = ao.per_run(lr, g)
+    assert out.shape == (2, 1, 3) and out.dtype == jnp.float32
+    np.testing.assert_array_equal((out * g)[1, 2], [4.0, 5.0, 6.0])
+    with pytest.raises(ValueError, match=r"shape \(2, 3\) does not match .* \(3, 4, 2\)"):
+        ao.per_run(lr, jnp.ones((3, 4, 2)))
+
+
+def test_a_step_count_per_run_and_runs_that_sit_out():
+    """Adam with bias correction, two runs at steps 0 and 9: the first step of each is
+    lr * sqrt(1 - b2^t) / (1 - b1^t) * g / (|g| + eps), by hand; an inactive run's
+    update is zero and its state, count included, stays."""
+    lr, b1, b2 = 0.1, 0.9, 0.99
+    tx = ao.active_runs(ao.adam_family(lr, b1, b2, epsilon=0.0, runs=(2,)))
+    params = {"w": jnp.zeros((2, 3))}
+    state = tx.init(params)
+    assert state.count.shape == (2,)
+    state = state._replace(count=jnp.asarray([0, 9], jnp.int32))
+    g = {"w": jnp.full((2, 3), 2.0)}
+    updates, new = tx.update(g, state, params, active=jnp.asarray([True, True]))
+    for run, t in ((0, 1), (1, 10)):
+        m, v = (1 - b1) * 2.0, (1 - b2) * 4.0
+        want = -lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / np.sqrt(v)
+        np.testing.assert_allclose(updates["w"][run], [want] * 3, rtol=1e-5)
+    np.testing.assert_array_equal(new.count, [1, 10])
+    updates, held = tx.update(g, state, params, active=jnp.asarray([False, True]))
+    np.testing.assert_array_equal(updates["w"][0], 0.0)
+    np.testing.assert_array_equal(held.count, [0, 10])
+    np.testing.assert_array_equal(held.mu["w"][0], 0.0)
+    np.testing.assert_array_equal(held.mu["w"][1], new.mu["w"][1])
+    # no flags: every run steps, as the plain transformation
+    plain = ao.adam_family(lr, b1, b2, epsilon=0.0, runs=(2,)).update(g, state, params)
+    np.testing.assert_array_equal(tx.update(g, state, params)[0]["w"], plain[0]["w"])

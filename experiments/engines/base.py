@@ -45,6 +45,17 @@ ADAM_FAMILY = ("adam", "amsgrad", "adamw")
 VARIANTS = ("lasagne", "pytorch", "optax")  # see amsgrad.rules.adam_step
 
 
+def optimizer_family(updater):
+    """The rule an updater is: 'adam_family' (adam, amsgrad and adamw: one rule with
+    switches, so runs of all three can be stepped together), 'sgd', 'momentum' or
+    'nesterov'."""
+    if updater in ADAM_FAMILY:
+        return "adam_family"
+    if updater not in UPDATERS:
+        raise ValueError(f"unknown updater {updater!r}; choose from {', '.join(UPDATERS)}")
+    return updater
+
+
 @dataclass(frozen=True)
 class Hyperparameters:
     """Optimizer hyperparameters of a run, except the learning rate.

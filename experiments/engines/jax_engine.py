@@ -21,25 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from amsgrad import optax as amsgrad_optax
-
 from . import jax_layers
-from .base import (ADAM_FAMILY, Engine, check_arrays, initial_arrays, optimizer_shapes,
+from .base import (Engine, check_arrays, initial_arrays, optimizer_family, optimizer_shapes,
                    split_arrays)
-
-
-def make_optimizer(hparams, lr):
-    """The optax transformation of ``hparams`` with learning rate ``lr`` (may be traced)."""
-    u = hparams.updater
-    if u in ADAM_FAMILY:
-        return amsgrad_optax.adam_family(
-            learning_rate=lr, beta1=hparams.beta1, beta2=hparams.beta2,
-            epsilon=hparams.epsilon, bias_correction=bool(hparams.bias_correction),
-            amsgrad=u == "amsgrad", variant=hparams.variant,
-            weight_decay=hparams.weight_decay if u == "adamw" else 0.0)
-    if u == "sgd":
-        return amsgrad_optax.sgd(lr)
-    return amsgrad_optax.momentum(lr, hparams.momentum, nesterov=u == "nesterov")
+from . import jax_optimizer
 
 
 class JaxEngine(Engine):
@@ -68,6 +53,8 @@ class JaxEngine(Engine):
         self.custom_grad = (self.device.platform == "cpu" if custom_grad is None
                             else bool(custom_grad))
         self._opt_names = list(optimizer_shapes(spec, hparams))
+        self._family = optimizer_family(hparams.updater)
+        self._hyper = jax_optimizer.run_hyperparameters(hparams)
         self._data = None
         if dataset is not None:
             put = lambda a, dtype: jax.device_put(np.asarray(a, dtype), self.device)
@@ -100,32 +87,19 @@ class JaxEngine(Engine):
         # hold one buffer twice
         count = lambda: jax.device_put(np.array(opt["t"], np.int32), self.device)
         t = count()
-        slot = lambda s: {k: put(opt[f"{s}:{k}"]) for k in params}
-        u = self.hparams.updater
-        if u in ADAM_FAMILY:
-            opt_state = amsgrad_optax.AdamFamilyState(
-                count=count(), mu=slot("m"), nu=slot("v"),
-                nu_max=slot("v_hat") if u == "amsgrad" else None)
-        elif u == "sgd":
-            opt_state = optax.EmptyState()
-        else:
-            opt_state = amsgrad_optax.MomentumState(velocity=slot("velocity"))
-        self._carry = (params, state, opt_state, t)
+        keep_max = self.hparams.amsgrad
+        slots = {s: {k: put(opt[f"{s}:{k}"]) for k in params}
+                 for s in jax_optimizer.slot_names(self._family, keep_max)}
+        state_of_opt = jax_optimizer.opt_state(self._family, slots, count(), keep_max)
+        self._carry = (params, state, state_of_opt, t)
 
     def dump(self):
         params, state, opt_state, t = jax.device_get(self._carry)
         out = {f"param:{k}": np.array(v) for k, v in params.items()}
         out.update((f"state:{k}", np.array(v)) for k, v in state.items())
         out["opt:t"] = np.asarray(t, np.int64)
-        if isinstance(opt_state, amsgrad_optax.AdamFamilyState):
-            slots = {"m": opt_state.mu, "v": opt_state.nu, "v_hat": opt_state.nu_max}
-        elif isinstance(opt_state, amsgrad_optax.MomentumState):
-            slots = {"velocity": opt_state.velocity}
-        else:
-            slots = {}
-        for s, values in slots.items():
-            for k, v in (values or {}).items():
-                out[f"opt:{s}:{k}"] = np.array(v)
+        for s, values in jax_optimizer.opt_slots(self._family, opt_state).items():
+            out.update((f"opt:{s}:{k}", np.array(v)) for k, v in values.items())
         assert sorted(k for k in out if k.startswith("opt:")) == sorted(self._opt_names)
         return out
 
@@ -145,7 +119,8 @@ class JaxEngine(Engine):
             return loss, (new_state, jnp.mean(jax_layers.accuracy(probs, y)))
 
         (loss, (state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = make_optimizer(self.hparams, lr).update(grads, opt_state, params)
+        tx = jax_optimizer.make_optimizer(self._family, lr, self._hyper, self.hparams.variant)
+        updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params, state, opt_state, t + 1), loss, acc
 

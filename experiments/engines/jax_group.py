@@ -1,12 +1,16 @@
 """The grouped JAX engine: K runs of one model trained by one compiled program.
 
-Runs that differ only in optimizer hyperparameters (``updater`` adam or amsgrad,
-``learning_rate``, ``beta1``, ``beta2``, ``epsilon``, ``bias_correction``) and seed can
-be stepped together: their parameters, batch-norm state and optimizer state are
-stacked, the hyperparameters are arrays of one value per run (``amsgrad`` and
-``bias_correction`` boolean arrays, so Adam and AMSGrad runs share a program), and one
-``lax.scan`` runs a whole epoch of all of them. Compiled programs are shared by the
-engines of one configuration, so the groups of a grid compile once.
+Runs that follow one rule of the library (:func:`~experiments.engines.base.optimizer_family`:
+Adam, AMSGrad and AdamW are one rule with switches; SGD; momentum; Nesterov momentum)
+and differ only in its hyperparameters and seed can be stepped together: their
+parameters, batch-norm state and optimizer state are stacked, the hyperparameters are
+arrays of one value per run (``amsgrad`` and ``bias_correction`` boolean arrays, so
+Adam and AMSGrad runs share a program), and one ``lax.scan`` runs a whole epoch of all
+of them. The update is the library's optax face (:mod:`amsgrad.optax`, through
+:mod:`.jax_optimizer`) with the runs' values laid out as the storage below, a step count
+per run, and :func:`amsgrad.optax.active_runs` for runs that sit an epoch out.
+Compiled programs are shared by the engines of one configuration, so the groups of a
+grid compile once.
 
 Layout: runs are arranged in slots ``(S seeds, R runs per seed)``. Runs of one seed
 see the same data (``data.epoch_batches(seed, epoch)``) and the same dropout masks, so
@@ -49,17 +53,14 @@ from collections import OrderedDict
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from amsgrad import rules
-from amsgrad.optax import per_run
+from amsgrad.optax import active_runs, per_run
 
 from .. import models
 from .. import grouping
-from ..grouping import GROUPABLE_UPDATERS
-from . import jax_layers
-from .base import check_arrays, initial_arrays
-
-_JNP = rules.namespace("jax")
+from . import jax_layers, jax_optimizer
+from .base import check_arrays, initial_arrays, optimizer_family, optimizer_shapes
 LAYOUTS = ("shared", "per_run", "loop")
 _PROGRAMS = {}  # compiled programs by configuration and argument shapes
 
@@ -144,13 +145,14 @@ class GroupEngine:
         if len(hparams) != len(seeds) or not seeds:
             raise ValueError(f"need one hyperparameter set per seed, got {len(hparams)} "
                              f"and {len(seeds)}")
-        for h in hparams:
-            if h.updater not in GROUPABLE_UPDATERS or h.weight_decay:
-                raise ValueError(f"updater {h.updater!r} cannot train in a group; "
-                                 f"choose from {', '.join(GROUPABLE_UPDATERS)}")
+        families = {optimizer_family(h.updater) for h in hparams}
+        if len(families) > 1:
+            raise ValueError(f"runs of one group must follow one rule, got updaters "
+                             f"{sorted({h.updater for h in hparams})}")
         variants = {h.variant for h in hparams}
         if len(variants) > 1:
             raise ValueError(f"runs of one group must share the variant, got {sorted(variants)}")
+        self.family = families.pop()
         device = device or jax.devices()[0]
         convolutional = any(isinstance(l, models.Conv2DLayer) for l in spec.layers)
         if layout is None:
@@ -182,11 +184,11 @@ class GroupEngine:
                                      for k in range(len(self.seeds))])
         self.eval_runs = None if eval_runs is None else int(eval_runs)
         put = lambda a, dtype: jax.device_put(np.asarray(a, dtype), self.device)
-        src = [self.hparams[k] for k in self._source]
-        self._hyper = {name: put([getattr(h, name) for h in src], np.float32)
-                       for name in ("beta1", "beta2", "epsilon")}
-        self._hyper["bias_correction"] = put([bool(h.bias_correction) for h in src], bool)
-        self._hyper["amsgrad"] = put([h.amsgrad for h in src], bool)
+        self._runs = (len(self.seed_order), self.width)  # the optimizer's run layout
+        hyper, self._unused = jax_optimizer.group_hyperparameters(
+            [self.hparams[k] for k in self._source], self._runs)
+        self._hyper = {k: jax.device_put(v, device) for k, v in hyper.items()}
+        self._keep_max = "amsgrad" not in self._unused
         self._data = {"x_train": put(dataset.x_train, np.float32),
                       "y_train": put(dataset.y_train, np.int32),
                       "x_val": put(dataset.x_val, np.float32),
@@ -215,7 +217,8 @@ class GroupEngine:
     # ---- arrays ---------------------------------------------------------------------
     def load(self, arrays):
         """Set every run's arrays: ``arrays[k]`` as :meth:`Engine.load` takes them
-        (an Adam run has no ``opt:v_hat:*``; its slot holds ``v`` there, unused)."""
+        (in a group with AMSGrad runs, an Adam run's slot of the running maximum holds
+        its ``v``, unused)."""
         if len(arrays) != self.size:
             raise ValueError(f"expected arrays of {self.size} runs, got {len(arrays)}")
         for a, h in zip(arrays, self.hparams):
@@ -231,23 +234,30 @@ class GroupEngine:
         state = {k[6:]: jax.device_put(np.stack([np.asarray(a[k], np.float32) for a in src]),
                                        self.device)
                  for k in src[0] if k.startswith("state:")}
-        opt = {slot: stored(f"opt:{slot}:", "opt:v:") for slot in ("m", "v", "v_hat")}
-        t = jax.device_put(np.asarray([a["opt:t"] for a in src], np.int32), self.device)
+        steps = np.asarray([a["opt:t"] for a in src], np.int32)
+        # the optimizer's step counts and the carry's: two buffers (donated apart)
+        count = jax.device_put(steps.reshape(self._runs), self.device)
+        t = jax.device_put(steps, self.device)
+        slots = {slot: stored(f"opt:{slot}:", "opt:v:")
+                 for slot in jax_optimizer.slot_names(self.family, self._keep_max)}
+        opt = jax_optimizer.opt_state(self.family, slots, count, self._keep_max)
         self._carry = (stored("param:"), state, opt, t)
 
     def dump(self):
         """Every run's arrays, as :meth:`Engine.dump` returns them: a list of K dicts."""
         params, state, opt, t = jax.device_get(self._carry)
         slots = lambda tree: {n: self._slot_major(v) for n, v in tree.items()}
-        params, opt = slots(params), {k: slots(v) for k, v in opt.items()}
+        params = slots(params)
+        opt = {k: slots(v) for k, v in jax_optimizer.opt_slots(self.family, opt).items()}
         out = []
         for k, h in enumerate(self.hparams):
             j = self._first_slot[k]
             a = OrderedDict((f"param:{n}", np.array(v[j])) for n, v in params.items())
             a.update((f"state:{n}", np.array(v[j])) for n, v in state.items())
             a["opt:t"] = np.asarray(t[j], np.int64)
-            for slot in ("m", "v", "v_hat") if h.amsgrad else ("m", "v"):
-                a.update((f"opt:{slot}:{n}", np.array(v[j])) for n, v in opt[slot].items())
+            for name in list(optimizer_shapes(self.spec, h))[1:]:  # after opt:t
+                _, slot, n = name.split(":", 2)
+                a[name] = np.array(opt[slot][n][j])
             out.append(a)
         return out
 
@@ -310,23 +320,16 @@ class GroupEngine:
     def _step(self, carry, hyper, x, y, lr, active, keys, masked=True):
         params, state, opt, t = carry
         grads, new_state, loss, acc = self._grads(params, state, x, y, keys)
-        new_params, new_opt = {}, {"m": {}, "v": {}, "v_hat": {}}
-        for n, g in grads.items():
-            # a slot's value along its parameter's run axis: (S, 1, ..., 1, R)
-            h = lambda a: a.reshape((g.shape[0],) + (1,) * (g.ndim - 2) + (g.shape[-1],))
-            keep = ((lambda new, old: jnp.where(h(active), new, old)) if masked
-                    else (lambda new, old: new))
-            step, m_t, v_t, v_hat_t = rules.adam_step(
-                _JNP, g, opt["m"][n], opt["v"][n], opt["v_hat"][n],
-                h((t + 1).astype(jnp.float32)), h(lr), h(hyper["beta1"]), h(hyper["beta2"]),
-                h(hyper["epsilon"]), bias_correction=h(hyper["bias_correction"]),
-                amsgrad=h(hyper["amsgrad"]), variant=self.variant)
-            new_params[n] = keep(params[n] - step.astype(g.dtype), params[n])
-            for slot, value in (("m", m_t), ("v", v_t), ("v_hat", v_hat_t)):
-                new_opt[slot][n] = keep(value, opt[slot][n])
+        # the library's rule, each run's values broadcast along its parameters' run axis
+        tx = active_runs(jax_optimizer.make_optimizer(
+            self.family, lr.reshape(self._runs), jax_optimizer.switched_off(hyper, self._unused),
+            self.variant, runs=self._runs))
+        updates, opt = tx.update(grads, opt, params,
+                                 active=active.reshape(self._runs) if masked else None)
+        params = optax.apply_updates(params, updates)
         state = {k: jnp.where(per_run(active, v), new_state[k], v) if masked else new_state[k]
                  for k, v in state.items()}
-        return (new_params, state, new_opt, t + active.astype(t.dtype)), loss, acc
+        return (params, state, opt, t + active.astype(t.dtype)), loss, acc
 
     def _epoch(self, carry, hyper, x_train, y_train, indices, flips, lr, active, keys,
                use_flips, masked=True):
@@ -392,7 +395,8 @@ class GroupEngine:
         :attr:`compile_seconds`."""
         leaves = tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(args))
         key = (name, self.spec, self.layout, self.dropout, str(self.precision),
-               str(self.compute_dtype), self.custom_grad, self.variant,
+               str(self.compute_dtype), self.custom_grad, self.family, self.variant,
+               self._unused,
                len(self.seed_order), self.width, self.device, tuple(sorted(static.items())),
                leaves, jax.config.jax_threefry_partitionable)
         if key not in _PROGRAMS:
