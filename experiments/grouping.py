@@ -15,7 +15,7 @@ and activation sizes.
 import math
 import os
 
-from . import models
+from . import models, setup
 
 #: Keys in which the runs of one group may differ.
 PER_RUN_KEYS = ("run_id", "updater", "learning_rate", "lr", "beta1", "beta2", "epsilon",
@@ -34,7 +34,9 @@ __all__ = ["PER_RUN_KEYS", "GROUPABLE_UPDATERS", "compatibility_key", "groupable
 
 def compatibility_key(run):
     """What must be equal for runs to share a group: every setting but
-    :data:`PER_RUN_KEYS`, as a hashable tuple."""
+    :data:`PER_RUN_KEYS` (a missing setup key as :func:`experiments.setup.resolve`
+    reads it), as a hashable tuple."""
+    run = setup.resolve(run) if "model" in run else run
     return tuple(sorted((k, repr(v)) for k, v in run.items() if k not in PER_RUN_KEYS))
 
 
