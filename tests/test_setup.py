@@ -306,3 +306,45 @@ def test_results_from_before_the_keys_load_report_and_resume(tmp_path):
                              str(tmp_path / "old")], capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "old" / "report.md").is_file()
+
+
+# -- config ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value, message", [
+    ("subtract_mean", "yes", "key 'subtract_mean': expected true or false, got 'yes'"),
+    ("he_gain", -1, "key 'he_gain': expected 'relu' (sqrt 2) or a positive number, got -1"),
+    ("val_average", "batch", "key 'val_average': expected one of examples, batches, "
+                             "got 'batch'"),
+    ("maxpool_tie_gradient", "any", "key 'maxpool_tie_gradient': expected one of all, first"),
+    ("precision", "fp32", "key 'precision': expected one of default, highest, tf32, bf16"),
+])
+def test_bad_setup_values_are_one_line_errors(key, value, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config({"model": "cifarnet", "updater": "adam", key: value}, path="c.yaml",
+                     default_name="c")
+    assert str(error.value).startswith(f"c.yaml: {message}")
+    assert "\n" not in str(error.value)
+
+
+def test_a_key_that_does_not_apply_is_an_error_only_away_from_its_default():
+    ok = parse_config({"name": "ok", "model": "logreg", "updater": "adam", "he_gain": "relu",
+                       "maxpool_tie_gradient": "all"})
+    assert ok.fixed["he_gain"] == "relu"
+    for key, value, why in (("he_gain", 1, "no He-initialised layers"),
+                            ("maxpool_tie_gradient", "first", "no max-pooling")):
+        with pytest.raises(ConfigError, match=f"c.yaml: key '{key}': model 'logreg' has {why}"):
+            parse_config({"model": "logreg", "updater": "adam", key: value}, path="c.yaml",
+                         default_name="c")
+    with pytest.raises(ConfigError, match="not something a grid can vary"):
+        parse_config({"name": "c", "model": "cifarnet", "grid": {"he_gain": [1, 2]},
+                      "updater": "adam"})
+
+
+def test_a_grid_refuses_an_engine_that_cannot_train_its_setup(tmp_path):
+    config = parse_config({"name": "c", "model": "cifarnet", "updater": "adam", "epochs": 1,
+                           "maxpool_tie_gradient": "first"}, path="c.yaml")
+    with pytest.raises(ConfigError, match=r"^c.yaml: maxpool_tie_gradient 'first' is not "
+                                          r"offered by the Theano engine"):
+        run_grid(config, results_dir=str(tmp_path), engine="theano", quiet=True,
+                 load_fn=lambda name, data_dir=None, quiet=False: _raw(name),
+                 out=io.StringIO())
