@@ -12,6 +12,11 @@ A training grid (``kind: train``, the default)::
     augmentation: flip        # flip | none (default: flip for CIFAR-10, none for MNIST)
     train_subset: null        # use only the first N training examples (smoke tests)
     val_subset: null          # use only the first N validation examples
+    subtract_mean: true       # setup keys (experiments.setup): training mean off the images
+    he_gain: relu             # HeNormal gain: relu (sqrt 2) or a number
+    val_average: batches      # validation means over examples | batches
+    maxpool_tie_gradient: all # pooling gradient to all tied maxima | the first
+    precision: highest        # convolutions and products: default | highest | tf32 | bf16
     beta1: 0.9                # a hyperparameter given once is fixed for every run ...
     epsilon: 1.0e-8
     grid:                     # ... one given as a list under grid: is an axis
@@ -25,7 +30,11 @@ A training grid (``kind: train``, the default)::
       num_cpus: 1             # (default 1)
 
 Hyperparameters (``updater``, ``learning_rate``, ``beta1``, ``beta2``, ``epsilon``,
-``bias_correction``) may be fixed or an axis, not both. ``resources`` only says where
+``bias_correction``) may be fixed or an axis, not both. The setup keys
+(:mod:`experiments.setup`) are fixed for a grid; a missing one means what the code
+did before it existed (no mean subtraction for CIFAR-10, MNIST's subtracted; gain
+``relu``; ``examples``; ``all``; ``default``), and one that does not apply to the
+model (``he_gain`` for logreg) may only be given at that value. ``resources`` only says where
 runs may go (``--executor ray``); it is not part of the experiment. Numbers such as ``1e-8`` may
 be written without a dot (plain YAML 1.1 would read them as strings).
 
@@ -41,6 +50,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from experiments import setup
 from experiments.models import MODEL_NAMES, get_model
 
 KINDS = ("train", "synthetic")
@@ -286,7 +296,8 @@ def parse_config(data, path="<config>", default_name=None):
         fail("kind", f"unknown kind {_shown(kind)}{_did_you_mean(kind, KINDS)}; "
                      f"choose from {', '.join(KINDS)}")
     schema = TRAIN_KEYS if kind == "train" else SYNTHETIC_KEYS
-    top = ("name", "kind", "grid", "seeds", "resources") if kind == "train" else ("name", "kind")
+    top = ("name", "kind", "grid", "seeds", "resources") + setup.KEYS if kind == "train" \
+        else ("name", "kind")
     for key in data:
         if key not in schema and key not in top:
             fail(key, "unknown key" + _did_you_mean(key, list(schema) + list(top)))
@@ -306,7 +317,7 @@ def parse_config(data, path="<config>", default_name=None):
     for key, values in raw_grid.items():
         k = f"grid.{key}"
         if key not in AXES:
-            why = "not something a grid can vary" if key in schema else \
+            why = "not something a grid can vary" if key in schema or key in setup.KEYS else \
                 "unknown axis" + _did_you_mean(key, AXES)
             fail(k, f"{why}; axes are {', '.join(AXES)}")
         if key in data:
@@ -342,6 +353,17 @@ def parse_config(data, path="<config>", default_name=None):
                         f"not {fixed['dataset']}")
     if fixed["augmentation"] is None:
         fixed["augmentation"] = DATASETS[fixed["dataset"]]
+    for key in setup.KEYS:  # every setup key, a missing one at its legacy value
+        if key not in data:
+            fixed[key] = setup.legacy(key, fixed["dataset"])
+            continue
+        try:
+            fixed[key] = setup.check(key, data[key])
+        except ValueError as e:
+            fail(key, str(e))
+        why = setup.not_applicable(key, fixed[key], fixed["model"])
+        if why:
+            fail(key, f"{why}; leave the key out")
 
     resources = data.get("resources") or {}
     if not isinstance(resources, dict):

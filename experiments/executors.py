@@ -19,6 +19,7 @@ never is.
   same path (a shared file system). Ray is an optional dependency (``.[ray]``).
 """
 import dataclasses
+import functools
 import os
 import socket
 import time
@@ -42,7 +43,7 @@ class Job:
     run_dir: str
     engine: str = "jax"
     data_dir: str = None
-    data: tuple = None  # (dataset name, train_subset, val_subset, config path)
+    data: tuple = None  # (dataset name, train_subset, val_subset, config path, subtract_mean)
     max_attempts: int = MAX_ATTEMPTS
     stale_after: float = claims.STALE_AFTER
     heartbeat: float = claims.HEARTBEAT
@@ -54,13 +55,15 @@ class Job:
         return self.run["run_id"]
 
 
-def load_grid_dataset(name, train_subset, val_subset, where, data_dir=None, load_fn=None,
-                      quiet=False):
-    """Load dataset ``name`` and keep the first ``train_subset`` / ``val_subset``
-    examples (``None``: all); a subset larger than the data is a ConfigError at ``where``."""
-    if load_fn is None:
-        from experiments.data import load_dataset as load_fn
-    dataset = load_fn(name, data_dir=data_dir, quiet=quiet)
+def load_grid_dataset(name, train_subset, val_subset, where, subtract_mean=None, data_dir=None,
+                      load_fn=None, quiet=False):
+    """Load dataset ``name``, subtract the training mean or not (``data.preprocess``)
+    and keep the first ``train_subset`` / ``val_subset`` examples (``None``: all); a
+    subset larger than the data is a ConfigError at ``where``."""
+    from experiments.data import load_dataset, preprocess
+    if load_fn is None:  # the images as stored; preprocess() below subtracts the mean
+        load_fn = functools.partial(load_dataset, subtract_mean=False)
+    dataset = preprocess(load_fn(name, data_dir=data_dir, quiet=quiet), subtract_mean)
     for key, n, have in (("train_subset", train_subset, len(dataset.y_train)),
                          ("val_subset", val_subset, len(dataset.y_val))):
         if n is not None and n > have:
@@ -282,10 +285,9 @@ def _ray_task(job, events):
     key = (job.data, job.data_dir, job.load_fn)
     try:
         if key not in _DATASETS:
-            name, train_subset, val_subset, where = job.data
             _DATASETS.clear()  # one dataset per worker at a time: they can be large
-            _DATASETS[key] = load_grid_dataset(name, train_subset, val_subset, where,
-                                               job.data_dir, job.load_fn, quiet=True)
+            _DATASETS[key] = load_grid_dataset(*job.data, data_dir=job.data_dir,
+                                               load_fn=job.load_fn, quiet=True)
         if group:
             return run_group(group, _DATASETS[key], on_event)
         return run_job(job, _DATASETS[key], on_event)

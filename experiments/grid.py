@@ -25,7 +25,7 @@ import sys
 import yaml
 from tqdm.auto import tqdm
 
-from experiments import claims
+from experiments import claims, setup
 from experiments.config import AXES, TRAIN_KEYS, ConfigError, check_value, did_you_mean
 from experiments.executors import (MAX_ATTEMPTS, Job, LocalExecutor, RayExecutor,
                                    load_grid_dataset)
@@ -61,7 +61,8 @@ def expand_grid(config):
     first runs cover every setting once).
 
     A run dict is the resolved run config: ``name`` (the grid), ``run_id``, every
-    setting of :data:`~experiments.config.TRAIN_KEYS` and ``seed``.
+    setting of :data:`~experiments.config.TRAIN_KEYS`, every setup key
+    (:mod:`experiments.setup`) and ``seed``.
     """
     if config.kind != "train":
         raise ValueError(f"{config.path}: a {config.kind} config has no grid of runs")
@@ -71,7 +72,7 @@ def expand_grid(config):
         for values in itertools.product(*config.grid.values()):
             settings = {**config.fixed, **dict(zip(axes, values)), "seed": seed}
             run = {"name": config.name, "run_id": run_id(settings, axes)}
-            run.update((k, settings[k]) for k in TRAIN_KEYS)
+            run.update((k, settings[k]) for k in (*TRAIN_KEYS, *setup.KEYS))
             run["seed"] = seed
             runs.append(run)
     return runs
@@ -125,7 +126,18 @@ def select(runs, config, only):
 
 
 def _grid_settings(config):
-    return {"kind": config.kind, "axes": list(config.grid), **config.fixed}
+    """What grid.yaml records: the setup keys at their legacy values left out, so a
+    grid of before the keys existed reads as the same setup."""
+    return {"kind": config.kind, "axes": list(config.grid), **setup.canonical(config.fixed)}
+
+
+def _as_then(stored, model):
+    """A stored grid or run config with the setup keys it lacks at the values the code
+    used before they existed (as it stands if it is not a config at all)."""
+    try:
+        return setup.resolve({"model": model, **stored})
+    except (TypeError, ValueError, KeyError):
+        return stored
 
 
 def check_grid_dir(config, grid_dir, write=False):
@@ -148,6 +160,7 @@ def check_grid_dir(config, grid_dir, write=False):
                               + yaml.safe_dump({"name": config.name, "config": config.path,
                                                 "settings": settings}, sort_keys=False))
         return
+    stored, settings = _as_then(stored, settings["model"]), setup.resolve(settings)
     if stored != settings:
         missing = "(unset)"
         diffs = "; ".join(f"{k}: {stored.get(k, missing)!r} -> {settings.get(k, missing)!r}"
@@ -222,6 +235,8 @@ def plan(config, results_dir="results", only=(), max_attempts=MAX_ATTEMPTS):
         rid = run["run_id"]
         store = RunStore(os.path.join(grid_dir, rid))
         stored = store.read_config()
+        if stored is not None:  # a key missing there reads as the code then used it
+            stored = _as_then(stored, run["model"])
         if stored is not None and {k: stored.get(k) for k in run} != run:
             diffs = ", ".join(f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in run.items()
                               if stored.get(k) != v)
@@ -238,11 +253,14 @@ def plan(config, results_dir="results", only=(), max_attempts=MAX_ATTEMPTS):
     return the_plan
 
 
-def _check_engine(engine):
+def _check_engine(engine, config):
     from importlib.util import find_spec
     from experiments.engines import ENGINES
     if engine not in ENGINES:
         raise ConfigError(f"--engine {engine!r}: choose from {', '.join(ENGINES)}")
+    problem = setup.engine_problem(engine, setup.Setup.from_run(config.fixed))
+    if problem:
+        raise ConfigError(f"{config.path}: {problem}")
     if find_spec(engine) is None:
         raise ConfigError(f"--engine {engine}: {engine} is not installed in this Python "
                           f"({sys.executable})")
@@ -320,11 +338,11 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     todo = the_plan.todo
     if not todo:
         return summary
-    _check_engine(engine)
+    _check_engine(engine, config)
     if group_size != 1 and (engine != "jax" or train_fn is not None):
         raise ConfigError(f"--group-size {group_size}: groups train with the JAX engine only")
     data = (config.fixed["dataset"], config.fixed["train_subset"], config.fixed["val_subset"],
-            config.path)
+            config.path, config.fixed["subtract_mean"])
     resources = dict(config.resources)
     resources.update((k, v) for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus))
                      if v is not None)

@@ -99,7 +99,7 @@ def train_group(runs, stores, data_dir=None, dataset=None, quiet=False, position
         As for ``train_run``.
     engine_options : dict, optional
         Keyword arguments for :class:`~experiments.engines.jax_group.GroupEngine`
-        (``device``, ``precision``, ``layout``, ``eval_runs``).
+        (``device``, ``layout``, ``eval_runs``); the setup comes from the runs.
     on_epoch : callable, optional
         ``on_epoch(run, row)`` for each run's curves row, once it is written; a
         :class:`~experiments.claims.ClaimLost` it raises ends that run's part only.
@@ -135,20 +135,20 @@ def train_group(runs, stores, data_dir=None, dataset=None, quiet=False, position
         return results
 
     run0 = runs[0]
-    spec, n_epochs, schedule, dataset, flip = run_setup(run0, dataset, data_dir, quiet)
+    spec, n_epochs, schedule, dataset, flip, keys = run_setup(run0, dataset, data_dir, quiet)
     batch_size = int(run0.get("batch_size", 128))
     val_batch_size = int(run0.get("val_batch_size", 1024))
 
     from .engines.jax_group import GroupEngine
     hparams = [Hyperparameters.from_run(m.run) for m in live]
     seeds = [int(m.run["seed"]) for m in live]
-    engine = GroupEngine(spec, dataset, hparams, seeds, **(engine_options or {}))
+    engine = GroupEngine(spec, dataset, hparams, seeds, setup=keys, **(engine_options or {}))
     arrays = []
     for m, h in zip(live, hparams):
         m.digest = config_hash(m.run)
         m.lr0 = float(m.run["lr"] if "lr" in m.run else m.run["learning_rate"])
         if m.checkpoint is None:
-            arrays.append(initial_arrays(spec, h, m.run["seed"]))
+            arrays.append(initial_arrays(spec, h, m.run["seed"], keys))
             continue
         ckpt_arrays, meta = m.checkpoint
         if meta.get("config_hash") != m.digest:

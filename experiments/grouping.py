@@ -17,7 +17,7 @@ and activation sizes.
 import math
 import os
 
-from . import models
+from . import models, setup
 from .engines.base import optimizer_family
 
 #: Keys in which the runs of one group may differ (the rule's too: same family).
@@ -34,9 +34,11 @@ __all__ = ["PER_RUN_KEYS", "compatibility_key", "model_costs", "run_bytes", "eva
 
 def compatibility_key(run):
     """What must be equal for runs to share a group: the updater's rule and every
-    setting but :data:`PER_RUN_KEYS`, as a hashable tuple."""
-    return ((("rule", optimizer_family(run["updater"])),)
-            + tuple(sorted((k, repr(v)) for k, v in run.items() if k not in PER_RUN_KEYS)))
+    setting but :data:`PER_RUN_KEYS` (a missing setup key as
+    :func:`experiments.setup.resolve` reads it), as a hashable tuple."""
+    rule = ("rule", optimizer_family(run["updater"]))
+    run = setup.resolve(run) if "model" in run else run
+    return (rule,) + tuple(sorted((k, repr(v)) for k, v in run.items() if k not in PER_RUN_KEYS))
 
 
 def model_costs(spec):

@@ -24,7 +24,7 @@ class Conv2DLayer:
     num_filters: int
     filter_size: int
     pad: str = "valid"  # 'valid' or 'same' (odd filter sizes)
-    W: str = "he"  # 'he' (HeNormal, gain sqrt(2)) or 'glorot' (GlorotUniform)
+    W: str = "he"  # 'he' (HeNormal, the setup's gain) or 'glorot' (GlorotUniform)
     b: bool = True
     nonlinearity: str = "relu"
 
@@ -247,18 +247,19 @@ def glorot_uniform(rng, shape, gain=1.0):
     return rng.uniform(-bound, bound, size=shape)
 
 
-def init_params(spec, seed):
+def init_params(spec, seed, he_gain=np.sqrt(2)):
     """Initial parameters for ``seed``: float32 arrays, drawn in spec order from
-    ``np.random.default_rng([seed, 0])`` (weights He or Glorot, biases and BN beta 0,
-    BN gamma 1)."""
+    ``np.random.default_rng([seed, 0])`` (weights He with gain ``he_gain``, or Glorot;
+    biases and BN beta 0, BN gamma 1). The same draws for every gain: a gain only
+    scales the He weights."""
     rng = np.random.default_rng([seed, 0])
     layers = {layer.name: layer for layer in spec.layers}
     params = OrderedDict()
     for name, shape in param_shapes(spec).items():
         layer_name, kind = name.rsplit(".", 1)
         if kind == "W":
-            init = he_normal if layers[layer_name].W == "he" else glorot_uniform
-            value = init(rng, shape)
+            value = (he_normal(rng, shape, he_gain) if layers[layer_name].W == "he"
+                     else glorot_uniform(rng, shape))
         elif kind == "gamma":
             value = np.ones(shape)
         else:  # biases, BN beta

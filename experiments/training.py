@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from . import models
+from . import models, setup
 from .engines import get_engine
 from .engines.base import Hyperparameters
 
@@ -46,8 +46,10 @@ def learning_rate(lr0, epoch, n_epochs, schedule="linear"):
 
 
 def config_hash(run):
-    """A short hash of the run config; a checkpoint only resumes the config it was made by."""
-    text = json.dumps(run, sort_keys=True, default=str)
+    """A short hash of the run config; a checkpoint only resumes the config it was made by.
+    Setup keys at the values the code used before they existed do not count
+    (:func:`experiments.setup.canonical`), so older checkpoints keep resuming."""
+    text = json.dumps(setup.canonical(run), sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -80,7 +82,8 @@ def is_finite(*values):
 
 def run_setup(run, dataset=None, data_dir=None, quiet=False):
     """What a run's config fixes before training, checked: ``(spec, n_epochs, schedule,
-    dataset, flip)``, the dataset loaded if not given and cut to the run's subsets."""
+    dataset, flip, setup)``, the dataset loaded if not given, preprocessed as the
+    run's setup says (:func:`experiments.data.preprocess`) and cut to its subsets."""
     spec = models.get_model(run["model"])
     if (run.get("dataset") or spec.dataset) != spec.dataset:
         raise ValueError(f"model {spec.name!r} trains on {spec.dataset!r}, "
@@ -91,12 +94,15 @@ def run_setup(run, dataset=None, data_dir=None, quiet=False):
     augmentation = run.get("augmentation")
     if augmentation not in (None, "flip", "none"):
         raise ValueError(f"unknown augmentation {augmentation!r}; choose from flip, none")
+    keys = setup.Setup.from_run(run)
+    from .data import load_dataset, preprocess
     if dataset is None:
-        from .data import load_dataset
-        dataset = load_dataset(spec.dataset, data_dir, quiet=quiet)
+        dataset = load_dataset(spec.dataset, data_dir, quiet=quiet,
+                               subtract_mean=keys.subtract_mean)
+    dataset = preprocess(dataset, keys.subtract_mean)
     dataset = subset(dataset, run.get("train_subset"), run.get("val_subset"))
     flip = dataset.flip if augmentation is None else augmentation == "flip"
-    return spec, n_epochs, schedule, dataset, flip
+    return spec, n_epochs, schedule, dataset, flip, keys
 
 
 def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False,
@@ -110,7 +116,8 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
         ``beta2``, ``epsilon``, ``bias_correction``, ``seed``, ``epochs``, ``batch_size``,
         ``lr_schedule`` ('linear' | 'constant'), ``augmentation`` ('flip' | 'none'),
         ``val_batch_size``; optional ``dataset`` (checked against the model's),
-        ``train_subset`` / ``val_subset`` (use the first N examples).
+        ``train_subset`` / ``val_subset`` (use the first N examples), and the setup
+        keys of :mod:`experiments.setup` (missing: as before they existed).
     store : experiments.results.RunStore
     engine : str
         'jax' or 'theano'.
@@ -143,12 +150,12 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
     if checkpoint is None and status.get("state") in ("finished", "diverged"):
         return status
 
-    spec, n_epochs, schedule, dataset, flip = run_setup(run, dataset, data_dir, quiet)
+    spec, n_epochs, schedule, dataset, flip, keys = run_setup(run, dataset, data_dir, quiet)
     lr0 = float(run["lr"] if "lr" in run else run["learning_rate"])
     digest = config_hash(run)
 
     eng = get_engine(engine)(spec, dataset, Hyperparameters.from_run(run), run["seed"],
-                             **(engine_options or {}))
+                             setup=keys, **(engine_options or {}))
     rows, start = [], 0
     if checkpoint is not None:
         arrays, meta = checkpoint

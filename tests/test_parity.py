@@ -29,6 +29,8 @@ from experiments import models
 from experiments.data import epoch_batches, load_dataset
 from experiments.engines import get_engine
 from experiments.engines.base import Hyperparameters
+from experiments.setup import Setup
+from experiments.training import run_setup
 
 pytestmark = pytest.mark.theano
 
@@ -55,6 +57,12 @@ LOGREG_ARRAY_RTOL = 1e-5  # relative to each array's largest value; measured <= 
 CURVE_ATOL = 1e-4
 
 
+def published(name):
+    """The published runs' setup (configs/*.yaml) at the pooling gradient Theano offers."""
+    return Setup(subtract_mean=True, he_gain=1 if name == "vgg" else "relu",
+                 val_average="batches", maxpool_tie_gradient="all", precision="highest")
+
+
 def slow_if_big(name):
     return pytest.param(name, marks=pytest.mark.slow) if name in ("small_vgg", "vgg") else name
 
@@ -68,8 +76,9 @@ def mnist():
 
 @pytest.fixture(scope="module")
 def cifar_images(cifar_root):
-    """The first 640 real CIFAR-10 training images and labels."""
-    data = load_dataset("cifar10", cifar_root, download=False)
+    """The first 640 real CIFAR-10 training images and labels, the training mean
+    subtracted as in the published runs."""
+    data = load_dataset("cifar10", cifar_root, download=False, subtract_mean=True)
     return data.x_train[:640].copy(), data.y_train[:640].copy()
 
 
@@ -87,9 +96,12 @@ def batches(request):
 
 
 def engines(spec, hparams, dataset=None):
-    """The Theano and the JAX engine of ``spec``, holding the same arrays."""
-    th = get_engine("theano")(spec, dataset, hparams, SEED, dropout=False)
-    jx = get_engine("jax")(spec, dataset, hparams, SEED, dropout=False)
+    """The Theano and the JAX engine of ``spec`` in its published setup, holding the
+    same arrays."""
+    setup = published(spec.name)
+    th = get_engine("theano")(spec, dataset, hparams, SEED, dropout=False, setup=setup)
+    jx = get_engine("jax")(spec, dataset, hparams, SEED, dropout=False, setup=setup)
+    assert all(np.array_equal(v, jx.dump()[k]) for k, v in th.dump().items())
     jx.load(th.dump())
     return th, jx
 
@@ -239,6 +251,46 @@ def test_max_pool_ties_pass_the_gradient_to_every_maximum():
     jx.train_steps(x, y, 1.0)
     np.testing.assert_allclose(jx.dump()["param:conv.W"] - before,
                                th.dump()["param:conv.W"] - before, rtol=1e-5)
+
+
+@pytest.mark.parametrize("subtract_mean", [True, False])
+@pytest.mark.parametrize("he_gain", ["relu", 1])
+def test_engines_get_the_same_data_and_initial_arrays_for_every_setup(subtract_mean, he_gain,
+                                                                       cifar_root):
+    """What a run's setup fixes before the first step reaches every engine alike: the
+    preprocessed images (run_setup) and the initial arrays (the He gain)."""
+    from experiments.engines.jax_group import GroupEngine
+    raw = load_dataset("cifar10", cifar_root, download=False, subtract_mean=False)
+    run = {"model": "vgg", "epochs": 1, "train_subset": 64, "val_subset": 16,
+           "subtract_mean": subtract_mean, "he_gain": he_gain, "updater": "adam"}
+    spec, _, _, data, _, setup = run_setup(run, raw)
+    np.testing.assert_array_equal(data.x_train[0], raw.x_train[0] - raw.x_train.mean(
+        axis=0, dtype=np.float64).astype(np.float32) if subtract_mean else raw.x_train[0])
+    h = Hyperparameters("adam")
+    th = get_engine("theano")(spec, data, h, SEED, setup=setup)
+    jx = get_engine("jax")(spec, data, h, SEED, setup=setup)
+    group = GroupEngine(spec, data, [h], [SEED], setup=setup)
+    for name in ("x_train", "x_val"):
+        assert th.dataset.__dict__[name] is data.__dict__[name]
+        np.testing.assert_array_equal(np.asarray(jx._data[name]), data.__dict__[name])
+        np.testing.assert_array_equal(np.asarray(group._data[name]), data.__dict__[name])
+    first = th.dump()
+    std = float(first["param:conv1_1.W"].std())
+    assert abs(std / ((np.sqrt(2) if he_gain == "relu" else 1.0) / np.sqrt(27)) - 1) < 0.1
+    for arrays in (jx.dump(), group.dump()[0]):
+        assert sorted(arrays) == sorted(first)
+        for key, value in first.items():
+            np.testing.assert_array_equal(arrays[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("key, value", [("maxpool_tie_gradient", "first"),
+                                        ("precision", "tf32"), ("precision", "bf16")])
+def test_the_theano_engine_refuses_what_it_does_not_offer(key, value):
+    with pytest.raises(ValueError) as error:
+        get_engine("theano")(_tie_spec(), None, Hyperparameters("sgd"), SEED,
+                             setup=Setup(**{key: value}))
+    assert "Theano engine" in str(error.value) and "\n" not in str(error.value)
+    assert f"{key} {value!r}" in str(error.value)
 
 
 def test_checkpoints_move_between_engines():

@@ -25,7 +25,8 @@ import numpy as np
 from experiments import grouping, models
 
 FULL = {"runs": 120, "epochs": 150, "train": 50_000, "val": 10_000, "batch": 128}
-PRECISIONS = {"tf32": (None, None), "highest": ("highest", None), "bf16": (None, "bfloat16")}
+PRECISIONS = {"tf32": ("default", None), "highest": ("highest", None),
+              "bf16": ("default", "bfloat16")}
 TINY = dict(models="logreg,cifarnet", group_sizes="1,2", precisions="tf32,highest",
             steps=2, n_train=64, n_val=32, batch_size=8, val_batch_size=16, budget=120)
 
@@ -79,6 +80,7 @@ def measure(model, size, precision, layout, args, data_cache):
     """One configuration: a dict of timings and projections, or ``{'error': ...}``."""
     from experiments.data import epoch_batches
     from experiments.engines.jax_group import GroupEngine, clear_programs
+    from experiments.setup import Setup
     spec = models.get_model(model)
     dataset = _dataset(spec, args, data_cache)
     seeds = [k // 24 for k in range(size)]  # 24 runs per seed, as in the grids
@@ -86,7 +88,7 @@ def measure(model, size, precision, layout, args, data_cache):
     engine = None
     try:
         engine = GroupEngine(spec, dataset, [_hparams(k) for k in range(size)], seeds,
-                             precision=matmul, compute_dtype=dtype, layout=layout)
+                             setup=Setup(precision=matmul), compute_dtype=dtype, layout=layout)
         used = engine.layout
         plans = {}
         for s in engine.seed_order:

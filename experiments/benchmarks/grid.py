@@ -58,7 +58,8 @@ def _load(args):
     fixed = config.fixed
     train = args.train_subset or fixed["train_subset"]
     val = args.val_subset or fixed["val_subset"]
-    dataset = subset(load_dataset(fixed["dataset"], args.data_dir, quiet=True), train, val)
+    dataset = subset(load_dataset(fixed["dataset"], args.data_dir, quiet=True,
+                                  subtract_mean=fixed["subtract_mean"]), train, val)
     return config, runs, dataset
 
 

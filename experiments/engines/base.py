@@ -33,6 +33,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .. import models
+from ..setup import Setup, engine_problem, he_gain_value
 
 #: Predictions are clipped to ``[CLIP, 1 - CLIP]`` before the log of the cross-entropy
 #: (Lasagne's experiment code); a saturated wrong prediction costs ``-log(CLIP)``
@@ -151,10 +152,13 @@ def check_arrays(arrays, spec, hparams):
                              f" expected {tuple(shape)}")
 
 
-def initial_arrays(spec, hparams, seed):
-    """A fresh run's arrays: ``models.init_params``, ``models.init_state``, zero
-    optimizer state. Engines start from these, so every engine starts identically."""
-    arrays = OrderedDict((f"param:{k}", v) for k, v in models.init_params(spec, seed).items())
+def initial_arrays(spec, hparams, seed, setup=None):
+    """A fresh run's arrays: ``models.init_params`` (with the ``setup``'s He gain),
+    ``models.init_state``, zero optimizer state. Engines start from these, so every
+    engine starts identically."""
+    gain = he_gain_value((setup or Setup()).he_gain)
+    arrays = OrderedDict((f"param:{k}", v)
+                         for k, v in models.init_params(spec, seed, gain).items())
     arrays.update((f"state:{k}", v) for k, v in models.init_state(spec).items())
     for name, shape in optimizer_shapes(spec, hparams).items():
         arrays[name] = (np.zeros((), np.int64) if name == "opt:t"
@@ -170,6 +174,20 @@ def split_arrays(arrays):
         kind, _, rest = name.partition(":")
         out[("param", "state", "opt").index(kind)][rest] = value
     return out
+
+
+def validation_means(sums, n, batch_size, average="examples"):
+    """Validation means from per-batch sums ``(..., n_batches)`` over ``n`` examples in
+    batches of ``batch_size`` (the last one may be short): over ``'examples'``, or the
+    unweighted mean of the per-batch means (``'batches'``, the original logs' way),
+    in float64."""
+    sums = np.ascontiguousarray(sums)
+    if average == "examples":
+        return np.sum(sums, axis=-1, dtype=np.float64) / n
+    if average != "batches":
+        raise ValueError(f"unknown val_average {average!r}; choose from examples, batches")
+    sizes = np.minimum(batch_size, n - batch_size * np.arange(sums.shape[-1]))
+    return np.mean(sums.astype(np.float64) / sizes, axis=-1)
 
 
 def dropout_seed(seed, epoch):
@@ -194,17 +212,24 @@ class Engine(abc.ABC):
         seed)``); dropout masks derive from ``(seed, epoch)``.
     dropout : bool
         ``False`` turns dropout off in training (for comparing engines step by step).
+    setup : experiments.setup.Setup, optional
+        He gain, validation averaging, pooling tie gradient, precision (default: as
+        before those were keys); one the engine cannot honour is a ``ValueError``.
     """
 
     #: Short name used in status files ('jax', 'theano').
     name = None
 
-    def __init__(self, spec, dataset, hparams, seed, dropout=True):
+    def __init__(self, spec, dataset, hparams, seed, dropout=True, setup=None):
         self.spec = spec
         self.dataset = dataset
         self.hparams = hparams
         self.seed = int(seed)
         self.dropout = bool(dropout)
+        self.setup = setup or Setup()
+        problem = engine_problem(self.name, self.setup)
+        if problem:
+            raise ValueError(problem)
 
     def info(self):
         """Facts for the run's status file: library versions, device (JSON-able)."""
@@ -239,7 +264,7 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, batch_size=1024):
         """``(val_loss, val_acc)`` in deterministic mode over the whole validation set,
-        means over examples (the last partial batch weighs by its size)."""
+        means as the setup's ``val_average`` says (:func:`validation_means`)."""
 
     @abc.abstractmethod
     def forward(self, x, deterministic=True):

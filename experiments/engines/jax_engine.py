@@ -23,7 +23,7 @@ import optax
 
 from . import jax_layers
 from .base import (Engine, check_arrays, initial_arrays, optimizer_family, optimizer_shapes,
-                   split_arrays)
+                   split_arrays, validation_means)
 from . import jax_optimizer
 
 
@@ -34,9 +34,6 @@ class JaxEngine(Engine):
     ----------------
     device : jax.Device, optional
         Where to keep the data and train (default: JAX's default device).
-    precision : jax.lax.Precision or str, optional
-        Matmul/conv precision (``'highest'`` forces full float32 on GPUs that
-        would otherwise use TF32).
     custom_grad : bool, optional
         Convolution gradients as NHWC forward convolutions
         (:func:`jax_layers.conv_nhwc`); default: on CPU only, where XLA's own are
@@ -45,11 +42,10 @@ class JaxEngine(Engine):
 
     name = "jax"
 
-    def __init__(self, spec, dataset, hparams, seed, dropout=True, device=None,
-                 precision=None, custom_grad=None):
-        super().__init__(spec, dataset, hparams, seed, dropout)
+    def __init__(self, spec, dataset, hparams, seed, dropout=True, setup=None, device=None,
+                 custom_grad=None):
+        super().__init__(spec, dataset, hparams, seed, dropout, setup)
         self.device = device or jax.devices()[0]
-        self.precision = precision
         self.custom_grad = (self.device.platform == "cpu" if custom_grad is None
                             else bool(custom_grad))
         self._opt_names = list(optimizer_shapes(spec, hparams))
@@ -69,7 +65,7 @@ class JaxEngine(Engine):
         self._steps_fn = jax.jit(self._steps, donate_argnums=donate)
         self._eval_fn = jax.jit(self._eval_batches, static_argnames=("batch_size",))
         self._forward_fn = jax.jit(self._forward, static_argnames=("deterministic",))
-        self.load(initial_arrays(spec, hparams, seed))
+        self.load(initial_arrays(spec, hparams, seed, self.setup))
 
     def info(self):
         import jaxlib
@@ -107,7 +103,8 @@ class JaxEngine(Engine):
     def _apply(self, params, state, x, train, key=None):
         return jax_layers.apply(self.spec, params, state, x, train=train,
                                 key=key if self.dropout else None,
-                                precision=self.precision, custom_grad=self.custom_grad)
+                                precision=self.setup.precision, custom_grad=self.custom_grad,
+                                pool_ties=self.setup.maxpool_tie_gradient)
 
     def _step(self, carry, x, y, lr, key):
         """One update on the batch ``(x, y)``; returns the new carry, loss and accuracy."""
@@ -187,9 +184,9 @@ class JaxEngine(Engine):
         x, y = self._data["x_val"], self._data["y_val"]
         loss_sums, correct = jax.device_get(
             self._eval_fn(params, state, x, y, batch_size=int(batch_size)))
-        n = x.shape[0]
-        return (float(np.sum(loss_sums, dtype=np.float64) / n),
-                float(np.sum(correct, dtype=np.float64) / n))
+        mean = lambda sums: float(validation_means(sums, x.shape[0], int(batch_size),
+                                                   self.setup.val_average))
+        return mean(loss_sums), mean(correct)
 
     @jax_layers.partitionable
     def forward(self, x, deterministic=True):

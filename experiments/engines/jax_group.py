@@ -60,7 +60,9 @@ from amsgrad.optax import active_runs, per_run
 from .. import models
 from .. import grouping
 from . import jax_layers, jax_optimizer
-from .base import check_arrays, initial_arrays, optimizer_family, optimizer_shapes
+from ..setup import Setup, engine_problem
+from .base import (check_arrays, initial_arrays, optimizer_family, optimizer_shapes,
+                   validation_means)
 LAYOUTS = ("shared", "per_run", "loop")
 _PROGRAMS = {}  # compiled programs by configuration and argument shapes
 
@@ -116,8 +118,9 @@ class GroupEngine:
     dropout : bool
         ``False`` turns dropout off in training.
     device : jax.Device, optional
-    precision : jax.lax.Precision or str, optional
-        Matmul/conv precision (``'highest'``: full float32 on GPUs that use TF32).
+    setup : experiments.setup.Setup, optional
+        He gain, validation averaging, pooling tie gradient and precision of every
+        run, as :class:`~experiments.engines.base.Engine` takes it.
     compute_dtype : str, optional
         E.g. ``'bfloat16'``: parameters and inputs are cast to it for the forward and
         backward pass (float32 master weights, loss and update); for speed trials only.
@@ -140,7 +143,7 @@ class GroupEngine:
     name = "jax"
 
     def __init__(self, spec, dataset, hparams, seeds, dropout=True, device=None,
-                 precision=None, compute_dtype=None, layout=None, eval_runs=None,
+                 setup=None, compute_dtype=None, layout=None, eval_runs=None,
                  custom_grad=None):
         if len(hparams) != len(seeds) or not seeds:
             raise ValueError(f"need one hyperparameter set per seed, got {len(hparams)} "
@@ -162,7 +165,11 @@ class GroupEngine:
         self.spec, self.dataset, self.hparams = spec, dataset, list(hparams)
         self.seeds = [int(s) for s in seeds]
         self.variant = variants.pop()
-        self.dropout, self.precision, self.layout = bool(dropout), precision, layout
+        self.setup = setup or Setup()
+        problem = engine_problem(self.name, self.setup)
+        if problem:
+            raise ValueError(problem)
+        self.dropout, self.layout = bool(dropout), layout
         self.compute_dtype = None if compute_dtype is None else jnp.dtype(compute_dtype)
         self.device = device
         # XLA's CPU backend fuses a matrix product with its neighbours into one YNNPACK
@@ -196,7 +203,8 @@ class GroupEngine:
         self._donate = (0,) if self.device.platform != "cpu" else ()
         self.compile_seconds = 0.0
         self.epoch_program = None  # the last epoch's compiled program (memory_analysis())
-        self.load([initial_arrays(spec, h, s) for h, s in zip(self.hparams, self.seeds)])
+        self.load([initial_arrays(spec, h, s, self.setup)
+                   for h, s in zip(self.hparams, self.seeds)])
 
     @property
     def size(self):
@@ -271,6 +279,10 @@ class GroupEngine:
         return xp.moveaxis(stored, -1, 1).reshape((self.n_slots,) + stored.shape[1:-1])
 
     # ---- compiled pieces ------------------------------------------------------------
+    def _layer_options(self):
+        return dict(precision=self.setup.precision, custom_grad=self.custom_grad,
+                    pool_ties=self.setup.maxpool_tie_gradient)
+
     def _run_step(self, params, state, x, y, key):
         """One run's gradient on one batch: the single-run engine's function."""
         cast = (lambda tree: jax.tree_util.tree_map(
@@ -280,8 +292,7 @@ class GroupEngine:
             p_c, x_c = (cast(p), x.astype(self.compute_dtype)) if cast else (p, x)
             probs, new_state = jax_layers.apply(self.spec, p_c, state, x_c, train=True,
                                                 key=key if self.dropout else None,
-                                                precision=self.precision,
-                                                custom_grad=self.custom_grad)
+                                                **self._layer_options())
             probs = probs.astype(jnp.float32)
             new_state = {k: v.astype(state[k].dtype) for k, v in new_state.items()}
             loss = jnp.mean(jax_layers.clipped_crossentropy(probs, y))
@@ -355,8 +366,7 @@ class GroupEngine:
 
         def one_run(p, s, xb, yb, vb):
             probs, _ = jax_layers.apply(self.spec, p, s, xb, train=False,
-                                        precision=self.precision,
-                                        custom_grad=self.custom_grad)
+                                        **self._layer_options())
             loss = jax_layers.clipped_crossentropy(probs, yb)
             return jnp.sum(loss * vb), jnp.sum(jax_layers.accuracy(probs, yb) * vb)
 
@@ -394,7 +404,7 @@ class GroupEngine:
         configuration (the groups of a grid compile once); compile time is added to
         :attr:`compile_seconds`."""
         leaves = tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(args))
-        key = (name, self.spec, self.layout, self.dropout, str(self.precision),
+        key = (name, self.spec, self.layout, self.dropout, self.setup,
                str(self.compute_dtype), self.custom_grad, self.family, self.variant,
                self._unused,
                len(self.seed_order), self.width, self.device, tuple(sorted(static.items())),
@@ -459,8 +469,8 @@ class GroupEngine:
                                                   batch_size=int(batch_size))(*args))
             loss_sums.append(ls)
             correct.append(cs)
-        total = lambda parts: np.sum(np.ascontiguousarray(
-            np.concatenate(parts, axis=1).T[self._first_slot]), axis=1, dtype=np.float64)
-        n = x.shape[0]
-        return total(loss_sums) / n, total(correct) / n
+        mean = lambda parts: validation_means(np.concatenate(parts, axis=1).T[self._first_slot],
+                                              x.shape[0], int(batch_size),
+                                              self.setup.val_average)
+        return mean(loss_sums), mean(correct)
 

@@ -20,11 +20,29 @@ from .base import CLIP
 
 
 _DN = ("NHWC", "HWIO", "NHWC")  # the layout XLA's CPU convolutions run fast in
+#: The setup's ``precision`` as XLA's (``bf16`` casts the operands instead; a
+#: ``lax.Precision`` or None given directly is passed on).
+PRECISIONS = {"default": None, "highest": lax.Precision.HIGHEST, "tf32": lax.Precision.HIGH}
+
+
+def _operands(a, b, precision):
+    """``(a, b, lax precision, result type)`` of a product at ``precision``: 'bf16'
+    multiplies bfloat16 operands and accumulates in float32."""
+    if precision == "bf16":
+        return a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), None, jnp.float32
+    return a, b, PRECISIONS.get(precision, precision), None
 
 
 def _conv(x, k, pad, precision=None):
+    x, k, precision, result = _operands(x, k, precision)
     return lax.conv_general_dilated(x, k, (1, 1), [(pad, pad), (pad, pad)],
-                                    dimension_numbers=_DN, precision=precision)
+                                    dimension_numbers=_DN, precision=precision,
+                                    preferred_element_type=result)
+
+
+def _dot(x, W, precision=None):
+    x, W, precision, result = _operands(x, W, precision)
+    return jnp.dot(x, W, precision=precision, preferred_element_type=result)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -75,16 +93,16 @@ def matmul(x, W, precision=None):
     layout. Autodiff computes ``(g.T @ x).T`` and, under the grouped engine's ``vmap``
     over runs, XLA's CPU backend then transposes every run's weight gradient in each
     step; the values are the same."""
-    return jnp.dot(x, W, precision=precision)
+    return _dot(x, W, precision)
 
 
 def _matmul_fwd(x, W, precision):
-    return jnp.dot(x, W, precision=precision), (x, W)
+    return _dot(x, W, precision), (x, W)
 
 
 def _matmul_bwd(precision, res, g):
     x, W = res
-    return jnp.dot(g, W.T, precision=precision), jnp.dot(x.T, g, precision=precision)
+    return _dot(g, W.T, precision), _dot(x.T, g, precision)
 
 
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
@@ -96,7 +114,7 @@ def dense(x, W, b=None, precision=None, custom_grad=True):
     if x.ndim == 4:
         x = jnp.transpose(x, (0, 3, 1, 2))
     x = x.reshape(x.shape[0], -1)
-    out = matmul(x, W, precision) if custom_grad else jnp.dot(x, W, precision=precision)
+    out = matmul(x, W, precision) if custom_grad else _dot(x, W, precision)
     return out if b is None else out + b
 
 
@@ -110,30 +128,43 @@ def nonlinearity(x, name):
     raise ValueError(f"unknown nonlinearity {name!r}")
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def max_pool(x, size=2):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def max_pool(x, size=2, ties="all"):
     """``MaxPool2DLayer(ignore_border=True)`` on NHWC: non-overlapping, floor sizes.
 
-    The gradient goes to EVERY input equal to its window's maximum, as Theano's
-    ``MaxPoolGrad`` does (XLA's picks one). Ties are common on real images (flat
-    regions, ReLU zeros), so this changes the training trajectory, not just rounding.
+    Where several inputs of a window equal its maximum, the gradient goes to ``'all'``
+    of them, as Theano's CPU ``MaxPoolGrad`` does, or to the ``'first'`` in row-major
+    window order, as XLA's select-and-scatter and cuDNN do. Ties are common on real
+    images (flat regions, ReLU zeros), so this changes the training trajectory, not
+    just rounding.
     """
     n, h, w, c = x.shape
     hh, ww = h // size * size, w // size * size
     return x[:, :hh, :ww].reshape(n, h // size, size, w // size, size, c).max(axis=(2, 4))
 
 
-def _max_pool_fwd(x, size):
-    y = max_pool(x, size)
+def _max_pool_fwd(x, size, ties):
+    y = max_pool(x, size, ties)
     return y, (x, y)
 
 
-def _max_pool_bwd(size, residuals, g):
+def _max_pool_bwd(size, ties, residuals, g):
     x, y = residuals
     n, h, w, c = x.shape
     hh, ww = h // size * size, w // size * size
-    up = lambda a: jnp.repeat(jnp.repeat(a, size, axis=1), size, axis=2)
-    dx = jnp.where(x[:, :hh, :ww] == up(y), up(g), jnp.zeros((), g.dtype))
+    if ties == "all":
+        up = lambda a: jnp.repeat(jnp.repeat(a, size, axis=1), size, axis=2)
+        dx = jnp.where(x[:, :hh, :ww] == up(y), up(g), jnp.zeros((), g.dtype))
+    elif ties == "first":  # windows as (n, H, W, size * size, c), row-major inside
+        win = x[:, :hh, :ww].reshape(n, hh // size, size, ww // size, size, c)
+        win = win.transpose(0, 1, 3, 2, 4, 5).reshape(n, hh // size, ww // size, -1, c)
+        first = jnp.argmax(win == y[:, :, :, None], axis=3)  # the first True
+        pick = first[:, :, :, None] == jnp.arange(size * size)[:, None]
+        dx = jnp.where(pick, g[:, :, :, None], jnp.zeros((), g.dtype))
+        dx = dx.reshape(n, hh // size, ww // size, size, size, c)
+        dx = dx.transpose(0, 1, 3, 2, 4, 5).reshape(n, hh, ww, c)
+    else:
+        raise ValueError(f"unknown maxpool_tie_gradient {ties!r}; choose from all, first")
     return (jnp.pad(dx, ((0, 0), (0, h - hh), (0, w - ww), (0, 0))),)
 
 
@@ -197,7 +228,8 @@ def dropout(x, p, key):
     return x / retain * mask.astype(x.dtype)
 
 
-def apply(spec, params, state, x, train=False, key=None, precision=None, custom_grad=True):
+def apply(spec, params, state, x, train=False, key=None, precision=None, custom_grad=True,
+          pool_ties="all"):
     """The spec's output probabilities for the NCHW batch ``x``.
 
     Parameters
@@ -211,7 +243,10 @@ def apply(spec, params, state, x, train=False, key=None, precision=None, custom_
         Dropout key; each dropout layer uses ``fold_in(key, its index in the spec)``.
         ``None`` disables dropout.
     precision, custom_grad
-        For the convolutions and dense layers, see :func:`conv2d` and :func:`dense`.
+        For the convolutions and dense layers, see :func:`conv2d` and :func:`dense`;
+        ``precision`` is a setup's (:data:`PRECISIONS`, 'bf16') or XLA's.
+    pool_ties : {'all', 'first'}
+        The max-pooling gradient where a window ties (:func:`max_pool`).
 
     Returns
     -------
@@ -242,7 +277,7 @@ def apply(spec, params, state, x, train=False, key=None, precision=None, custom_
         elif isinstance(layer, models.NonlinearityLayer):
             x = nonlinearity(x, layer.nonlinearity)
         elif isinstance(layer, models.MaxPool2DLayer):
-            x = max_pool(x, layer.pool_size)
+            x = max_pool(x, layer.pool_size, pool_ties)
         elif isinstance(layer, models.DropoutLayer):
             if train and key is not None and layer.p > 0:
                 x = dropout(x, layer.p, jax.random.fold_in(key, i))

@@ -66,9 +66,9 @@ class TheanoEngine(base.Engine):
 
     name = "theano"
 
-    def __init__(self, spec, dataset, hparams, seed, dropout=True):
-        super().__init__(spec, dataset, hparams, seed, dropout)
-        arrays = base.initial_arrays(spec, hparams, seed)
+    def __init__(self, spec, dataset, hparams, seed, dropout=True, setup=None):
+        super().__init__(spec, dataset, hparams, seed, dropout, setup)  # checks the setup
+        arrays = base.initial_arrays(spec, hparams, seed, self.setup)
         params, state, _ = base.split_arrays(arrays)
         with theano.change_flags(floatX=_FLOAT):
             self._params = OrderedDict((k, _shared(v, k)) for k, v in params.items())
@@ -211,13 +211,11 @@ class TheanoEngine(base.Engine):
     def evaluate(self, batch_size=1024):
         fn, data = self._function("evaluate"), self._data()
         n = len(data.y_val)
-        loss_sum = correct = 0.0
-        for start in range(0, n, batch_size):
-            batch_loss, batch_correct = fn(data.x_val[start:start + batch_size],
-                                           data.y_val[start:start + batch_size])
-            loss_sum += float(batch_loss)
-            correct += float(batch_correct)
-        return loss_sum / n, correct / n
+        sums = np.array([fn(data.x_val[start:start + batch_size],
+                            data.y_val[start:start + batch_size])
+                         for start in range(0, n, batch_size)], np.float64)
+        loss, acc = base.validation_means(sums.T, n, batch_size, self.setup.val_average)
+        return float(loss), float(acc)
 
     def forward(self, x, deterministic=True):
         fn = self._function("forward" if deterministic else "forward_train")
