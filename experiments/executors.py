@@ -25,7 +25,7 @@ import time
 import traceback
 import warnings
 
-from experiments import claims
+from experiments import claims, storage
 from experiments.config import ConfigError
 from experiments.results import DONE_STATES, CorruptFileWarning, RunStore
 
@@ -192,6 +192,8 @@ def run_group(jobs, dataset, on_event=None, quiet=True, position=None):
             except DataError:
                 raise
             except Exception as error:  # every run of the group failed with it
+                if storage.is_storage_fault(error):
+                    raise  # not the runs' fault: stop the grid, they resume later
                 message, trace = _first_line(error), traceback.format_exc()
                 for job, store in ready:
                     try:
@@ -231,6 +233,8 @@ def _train(job, store, dataset, event, quiet, position):
     except (claims.ClaimLost, DataError):
         raise
     except Exception as error:
+        if storage.is_storage_fault(error):
+            raise  # not the run's fault: stop the grid, the run resumes later
         message = _first_line(error)
         store.update_status(state="failed", error=message, traceback=traceback.format_exc(),
                             failed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -291,6 +295,11 @@ def _ray_task(job, events):
         return run_job(job, _DATASETS[key], on_event)
     except (DataError, ConfigError) as error:
         return _outcome(job, "user_error", message=str(error))
+    except OSError as error:
+        if not storage.is_storage_fault(error):
+            raise
+        return _outcome(job, "storage_fault", error=(error.errno, error.strerror,
+                                                     error.filename))
 
 
 class _Events:

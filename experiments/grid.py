@@ -18,6 +18,7 @@ one results folder at once: a run a live process holds is left to it. A run whos
 starts keep ending without progress is given up after ``max_attempts`` of them.
 """
 import dataclasses
+import errno
 import itertools
 import os
 import sys
@@ -25,7 +26,7 @@ import sys
 import yaml
 from tqdm.auto import tqdm
 
-from experiments import claims
+from experiments import claims, storage
 from experiments.config import AXES, TRAIN_KEYS, ConfigError, check_value, did_you_mean
 from experiments.executors import (MAX_ATTEMPTS, Job, LocalExecutor, RayExecutor,
                                    load_grid_dataset)
@@ -139,6 +140,8 @@ def check_grid_dir(config, grid_dir, write=False):
     except FileNotFoundError:
         stored = None
     except (OSError, yaml.YAMLError, AttributeError) as e:
+        if storage.is_storage_fault(e):
+            raise
         raise ConfigError(f"{path}: unreadable ({type(e).__name__}); remove it or use "
                           f"another --results") from None
     if stored is None:
@@ -209,12 +212,12 @@ def plan(config, results_dir="results", only=(), max_attempts=MAX_ATTEMPTS):
     """Expand ``config``, select ``only``, and read where each run stands.
 
     Raises :class:`ConfigError` if the grid folder holds other settings, or a started
-    run was configured differently. Damaged files count as missing here (the run is
-    repaired when it is trained).
+    run was configured differently, and ``NotADirectoryError`` if ``results_dir`` is a
+    file. Damaged files count as missing here (the run is repaired when it is trained).
     """
     grid_dir = os.path.join(os.fspath(results_dir), config.name)
     if os.path.exists(results_dir) and not os.path.isdir(results_dir):
-        raise ConfigError(f"--results {results_dir}: not a folder")
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), results_dir)
     check_grid_dir(config, grid_dir)
     runs = select(expand_grid(config), config, only)
     the_plan = Plan(config, grid_dir, runs, {}, {}, max_attempts=max_attempts)
@@ -391,6 +394,8 @@ def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
                 rid, result = outcome["run_id"], outcome["result"]
                 if result == "user_error":
                     raise ConfigError(outcome["message"])
+                if result == "storage_fault":  # from a Ray worker: as if raised here
+                    raise OSError(*outcome["error"])
                 if result == "busy" and not second_pass:
                     busy.append(by_id[rid])
                     continue
@@ -452,6 +457,8 @@ def _run_synthetic(config, results_dir, quiet, dry_run, out):
     try:
         synthetic.run_synthetic(cfg, results_dir, quiet=quiet)
     except Exception as error:
+        if storage.is_storage_fault(error):
+            raise
         summary["failed"].append(config.name)
         print(f"failed {config.name}: {type(error).__name__}: {error}", file=sys.stderr)
     else:

@@ -5,7 +5,9 @@
 RESULTS_DIR is a grid's folder (``results/<grid>/``, run folders below it), a folder
 with the synthetic problem's ``trajectories.csv``, or a root holding several of these.
 Figures go to ``<folder>/figures/`` (or ``--out``; ``--out/<folder name>/`` when
-RESULTS_DIR holds several), as PNG and PDF.
+RESULTS_DIR holds several), as PNG and PDF. Exit status: 0 when written, 2 when the
+results cannot be read, 3 when a figures folder cannot be written (a full disk, a
+read-only file system, no permission: choose another with --out).
 """
 import argparse
 import os
@@ -16,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm  # noqa: E402
 
-from experiments import plots  # noqa: E402
+from experiments import plots, storage  # noqa: E402
 
 
 def _jobs(results_dir):
@@ -51,16 +53,21 @@ def main(argv=None):
                     out = args.out
                 else:
                     out = os.path.join(args.out, os.path.basename(os.path.normpath(folder)))
-                if kind == "synthetic":
-                    written += plots.save_figure(plots.plot_synthetic(folder),
-                                                 os.path.join(out, "synthetic"))
-                    bar.update()
-                else:
-                    title = os.path.basename(os.path.normpath(folder))
-                    written += plots.plot_grid(runs, out, title=title, progress=bar.update)
+                with storage.writing_to(out, "--out"):
+                    if kind == "synthetic":
+                        written += plots.save_figure(plots.plot_synthetic(folder),
+                                                     os.path.join(out, "synthetic"))
+                        bar.update()
+                    else:
+                        title = os.path.basename(os.path.normpath(folder))
+                        written += plots.plot_grid(runs, out, title=title,
+                                                   progress=bar.update)
     except plots.ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except storage.StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return storage.EXIT_STATUS
     if not args.quiet:
         for folder in sorted({os.path.dirname(p) for p in written}):
             print(f"wrote {sum(os.path.dirname(p) == folder for p in written)} files to {folder}")

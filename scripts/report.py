@@ -7,7 +7,9 @@ seeds of the final and best validation metrics and the final training loss; the 
 setting per optimizer; and the paired Adam-AMSGrad comparison per setting (t interval,
 paired t-test, Wilcoxon, Holm-adjusted p). It links the figures of
 ``scripts/plot.py`` (default ``RESULTS_DIR/figures``). A results root holding several
-grids gets one report per grid, in each grid's folder.
+grids gets one report per grid, in each grid's folder. Exit status: 0 when written, 2
+when the results cannot be read, 3 when the report's folder cannot be written (a full
+disk, a read-only file system, no permission: choose another with --out).
 """
 import argparse
 import os
@@ -16,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments import plots, report  # noqa: E402
+from experiments import plots, report, storage  # noqa: E402
 
 
 def main(argv=None):
@@ -36,8 +38,12 @@ def main(argv=None):
             out = args.out or os.path.join(folder, "report.md")
             figures = args.figures or os.path.join(folder, "figures")
             title = f"Adam vs AMSGrad: {os.path.basename(os.path.normpath(folder))}"
-            report.write_report(runs, out, figures, title=title)
+            with storage.writing_to(os.path.dirname(out) or ".", "--out"):
+                report.write_report(runs, out, figures, title=title)
             print(f"wrote {out}")
+    except storage.StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return storage.EXIT_STATUS
     except (plots.ResultsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
