@@ -373,8 +373,9 @@ def _groups(jobs, group_size, executor):
 def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
     """Run ``jobs`` (as ``items``: jobs or groups of them) on ``runner`` under the grid's
     progress bar and fill in ``summary``; runs other runners hold get a second chance,
-    each alone, once the rest are through. Returns the number of runs found done by
-    others."""
+    each alone, once the rest are through: a run whose owner still beats is left to it,
+    one whose owner has stopped (died on another host) is waited for until its claim is
+    stale, and trained. Returns the number of runs found done by others."""
     name, by_id = the_plan.config.name, {j.run_id: j for j in jobs}
     remaining = {j.run_id: max(j.run["epochs"] - the_plan.epochs_done[j.run_id], 0)
                  for j in jobs}
@@ -390,7 +391,10 @@ def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
             bar.update(1)
     try:
         for second_pass in (False, True):
-            for outcome in runner.run(busy if second_pass else items or jobs, on_event):
+            # Second pass: wait out the claims whose owners stop beating (dead elsewhere).
+            todo = [dataclasses.replace(j, patient=True) for j in busy] if second_pass \
+                else items or jobs
+            for outcome in runner.run(todo, on_event):
                 rid, result = outcome["run_id"], outcome["result"]
                 if result == "user_error":
                     raise ConfigError(outcome["message"])

@@ -108,8 +108,8 @@ def main(argv=None):
                             "(needs the .[ray] extra) (default: %(default)s)")
     scale.add_argument("--address", metavar="ADDR",
                        help="Ray cluster to join: host:port, or auto for the one 'ray start' "
-                            "runs on this host (default: $RAY_ADDRESS, else a cluster on "
-                            "this host, else a new local Ray)")
+                            "runs on this host (default: $RAY_ADDRESS, else a new local Ray "
+                            "on 127.0.0.1 for this grid alone)")
     scale.add_argument("--num-gpus", type=_non_negative_float, metavar="N",
                        help="GPUs per run on Ray, e.g. 0.25 (default: the config's "
                             "resources.num_gpus, else 0)")

@@ -4,8 +4,10 @@ A :class:`Namespace` is held open by a sleeping process; commands run in it with
 ``nsenter``. A private *mount* namespace gets a small tmpfs that fills up, or a
 read-only bind mount (chmod does not stop root); its files stay reachable from the
 test through ``/proc/<holder>/root``. A private *network* namespace has only its own
-loopback: a Ray cluster there can talk to nothing else.
+loopback: a Ray cluster there can talk to nothing else. :func:`listening` says where
+processes accept connections (:func:`assert_on_loopback`: only on 127.0.0.0/8).
 """
+import ipaddress
 import os
 import shutil
 import signal
@@ -107,3 +109,58 @@ class Namespace:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _address(hex_address):
+    host, port = hex_address.split(":")
+    raw = bytes.fromhex(host)  # /proc/net/tcp*: 32-bit words in host (little-endian) order
+    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(raw)
+    return (getattr(ip, "ipv4_mapped", None) or ip), int(port, 16)
+
+
+def listening(pids):
+    """``[(ip, port)]``: the TCP sockets the processes ``pids`` listen on, and their
+    bound UDP sockets (read from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            pass  # ended meanwhile
+    found = []
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        with open(f"/proc/{pids[0]}/net/{table}") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes and (fields[3] == "0A" or table.startswith("udp")):
+                    found.append(_address(fields[1]))
+    return found
+
+
+def assert_on_loopback(pids):
+    """Every socket the processes ``pids`` listen on is bound to 127.0.0.0/8."""
+    sockets = listening(pids)
+    assert sockets, "no listening sockets found"
+    assert [s for s in sockets if not s[0].is_loopback] == []
+
+
+def descendants(pid):
+    """``pid`` and every process below it."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        found.append(todo.pop())
+        todo += children.get(found[-1], [])
+    return found
