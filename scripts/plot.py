@@ -5,9 +5,11 @@
 RESULTS_DIR is a grid's folder (``results/<grid>/``, run folders below it), a folder
 with the synthetic problem's ``trajectories.csv``, or a root holding several of these.
 Figures go to ``<folder>/figures/`` (or ``--out``; ``--out/<folder name>/`` when
-RESULTS_DIR holds several), as PNG and PDF. Exit status: 0 when written, 2 when the
-results cannot be read, 3 when a figures folder cannot be written (a full disk, a
-read-only file system, no permission: choose another with --out).
+RESULTS_DIR holds several), as PNG and PDF.
+
+Exit status: 0 when written, 2 when the results cannot be read, 3 when a figures
+folder cannot be written (a full disk, a read-only file system, no permission, a file
+in the way: choose another with --out).
 """
 import argparse
 import os
@@ -30,7 +32,8 @@ def _jobs(results_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n")[-1])
     parser.add_argument("results_dir", metavar="RESULTS_DIR")
     parser.add_argument("--out", metavar="DIR", help="folder for the figures")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

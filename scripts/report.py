@@ -7,9 +7,11 @@ seeds of the final and best validation metrics and the final training loss; the 
 setting per optimizer; and the paired Adam-AMSGrad comparison per setting (t interval,
 paired t-test, Wilcoxon, Holm-adjusted p). It links the figures of
 ``scripts/plot.py`` (default ``RESULTS_DIR/figures``). A results root holding several
-grids gets one report per grid, in each grid's folder. Exit status: 0 when written, 2
-when the results cannot be read, 3 when the report's folder cannot be written (a full
-disk, a read-only file system, no permission: choose another with --out).
+grids gets one report per grid, in each grid's folder.
+
+Exit status: 0 when written, 2 when the results cannot be read, 3 when the report's
+folder cannot be written (a full disk, a read-only file system, no permission, a file
+in the way: choose another with --out).
 """
 import argparse
 import os
@@ -22,7 +24,8 @@ from experiments import plots, report, storage  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n")[-1])
     parser.add_argument("results_dir", metavar="RESULTS_DIR")
     parser.add_argument("--out", metavar="FILE", help="report file (default RESULTS_DIR/report.md)")
     parser.add_argument("--figures", metavar="DIR",
