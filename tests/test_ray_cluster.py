@@ -32,7 +32,7 @@ RAY = os.path.join(os.path.dirname(sys.executable), "ray")  # this environment's
 NO_NAMESPACES = unavailable("unshare", "-n", "-p", "-f", "--mount-proc", "true")
 # --heartbeat-timeout of the two-node grid: a dead node's run waits this long, longer
 # than Ray takes to notice the death and retry the task, which finds the run "busy".
-TIMEOUT = 20.0
+TIMEOUT = 30.0
 
 
 def test_a_grid_without_address_starts_its_own_ray_on_loopback(monkeypatch):
@@ -72,6 +72,19 @@ def _child(pid):
     raise AssertionError(f"process {pid} started no child")
 
 
+def _naming(text):
+    """The pids of the processes whose command line holds ``text``."""
+    pids = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
 @pytest.fixture
 def two_nodes():
     """A head (1 CPU) and a second node (1 CPU, its own pid namespace) on 127.0.0.1
@@ -107,6 +120,8 @@ def two_nodes():
         threading.Thread(target=read, daemon=True).start()
         assert up.wait(120), "".join(lines)
         init = _child(second.pid)
+        cluster = _naming(temp)  # every process of the cluster names its temp folder
+        assert len(cluster) >= 4 and set(cluster) <= set(net.members())  # none outside
         yield dict(net=net, env=env, address="127.0.0.1:6379", second=init,
                    pidns=os.readlink(f"/proc/{init}/ns/pid"), started=time.time() - started)
     finally:
