@@ -38,8 +38,8 @@ STALE_AFTER = 180.0  # a heartbeat older than this is a dead owner (> NFS attrib
 _RECORD_SIZE = 512   # fixed-size record: an in-place rewrite never leaves a longer tail
 _UNFINISHED = 5.0    # a claim still unreadable this long after its last write was abandoned
 
-__all__ = ["Claim", "ClaimLost", "acquire", "read_claim", "stale_reason", "HEARTBEAT",
-           "STALE_AFTER"]
+__all__ = ["Claim", "ClaimLost", "acquire", "outlive", "read_claim", "stale_reason",
+           "HEARTBEAT", "STALE_AFTER"]
 
 
 class ClaimLost(RuntimeError):
@@ -305,3 +305,22 @@ def acquire(path, stale_after=STALE_AFTER, heartbeat=HEARTBEAT, on_takeover=None
     finally:
         if fd is None:
             Claim._held.discard(info["token"])
+
+
+def outlive(path, stale_after=STALE_AFTER, poll=1.0):
+    """Watch the claim at ``path`` until its owner shows it is alive, or it may be taken.
+
+    Returns ``False`` as soon as the owner refreshes it (a live owner does so every
+    heartbeat: leave the run to it), ``True`` once it is gone, replaced or stale (claim
+    it now). So the wait for a live owner is at most a heartbeat, and a claim whose owner
+    died where its pid cannot be checked (another host) is waited out until it is stale.
+    """
+    first = read_claim(path)
+    while first is not None:
+        time.sleep(poll)
+        now = read_claim(path)
+        if now is None or now["ino"] != first["ino"] or stale_reason(now, stale_after):
+            break
+        if now.get("heartbeat") != first.get("heartbeat"):
+            return False
+    return True

@@ -6,7 +6,8 @@ one outcome dict per job (in the order they end) and calls ``on_event(run_id, ki
 payload)`` as it goes: ``"epoch"`` with each curves row, ``"note"`` with a warning.
 
 Every job, wherever it runs, goes through :func:`run_job`: claim the run (see
-:mod:`experiments.claims`; a run a live process holds is left to it), repair its files
+:mod:`experiments.claims`; a run a live process holds is left to it, and a
+``patient`` job waits while the claim it found stops beating), repair its files
 (:meth:`~experiments.results.RunStore.recover`), count the attempt, train, record.
 Attempts count the starts that did not get past the epoch the previous start began
 at, so a run that keeps crashing, even by killing its process, is given up after
@@ -17,6 +18,10 @@ never is.
 - :class:`RayExecutor` makes each run a Ray task (``num_cpus``/``num_gpus`` each) on a
   local or remote cluster; the results folder must be visible to every node at the
   same path (a shared file system). Ray is an optional dependency (``.[ray]``).
+
+A fault of the results folder's file system (:mod:`experiments.storage`) is not the
+run's: it is raised (from a Ray worker: sent back as a ``"storage_fault"`` outcome)
+and stops the grid, with the run's files whole.
 """
 import dataclasses
 import functools
@@ -26,14 +31,14 @@ import time
 import traceback
 import warnings
 
-from experiments import claims
+from experiments import claims, storage
 from experiments.config import ConfigError
 from experiments.results import DONE_STATES, CorruptFileWarning, RunStore
 
 MAX_ATTEMPTS = 3
 
 __all__ = ["Job", "run_job", "run_group", "load_grid_dataset", "LocalExecutor",
-           "RayExecutor", "MAX_ATTEMPTS"]
+           "RayExecutor", "start_local_ray", "MAX_ATTEMPTS"]
 
 
 @dataclasses.dataclass
@@ -49,6 +54,7 @@ class Job:
     heartbeat: float = claims.HEARTBEAT
     train_fn: object = None  # default experiments.training.train_run
     load_fn: object = None  # default experiments.data.load_dataset
+    patient: bool = False  # wait out a claim whose owner stops beating (claims.outlive)
 
     @property
     def run_id(self):
@@ -99,11 +105,7 @@ def run_job(job, dataset, on_event=None, quiet=True, position=None):
 
     os.makedirs(job.run_dir, exist_ok=True)
     claim_path = RunStore(job.run_dir).claim_path
-    claim = claims.acquire(
-        claim_path, job.stale_after, job.heartbeat,
-        on_takeover=lambda info, why: event("note", f"took the run over from "
-                                                    f"{info.get('host')}:{info.get('pid')}: "
-                                                    f"{why}"))
+    claim = _claim(job, claim_path, event)
     if claim is None:
         owner = claims.read_claim(claim_path) or {}
         return _outcome(job, "busy", owner=f"{owner.get('host', '?')}:{owner.get('pid', '?')}")
@@ -114,6 +116,25 @@ def run_job(job, dataset, on_event=None, quiet=True, position=None):
             return ended or _train(job, store, dataset, event, quiet, position)
         except claims.ClaimLost as error:
             return _outcome(job, "lost", message=str(error))
+
+
+def _claim(job, claim_path, event):
+    """Claim the run (:func:`claims.acquire`), saying so when a stale claim is taken
+    over; a patient job waits while the claim it found stops beating, and takes it."""
+    def note(info, why):
+        event("note", f"took the run over from {info.get('host')}:{info.get('pid')}: {why}")
+    poll = min(1.0, job.heartbeat / 2) if job.heartbeat else 1.0
+    while True:
+        claim = claims.acquire(claim_path, job.stale_after, job.heartbeat, on_takeover=note)
+        if claim is not None or not job.patient:
+            return claim
+        held = claims.read_claim(claim_path) or {}
+        if job.heartbeat and held.get("age", 0) > 2 * job.heartbeat:  # beats were missed
+            event("note", f"{held.get('host')}:{held.get('pid')} has not refreshed its claim "
+                          f"for {held['age']:.0f} s: waiting until it does, or until "
+                          f"{job.stale_after:g} s without")
+        if not claims.outlive(claim_path, job.stale_after, poll):
+            return None
 
 
 def _prepare(job, store, event):
@@ -164,7 +185,7 @@ def run_group(jobs, dataset, on_event=None, quiet=True, position=None):
         for job in jobs:
             os.makedirs(job.run_dir, exist_ok=True)
             claim_path = RunStore(job.run_dir).claim_path
-            claim = claims.acquire(claim_path, job.stale_after, job.heartbeat)
+            claim = _claim(job, claim_path, event_of(job))
             if claim is None:
                 owner = claims.read_claim(claim_path) or {}
                 outcomes[job.run_id] = _outcome(
@@ -195,6 +216,8 @@ def run_group(jobs, dataset, on_event=None, quiet=True, position=None):
             except DataError:
                 raise
             except Exception as error:  # every run of the group failed with it
+                if storage.is_storage_fault(error):
+                    raise  # not the runs' fault: stop the grid, they resume later
                 message, trace = _first_line(error), traceback.format_exc()
                 for job, store in ready:
                     try:
@@ -234,6 +257,8 @@ def _train(job, store, dataset, event, quiet, position):
     except (claims.ClaimLost, DataError):
         raise
     except Exception as error:
+        if storage.is_storage_fault(error):
+            raise  # not the run's fault: stop the grid, the run resumes later
         message = _first_line(error)
         store.update_status(state="failed", error=message, traceback=traceback.format_exc(),
                             failed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -293,6 +318,11 @@ def _ray_task(job, events):
         return run_job(job, _DATASETS[key], on_event)
     except (DataError, ConfigError) as error:
         return _outcome(job, "user_error", message=str(error))
+    except OSError as error:
+        if not storage.is_storage_fault(error):
+            raise
+        return _outcome(job, "storage_fault", error=(error.errno, error.strerror,
+                                                     error.filename))
 
 
 class _Events:
@@ -309,10 +339,27 @@ class _Events:
         return events
 
 
+def start_local_ray(**options):
+    """Start a Ray for this process alone with every server bound to 127.0.0.1.
+
+    Ray takes ``127.0.0.1`` for "this host" and binds to the host's address instead,
+    except in its local-only mode (its default on macOS and Windows); that mode is
+    switched on while this Ray starts. ``options`` go to ``ray.init``.
+    """
+    import ray
+    from ray._private import ray_constants
+    cluster = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        return ray.init(address="local", _node_ip_address="127.0.0.1", **options)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster
+
+
 class RayExecutor:
     """Each job a Ray task. ``address``: ``host:port`` of a cluster, ``'auto'`` for the
-    one ``ray start`` runs on this host, or None (``ray.init()``: ``RAY_ADDRESS``, else a
-    cluster started on this host, else a new local Ray for this grid alone).
+    one ``ray start`` runs on this host, or None: the cluster ``RAY_ADDRESS`` names, else
+    a new local Ray for this grid alone, on 127.0.0.1 (:func:`start_local_ray`).
 
     A task whose worker dies is retried by Ray (up to ``max_retries`` times); the
     retry takes the dead worker's claim over and resumes from the checkpoint.
@@ -333,9 +380,13 @@ class RayExecutor:
             raise ConfigError("--executor ray: Ray is not installed in this Python; "
                               "pip install -e '.[ray]'") from None
         if not ray.is_initialized():
+            options = dict(include_dashboard=False, logging_level="ERROR",
+                           log_to_driver=not self.quiet)
             try:
-                ray.init(address=self.address, include_dashboard=False,
-                         logging_level="ERROR", log_to_driver=not self.quiet)
+                if self.address is None and not os.environ.get("RAY_ADDRESS"):
+                    start_local_ray(**options)
+                else:
+                    ray.init(address=self.address, **options)
             except (ConnectionError, ValueError, RuntimeError) as e:
                 where = f"--address {self.address}" if self.address else "ray.init()"
                 raise ConfigError(f"{where}: cannot start or reach Ray: "
@@ -350,7 +401,10 @@ class RayExecutor:
 
     def run(self, jobs, on_event=None):
         import ray
-        events = ray.remote(_Events).options(num_cpus=0).remote()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
+                                              soft=False)  # dies only with the driver
+        events = ray.remote(_Events).options(num_cpus=0, scheduling_strategy=here).remote()
         options = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
                    "max_retries": self.max_retries, "retry_exceptions": False}
         if 0 < self.num_gpus < 1:  # GPUs shared by several tasks: allocate memory as needed

@@ -18,6 +18,7 @@ one results folder at once: a run a live process holds is left to it. A run whos
 starts keep ending without progress is given up after ``max_attempts`` of them.
 """
 import dataclasses
+import errno
 import itertools
 import os
 import sys
@@ -25,7 +26,7 @@ import sys
 import yaml
 from tqdm.auto import tqdm
 
-from experiments import claims, setup
+from experiments import claims, setup, storage
 from experiments.config import AXES, TRAIN_KEYS, ConfigError, check_value, did_you_mean
 from experiments.executors import (MAX_ATTEMPTS, Job, LocalExecutor, RayExecutor,
                                    load_grid_dataset)
@@ -151,6 +152,8 @@ def check_grid_dir(config, grid_dir, write=False):
     except FileNotFoundError:
         stored = None
     except (OSError, yaml.YAMLError, AttributeError) as e:
+        if storage.is_storage_fault(e):
+            raise
         raise ConfigError(f"{path}: unreadable ({type(e).__name__}); remove it or use "
                           f"another --results") from None
     if stored is None:
@@ -222,12 +225,12 @@ def plan(config, results_dir="results", only=(), max_attempts=MAX_ATTEMPTS):
     """Expand ``config``, select ``only``, and read where each run stands.
 
     Raises :class:`ConfigError` if the grid folder holds other settings, or a started
-    run was configured differently. Damaged files count as missing here (the run is
-    repaired when it is trained).
+    run was configured differently, and ``NotADirectoryError`` if ``results_dir`` is a
+    file. Damaged files count as missing here (the run is repaired when it is trained).
     """
     grid_dir = os.path.join(os.fspath(results_dir), config.name)
     if os.path.exists(results_dir) and not os.path.isdir(results_dir):
-        raise ConfigError(f"--results {results_dir}: not a folder")
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), results_dir)
     check_grid_dir(config, grid_dir)
     runs = select(expand_grid(config), config, only)
     the_plan = Plan(config, grid_dir, runs, {}, {}, max_attempts=max_attempts)
@@ -388,8 +391,9 @@ def _groups(jobs, group_size, executor):
 def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
     """Run ``jobs`` (as ``items``: jobs or groups of them) on ``runner`` under the grid's
     progress bar and fill in ``summary``; runs other runners hold get a second chance,
-    each alone, once the rest are through. Returns the number of runs found done by
-    others."""
+    each alone, once the rest are through: a run whose owner still beats is left to it,
+    one whose owner has stopped (died on another host) is waited for until its claim is
+    stale, and trained. Returns the number of runs found done by others."""
     name, by_id = the_plan.config.name, {j.run_id: j for j in jobs}
     remaining = {j.run_id: max(j.run["epochs"] - the_plan.epochs_done[j.run_id], 0)
                  for j in jobs}
@@ -405,10 +409,15 @@ def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
             bar.update(1)
     try:
         for second_pass in (False, True):
-            for outcome in runner.run(busy if second_pass else items or jobs, on_event):
+            # Second pass: wait out the claims whose owners stop beating (dead elsewhere).
+            todo = [dataclasses.replace(j, patient=True) for j in busy] if second_pass \
+                else items or jobs
+            for outcome in runner.run(todo, on_event):
                 rid, result = outcome["run_id"], outcome["result"]
                 if result == "user_error":
                     raise ConfigError(outcome["message"])
+                if result == "storage_fault":  # from a Ray worker: as if raised here
+                    raise OSError(*outcome["error"])
                 if result == "busy" and not second_pass:
                     busy.append(by_id[rid])
                     continue
@@ -473,6 +482,8 @@ def _run_synthetic(config, results_dir, quiet, dry_run, out):
         figures.save_figure(figures.plot_synthetic(store.run_dir),
                             os.path.join(store.run_dir, "synthetic"))
     except Exception as error:
+        if storage.is_storage_fault(error):
+            raise
         summary["failed"].append(config.name)
         print(f"failed {config.name}: {type(error).__name__}: {error}", file=sys.stderr)
     else:

@@ -38,6 +38,7 @@ import numpy as np
 
 from . import grouping
 from .engines.base import Hyperparameters, initial_arrays
+from .storage import is_storage_fault
 from .training import (config_hash, is_finite, learning_rate, library_versions, run_setup,
                        utc_now)
 
@@ -116,7 +117,8 @@ def train_group(runs, stores, data_dir=None, dataset=None, quiet=False, position
         written to any more.
 
     If training raises, every run still in training is marked 'failed' with the
-    error, checkpoints stay (a later call resumes) and the exception propagates.
+    error (not for a fault of the file system), checkpoints stay (a later call
+    resumes) and the exception propagates.
     """
     if len(runs) != len(stores):
         raise ValueError(f"{len(runs)} runs but {len(stores)} stores")
@@ -245,7 +247,7 @@ def train_group(runs, stores, data_dir=None, dataset=None, quiet=False, position
                                     best_val_acc=f"{max(d[1] for d in done):.4f}",
                                     runs=sum(m.alive for m in live))
     except Exception as exc:
-        for m in live:
+        for m in live if not is_storage_fault(exc) else ():  # a full disk: no run's failure
             if m.alive:
                 m.status.update(state="failed", error=f"{type(exc).__name__}: {exc}",
                                 updated=utc_now())

@@ -28,6 +28,7 @@ import numpy as np
 from . import models, setup
 from .engines import get_engine
 from .engines.base import Hyperparameters
+from .storage import is_storage_fault
 
 SCHEDULES = ("linear", "constant")
 
@@ -142,8 +143,9 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
         ``versions``, ``host``, ``trainings``, ``seconds``.
 
     A run whose status is already 'finished' or 'diverged' (and has no checkpoint) is
-    not touched. If training raises, the status becomes 'failed' with the error, the
-    checkpoint stays (a later call resumes) and the exception propagates.
+    not touched. If training raises, the status becomes 'failed' with the error (not
+    for a fault of the file system, see :mod:`experiments.storage`), the checkpoint
+    stays (a later call resumes) and the exception propagates.
     """
     status = store.read_status() or {}
     checkpoint = store.load_checkpoint()
@@ -211,8 +213,10 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
             if on_epoch is not None:
                 on_epoch(row)
     except Exception as exc:
-        status.update(state="failed", error=f"{type(exc).__name__}: {exc}", updated=utc_now())
-        store.write_status(status)
+        if not is_storage_fault(exc):  # a full disk is not the run's failure
+            status.update(state="failed", error=f"{type(exc).__name__}: {exc}",
+                          updated=utc_now())
+            store.write_status(status)
         raise
     finally:
         if bar is not None:

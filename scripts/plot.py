@@ -6,6 +6,10 @@ RESULTS_DIR is a grid's folder (``results/<grid>/``, run folders below it), a fo
 with the synthetic problem's ``trajectories.csv``, or a root holding several of these.
 Figures go to ``<folder>/figures/`` (or ``--out``; ``--out/<folder name>/`` when
 RESULTS_DIR holds several), as PNG and PDF.
+
+Exit status: 0 when written, 2 when the results cannot be read, 3 when a figures
+folder cannot be written (a full disk, a read-only file system, no permission, a file
+in the way: choose another with --out).
 """
 import argparse
 import os
@@ -16,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm  # noqa: E402
 
+from experiments import storage  # noqa: E402
 from experiments.analysis import figures, records  # noqa: E402
 
 
@@ -28,7 +33,8 @@ def _jobs(results_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n")[-1])
     parser.add_argument("results_dir", metavar="RESULTS_DIR")
     parser.add_argument("--out", metavar="DIR", help="folder for the figures")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -51,16 +57,21 @@ def main(argv=None):
                     out = args.out
                 else:
                     out = os.path.join(args.out, os.path.basename(os.path.normpath(folder)))
-                if kind == "synthetic":
-                    written += figures.save_figure(figures.plot_synthetic(folder),
-                                                 os.path.join(out, "synthetic"))
-                    bar.update()
-                else:
-                    title = os.path.basename(os.path.normpath(folder))
-                    written += figures.plot_grid(runs, out, title=title, progress=bar.update)
+                with storage.writing_to(out, "--out"):
+                    if kind == "synthetic":
+                        written += figures.save_figure(figures.plot_synthetic(folder),
+                                                       os.path.join(out, "synthetic"))
+                        bar.update()
+                    else:
+                        title = os.path.basename(os.path.normpath(folder))
+                        written += figures.plot_grid(runs, out, title=title,
+                                                     progress=bar.update)
     except records.ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except storage.StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return storage.EXIT_STATUS
     if not args.quiet:
         for folder in sorted({os.path.dirname(p) for p in written}):
             print(f"wrote {sum(os.path.dirname(p) == folder for p in written)} files to {folder}")

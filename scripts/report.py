@@ -8,6 +8,10 @@ setting per optimizer; and the paired Adam-AMSGrad comparison per setting (t int
 paired t-test, Wilcoxon, Holm-adjusted p). It links the figures of
 ``scripts/plot.py`` (default ``RESULTS_DIR/figures``). A results root holding several
 grids gets one report per grid, in each grid's folder.
+
+Exit status: 0 when written, 2 when the results cannot be read, 3 when the report's
+folder cannot be written (a full disk, a read-only file system, no permission, a file
+in the way: choose another with --out).
 """
 import argparse
 import os
@@ -16,11 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from experiments import storage  # noqa: E402
 from experiments.analysis import records, report  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n")[-1])
     parser.add_argument("results_dir", metavar="RESULTS_DIR")
     parser.add_argument("--out", metavar="FILE", help="report file (default RESULTS_DIR/report.md)")
     parser.add_argument("--figures", metavar="DIR",
@@ -36,8 +42,12 @@ def main(argv=None):
             out = args.out or os.path.join(folder, "report.md")
             figures = args.figures or os.path.join(folder, "figures")
             title = f"Adam vs AMSGrad: {os.path.basename(os.path.normpath(folder))}"
-            report.write_report(runs, out, figures, title=title)
+            with storage.writing_to(os.path.dirname(out) or ".", "--out"):
+                report.write_report(runs, out, figures, title=title)
             print(f"wrote {out}")
+    except storage.StorageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return storage.EXIT_STATUS
     except (records.ResultsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

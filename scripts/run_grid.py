@@ -11,7 +11,10 @@ skipped; an interrupted run resumes from its checkpoint, so the same command can
 rerun at any time, and several at once on one results folder (each run is claimed
 by one of them; see docs/scaling.md). Exit status: 0 when every selected run is done
 or being trained by another runner, 1 when a run failed (its error is in its
-status.json), 2 for a mistake in the config or the arguments, 130 when interrupted.
+status.json), 2 for a mistake in the config or the arguments, 3 when the results
+folder cannot be written (a full disk, a read-only file system, no permission, a file
+where a folder should be: nothing is half-written, and once that is fixed the same
+command resumes), 130 when interrupted.
 """
 import argparse
 import os
@@ -21,8 +24,10 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from experiments import storage  # noqa: E402
 from experiments.config import ConfigError, load_config  # noqa: E402
 from experiments.data import DataError  # noqa: E402
+from experiments.claims import STALE_AFTER  # noqa: E402
 from experiments.executors import MAX_ATTEMPTS  # noqa: E402
 from experiments.grid import EXECUTORS, run_grid, with_epochs  # noqa: E402
 
@@ -103,8 +108,8 @@ def main(argv=None):
                             "(needs the .[ray] extra) (default: %(default)s)")
     scale.add_argument("--address", metavar="ADDR",
                        help="Ray cluster to join: host:port, or auto for the one 'ray start' "
-                            "runs on this host (default: $RAY_ADDRESS, else a cluster on "
-                            "this host, else a new local Ray)")
+                            "runs on this host (default: $RAY_ADDRESS, else a new local Ray "
+                            "on 127.0.0.1 for this grid alone)")
     scale.add_argument("--num-gpus", type=_non_negative_float, metavar="N",
                        help="GPUs per run on Ray, e.g. 0.25 (default: the config's "
                             "resources.num_gpus, else 0)")
@@ -113,6 +118,11 @@ def main(argv=None):
     scale.add_argument("--max-attempts", type=_positive_int, default=MAX_ATTEMPTS, metavar="N",
                        help="give a run up after N starts that did not get past the epoch "
                             "the one before began at (default: %(default)s)")
+    scale.add_argument("--heartbeat-timeout", type=_positive_float, default=STALE_AFTER,
+                       metavar="S", help="take a run over when its runner's claim has not "
+                       "been refreshed for S seconds (the runner is presumed dead; it "
+                       "refreshes it every S/12 s); every runner on a results folder should "
+                       "use the same S (default: %(default)g)")
     args = parser.parse_args(argv)
     if args.executor != "ray" and (args.address or args.num_gpus is not None
                                    or args.num_cpus is not None):
@@ -129,15 +139,21 @@ def main(argv=None):
                                        or args.executor != "local"):
             raise ConfigError(f"{args.config}: --only, --engine and --executor apply to "
                               f"training grids only")
-        summary = run_grid(config, results_dir=args.results, engine=args.engine,
-                           data_dir=args.data_dir, only=args.only, quiet=args.quiet,
-                           dry_run=args.dry_run, executor=args.executor,
-                           address=args.address, num_cpus=args.num_cpus,
-                           num_gpus=args.num_gpus, max_attempts=args.max_attempts,
-                           group_size=args.group_size)
+        with storage.writing_to(args.results, "--results"):
+            summary = run_grid(config, results_dir=args.results, engine=args.engine,
+                               data_dir=args.data_dir, only=args.only, quiet=args.quiet,
+                               dry_run=args.dry_run, executor=args.executor,
+                               address=args.address, num_cpus=args.num_cpus,
+                               num_gpus=args.num_gpus, max_attempts=args.max_attempts,
+                               group_size=args.group_size,
+                               stale_after=args.heartbeat_timeout,
+                               heartbeat=args.heartbeat_timeout / 12)
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except storage.StorageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return storage.EXIT_STATUS
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

@@ -183,3 +183,17 @@ def test_full_disk_while_claiming_leaves_no_claim(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         acquire(tmp_path / "claim.json", heartbeat=None)
     assert os.listdir(tmp_path) == []
+
+
+def test_outlive_tells_a_beating_owner_from_a_silent_one(tmp_path):
+    path = tmp_path / "claim.json"
+    with acquire(path, heartbeat=0.1):  # a live owner: its next beat ends the watch
+        start = time.time()
+        assert claims.outlive(path, stale_after=30, poll=0.02) is False
+        assert time.time() - start < 5
+    assert claims.outlive(path, stale_after=30, poll=0.02) is True  # released: none left
+    _write_claim(path)  # an owner on another host that has stopped beating
+    start = time.time()
+    assert claims.outlive(path, stale_after=0.5, poll=0.02) is True
+    assert 0.5 <= time.time() - start < 5
+    assert stale_reason(read_claim(path), 0.5) == "its heartbeat is 1 s old"

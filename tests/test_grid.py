@@ -1,5 +1,6 @@
 """Grid expansion, run ids, --only, the plan and the grid loop (with a stand-in trainer)."""
 import io
+import json
 import os
 import time
 
@@ -289,7 +290,7 @@ def test_data_errors_stop_the_grid(tmp_path):
 
 def test_results_folder_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(ConfigError, match="not a folder"):
+    with pytest.raises(NotADirectoryError):  # scripts/run_grid.py: one line, exit 3
         plan(_small(), str(tmp_path / "file"))
 
 
@@ -297,14 +298,36 @@ def test_a_run_held_by_a_live_runner_is_left_to_it(tmp_path):
     from experiments.claims import acquire
     run_dir = tmp_path / "small" / "adam_bc=on_seed=0"
     run_dir.mkdir(parents=True)
-    with acquire(run_dir / "claim.json", heartbeat=None):  # another runner, still alive
+    with acquire(run_dir / "claim.json", heartbeat=0.2):  # another runner, still beating
         trainer = FakeTrainer()
+        start = time.time()
         summary, out = _run(_small(), tmp_path, trainer, only=["seed=0"])
     assert summary["busy"] == ["adam_bc=on_seed=0"] and summary["failed"] == []
+    assert time.time() - start < 30  # it saw a beat and went, long before stale_after
     assert sorted(trainer.calls) == ["adam_bc=off_seed=0", "amsgrad_bc=off_seed=0",
                                      "amsgrad_bc=on_seed=0"]
     assert out.splitlines()[-1] == "small: 3 trained, 0 failed; 3/4 done; 1 in progress elsewhere"
     assert os.listdir(run_dir) == []  # not touched
+
+
+def test_a_run_whose_owner_stopped_beating_elsewhere_is_waited_for(tmp_path, capsys):
+    # Its owner died on another host: its pid cannot be checked, its claim goes stale.
+    run_dir = tmp_path / "small" / "adam_bc=on_seed=0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "claim.json").write_text(json.dumps(
+        {"pid": 4242, "host": "elsewhere", "pidns": None, "token": "t",
+         "started": time.time(), "heartbeat": time.time()}))
+    trainer = FakeTrainer()
+    start = time.time()
+    summary = run_grid(_small(), results_dir=str(tmp_path), only=["seed=0"], quiet=True,
+                       train_fn=trainer, load_fn=_load([]), out=io.StringIO(),
+                       stale_after=1.5, heartbeat=0.1)
+    waited = time.time() - start
+    assert sorted(summary["trained"]) == sorted(trainer.calls) and len(trainer.calls) == 4
+    assert trainer.calls[-1] == "adam_bc=on_seed=0" and summary["busy"] == []
+    assert 1.5 <= waited < 20
+    assert "took the run over from elsewhere:4242: its heartbeat is 2 s old" in \
+        capsys.readouterr().err
 
 
 def test_a_runner_whose_claim_is_taken_over_stops_without_writing(tmp_path):

@@ -1,7 +1,9 @@
-"""The Ray executor on a local Ray cluster (started once for the module, 2 CPUs):
-smoke.yaml as on the local executor, a killed worker, resource requests, and a Ray
-runner next to a local runner on one results folder. Skipped where Ray is not installed.
+"""The Ray executor on a local Ray cluster (started once for the module, 2 CPUs, every
+server on 127.0.0.1): smoke.yaml as on the local executor, a killed worker, resource
+requests, and a Ray runner next to a local runner on one results folder. Skipped where
+Ray is not installed. A cluster of two nodes: tests/test_ray_cluster.py.
 """
+import errno
 import io
 import json
 import os
@@ -15,6 +17,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import test_faults  # noqa: E402  (the toy engine; tests/ is on sys.path under pytest)
+from namespaces import assert_on_loopback, descendants  # noqa: E402
 from test_faults import REAL, needs_mnist  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,19 +26,35 @@ SCRIPT = os.path.join(REPO, "scripts", "run_grid.py")
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray cluster; yields the address other drivers join it at (loopback)."""
+    """A local Ray cluster on 127.0.0.1; yields the address other drivers join it at."""
+    from experiments.executors import start_local_ray
     tests = os.path.dirname(os.path.abspath(__file__))  # workers import the toy engine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": tests}})
     try:
-        yield "127.0.0.1:" + ray.get_runtime_context().gcs_address.rsplit(":", 1)[1]
+        start_local_ray(num_cpus=2, include_dashboard=False, logging_level="ERROR",
+                        log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": tests}})
+        yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
 
 
+def test_the_test_cluster_is_on_loopback(cluster):
+    assert cluster.startswith("127.0.0.1:")
+    assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]
+    worker = ray.get(ray.remote(lambda: os.getpid()).remote())  # a worker is up too
+    assert worker in descendants(os.getpid())
+    assert_on_loopback(descendants(os.getpid()))  # GCS, raylet, workers, this driver
+
+
+def join_env():
+    """The environment of a driver joining the cluster (its auth settings included): in
+    Ray's local-only mode too, or Ray maps 127.0.0.1 to this host's interface address,
+    where the cluster does not listen."""
+    return dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+
+
 def cli(*args, **kwargs):
     return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True,
-                          text=True, cwd=REPO, timeout=300, **kwargs)
+                          text=True, cwd=REPO, timeout=300, env=join_env(), **kwargs)
 
 
 def curves(run_dir):
@@ -79,7 +98,7 @@ def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(cluster, tmp_p
     run_dir = tmp_path / "ray" / "tiny" / "amsgrad_seed=3"
     driver = subprocess.Popen(
         [sys.executable, SCRIPT, str(config), "--results", str(tmp_path / "ray"), "--data-dir",
-         REAL, "--quiet", "--executor", "ray", "--address", cluster],
+         REAL, "--quiet", "--executor", "ray", "--address", cluster], env=join_env(),
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
@@ -164,3 +183,23 @@ def test_ray_runner_and_local_runner_share_a_results_folder(cluster, tmp_path):
         status = test_faults.status(run_dir)
         assert status["trainings"] == 1 and status["state"] == "finished"
         assert curves(run_dir) == curves(tmp_path / "reference" / "toy" / rid)
+
+
+def full_disk_train(run, store, **kwargs):
+    """Meets a full disk at its first write, in a Ray worker."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_on_a_worker_stops_the_grid_as_it_would_here(cluster, tmp_path):
+    from experiments.config import parse_config
+    from experiments.grid import run_grid
+    config = parse_config({"name": "full", "model": "logreg", "epochs": 2,
+                           "grid": {"updater": ["adam"]}, "seeds": [0]}, path="full.yaml")
+    with pytest.raises(OSError) as caught:  # scripts/run_grid.py: one line, exit 3
+        run_grid(config, results_dir=str(tmp_path), quiet=True, out=io.StringIO(),
+                 executor="ray", train_fn=full_disk_train, load_fn=test_faults.toy_dataset)
+    assert caught.value.errno == errno.ENOSPC
+    run_dir = tmp_path / "full" / "adam_seed=0"
+    assert json.loads((run_dir / "status.json").read_text())["attempts"] == 1
+    assert "error" not in (run_dir / "status.json").read_text()  # not the run's failure
+    assert sorted(os.listdir(run_dir)) == ["config.yaml", "status.json"]  # claim released
