@@ -31,7 +31,6 @@ for the epoch (training and validation) divided by the runs it trained, so the
 seconds of all runs add up to the wall time of the grid.
 """
 import math
-import socket
 import time
 
 import numpy as np
@@ -39,8 +38,7 @@ import numpy as np
 from . import grouping
 from .engines.base import Hyperparameters, initial_arrays
 from .storage import is_storage_fault
-from .training import (config_hash, is_finite, learning_rate, library_versions, run_setup,
-                       utc_now)
+from .training import config_hash, is_finite, learning_rate, restarted, run_setup, utc_now
 
 #: ``checkpoint_every=None``: checkpoint once the time since the last one is this many
 #: times what the last one took.
@@ -166,14 +164,8 @@ def train_group(runs, stores, data_dir=None, dataset=None, quiet=False, position
 
     info = dict(engine.info(), group=[m.run.get("run_id") for m in live])
     for m in live:
-        m.status = dict(m.status)
-        m.status.update(state="running", epochs_done=m.start, epochs=n_epochs, engine="jax",
-                        engine_info=info, versions=library_versions(), host=socket.gethostname(),
-                        trainings=int(m.status.get("trainings", 0)) + 1,
-                        config_hash=m.digest, updated=utc_now())
-        m.status.setdefault("started", utc_now())
-        m.status.pop("finished", None)
-        m.status.pop("error", None)
+        m.status = restarted(m.status, epochs_done=m.start, epochs=n_epochs, engine="jax",
+                             engine_info=info, config_hash=m.digest)
         m.write("write_status", m.status)
 
     first = min(m.start for m in live)

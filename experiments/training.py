@@ -77,6 +77,21 @@ def library_versions():
             "executable": sys.executable}
 
 
+#: What an earlier attempt left in status.json that a new one must not carry on.
+STALE_STATUS_KEYS = ("finished", "seconds", "error", "traceback", "failed_at")
+
+
+def restarted(status, **fields):
+    """The status of a run that starts (or resumes) training: ``status`` running again,
+    with ``fields``, this host and the library versions, one more training, and what an
+    earlier attempt left (:data:`STALE_STATUS_KEYS`) gone. Alone or in a group."""
+    out = {k: v for k, v in status.items() if k not in STALE_STATUS_KEYS}
+    out.update(state="running", versions=library_versions(), host=socket.gethostname(),
+               trainings=int(status.get("trainings", 0)) + 1, updated=utc_now(), **fields)
+    out.setdefault("started", utc_now())
+    return out
+
+
 def is_finite(*values):
     return all(math.isfinite(v) for v in values)
 
@@ -168,14 +183,8 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
         start = int(meta["epochs_done"])
         rows = store.read_curves()[:start]  # a row written after the checkpoint is redone
 
-    status = dict(status)
-    status.update(state="running", epochs_done=start, epochs=n_epochs, engine=engine,
-                  engine_info=eng.info(), versions=library_versions(), host=socket.gethostname(),
-                  trainings=int(status.get("trainings", 0)) + 1, config_hash=digest,
-                  updated=utc_now())
-    status.setdefault("started", utc_now())
-    for stale in ("finished", "seconds", "error", "traceback", "failed_at"):
-        status.pop(stale, None)  # from an earlier, failed attempt
+    status = restarted(status, epochs_done=start, epochs=n_epochs, engine=engine,
+                       engine_info=eng.info(), config_hash=digest)
     store.write_status(status)
 
     bar = None

@@ -433,3 +433,54 @@ def test_grid_trains_groups_like_runs_one_after_another(tmp_path):
         assert "group_size" not in one.read_status()["engine_info"]
         for other in (two, auto):
             assert_same_curves(one.read_curves(), other.read_curves(), 1000, 16 * 128)
+
+
+@needs_mnist
+def test_a_group_retry_starts_with_a_clean_status(mnist, tmp_path):
+    """A failed attempt leaves its error, traceback and time in status.json (the
+    executors write them); the next attempt, in a group, must not carry them on, as a
+    run alone does not (one function for both)."""
+    runs = make_runs(dict(LOGREG, epochs=2), MIXED[:2])
+    group = stores(tmp_path, runs)
+    for s in group:
+        s.write_status({"state": "failed", "error": "RuntimeError: boom",
+                        "traceback": "Traceback ...", "failed_at": "2026-01-01T00:00:00",
+                        "finished": "then", "seconds": 1.0, "trainings": 1, "attempts": 2})
+    seen = []
+    train_group(runs, group, dataset=mnist, quiet=True, checkpoint_every=0,
+                on_epoch=lambda run, row: seen.append(
+                    RunStore(tmp_path / run["run_id"]).read_status()))
+    for status in seen:  # while training
+        assert status["state"] == "running" and status["trainings"] == 2
+        assert not {"error", "traceback", "failed_at", "finished", "seconds"} & set(status)
+        assert status["attempts"] == 2  # the executors' count is not the trainer's
+    for s in group:
+        final = s.read_status()
+        assert final["state"] == "finished" and "traceback" not in final
+        assert "failed_at" not in final and "error" not in final
+
+
+@needs_mnist
+def test_a_group_takes_a_dead_runners_run_over_and_says_so(mnist, tmp_path):
+    """As a run alone does (executors.run_job): the note names the dead owner."""
+    import json
+    import socket
+    import subprocess
+    import time
+    from experiments import claims
+    from experiments.executors import Job, run_group
+    runs = make_runs(dict(LOGREG, epochs=1), MIXED[:2])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_dir = tmp_path / runs[1]["run_id"]
+    run_dir.mkdir()
+    (run_dir / "claim.json").write_text(json.dumps(
+        {"pid": dead.pid, "host": socket.gethostname(), "pidns": claims._pidns(),
+         "token": "t", "started": time.time(), "heartbeat": time.time()}))
+    events = []
+    outcomes = run_group([Job(r, str(tmp_path / r["run_id"])) for r in runs], mnist,
+                         on_event=lambda rid, kind, payload: events.append((rid, kind, payload)))
+    assert [o["result"] for o in outcomes] == ["trained", "trained"]
+    notes = [(rid, p) for rid, kind, p in events if kind == "note"]
+    assert len(notes) == 1 and notes[0][0] == runs[1]["run_id"]
+    assert f"took the run over from {socket.gethostname()}:{dead.pid}" in notes[0][1]
