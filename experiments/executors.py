@@ -5,9 +5,9 @@ A grid (:func:`experiments.grid.run_grid`) turns each run that is not done into 
 one outcome dict per job (in the order they end) and calls ``on_event(run_id, kind,
 payload)`` as it goes: ``"epoch"`` with each curves row, ``"note"`` with a warning.
 
-Every job, wherever it runs, goes through :func:`run_job`: claim the run (see
-:mod:`experiments.claims`; a run a live process holds is left to it, and a
-``patient`` job waits while the claim it found stops beating), repair its files
+Every job, alone or in a group, wherever it runs, goes through :func:`run_jobs`: claim
+the run (see :mod:`experiments.claims`; a run a live process holds is left to it, and
+a ``patient`` job waits while the claim it found stops beating), repair its files
 (:meth:`~experiments.results.RunStore.recover`), count the attempt, train, record.
 Attempts count the starts that did not get past the epoch the previous start began
 at, so a run that keeps crashing, even by killing its process, is given up after
@@ -37,7 +37,7 @@ from experiments.results import DONE_STATES, CorruptFileWarning, RunStore
 
 MAX_ATTEMPTS = 3
 
-__all__ = ["Job", "run_job", "run_group", "load_grid_dataset", "LocalExecutor",
+__all__ = ["Job", "run_jobs", "load_grid_dataset", "LocalExecutor",
            "RayExecutor", "start_local_ray", "MAX_ATTEMPTS"]
 
 
@@ -52,7 +52,7 @@ class Job:
     max_attempts: int = MAX_ATTEMPTS
     stale_after: float = claims.STALE_AFTER
     heartbeat: float = claims.HEARTBEAT
-    train_fn: object = None  # default experiments.training.train_run
+    train_fn: object = None  # train_run's form; default experiments.training.train_runs
     load_fn: object = None  # default experiments.data.load_dataset
     patient: bool = False  # wait out a claim whose owner stops beating (claims.outlive)
 
@@ -89,33 +89,6 @@ def _outcome(job, result, **fields):
 
 def _first_line(error):
     return f"{type(error).__name__}: {error}".splitlines()[0]
-
-
-def run_job(job, dataset, on_event=None, quiet=True, position=None):
-    """Claim, repair, train and record one run; returns its outcome dict.
-
-    ``result`` is ``"trained"`` (``state`` finished or diverged, ``last`` curves row,
-    ``seconds``), ``"failed"`` (``message``), ``"busy"`` (a live process holds the run:
-    ``owner``), ``"done"`` (done by another process meanwhile) or ``"lost"`` (another
-    process took the claim over while this one trained).
-    """
-    def event(kind, payload):
-        if on_event is not None:
-            on_event(job.run_id, kind, payload)
-
-    os.makedirs(job.run_dir, exist_ok=True)
-    claim_path = RunStore(job.run_dir).claim_path
-    claim = _claim(job, claim_path, event)
-    if claim is None:
-        owner = claims.read_claim(claim_path) or {}
-        return _outcome(job, "busy", owner=f"{owner.get('host', '?')}:{owner.get('pid', '?')}")
-    with claim:
-        store = RunStore(job.run_dir, claim=claim)
-        try:
-            ended = _prepare(job, store, event)
-            return ended or _train(job, store, dataset, event, quiet, position)
-        except claims.ClaimLost as error:
-            return _outcome(job, "lost", message=str(error))
 
 
 def _claim(job, claim_path, event):
@@ -166,16 +139,18 @@ def _prepare(job, store, event):
     return None
 
 
-def run_group(jobs, dataset, on_event=None, quiet=True, position=None):
-    """:func:`run_job` for compatible runs trained together in one compiled program
-    (:func:`experiments.group_training.train_group`); returns one outcome per job.
+def run_jobs(jobs, dataset, on_event=None, quiet=True, position=None):
+    """Claim, repair, train and record runs that train together (a list of one: a run
+    alone); returns one outcome dict per job.
 
-    Each run is claimed, repaired and counted as alone; the runs another process
-    holds, done or given up get their outcome at once and the rest train as a group.
+    ``result`` is ``"trained"`` (``state`` finished or diverged, ``last`` curves row,
+    ``seconds``), ``"failed"`` (``message``), ``"busy"`` (a live process holds the run:
+    ``owner``), ``"done"`` (done by another process meanwhile) or ``"lost"`` (another
+    process took the claim over while this one trained). Each run is claimed, repaired
+    and counted on its own; the runs another process holds, done or given up get their
+    outcome at once and the rest train together (:func:`experiments.training.train_runs`).
     """
     import contextlib
-    from experiments.data import DataError
-    from experiments.group_training import train_group
 
     def event_of(job):
         return lambda kind, payload: on_event and on_event(job.run_id, kind, payload)
@@ -202,69 +177,70 @@ def run_group(jobs, dataset, on_event=None, quiet=True, position=None):
             else:
                 ready.append((job, store))
         if ready:
-            by_id = {job.run_id: (job, store) for job, store in ready}
-
-            def on_epoch(run, row):
-                job, store = by_id[run["run_id"]]
-                store.claim.verify()
-                event_of(job)("epoch", row)
-            start = time.time()
-            try:
-                statuses = train_group([j.run for j, _ in ready], [s for _, s in ready],
-                                       data_dir=ready[0][0].data_dir, dataset=dataset,
-                                       quiet=quiet, position=position, on_epoch=on_epoch)
-            except DataError:
-                raise
-            except Exception as error:  # every run of the group failed with it
-                if storage.is_storage_fault(error):
-                    raise  # not the runs' fault: stop the grid, they resume later
-                message, trace = _first_line(error), traceback.format_exc()
-                for job, store in ready:
-                    try:
-                        store.update_status(state="failed", error=message, traceback=trace,
-                                            failed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-                        outcomes[job.run_id] = _outcome(job, "failed", message=message)
-                    except claims.ClaimLost as lost:
-                        outcomes[job.run_id] = _outcome(job, "lost", message=str(lost))
-            else:
-                for (job, store), status in zip(ready, statuses):
-                    if status["state"] == "lost":
-                        outcomes[job.run_id] = _outcome(job, "lost", message=status["error"])
-                    else:
-                        last = (store.read_curves(partial=True) or [{}])[-1]
-                        outcomes[job.run_id] = _outcome(job, "trained", state=status["state"],
-                                                        last=last, seconds=time.time() - start)
+            outcomes.update(_train(ready, dataset, event_of, quiet, position))
     return [outcomes[job.run_id] for job in jobs]
 
 
-def _train(job, store, dataset, event, quiet, position):
-    train_fn = job.train_fn
-    if train_fn is None:
-        from experiments.training import train_run as train_fn
+def _one_at_a_time(train_fn):
+    """A trainer of :func:`experiments.training.train_run`'s form (``Job.train_fn``) as
+    one of :func:`~experiments.training.train_runs`'."""
+    def train(runs, stores, on_epoch, **kwargs):
+        statuses = []
+        for run, store in zip(runs, stores):
+            try:
+                status = train_fn(run, store, on_epoch=lambda row: on_epoch(run, row), **kwargs)
+            except claims.ClaimLost as error:
+                status = {"state": "lost", "error": str(error)}
+            statuses.append(status or store.read_status() or {})
+        return statuses
+    return train
+
+
+def _train(ready, dataset, event_of, quiet, position):
+    """Train the claimed ``ready`` ``(job, store)`` pairs; their outcomes by run id."""
     from experiments.data import DataError
+    from experiments.training import train_runs
+    first = ready[0][0]
+    train = train_runs if first.train_fn is None else _one_at_a_time(first.train_fn)
+    by_id = {job.run_id: (job, store) for job, store in ready}
 
-    def on_epoch(row):
+    def on_epoch(run, row):
+        job, store = by_id[run["run_id"]]
         store.claim.verify()  # stop at once if another process took the run over
-        event("epoch", row)
+        event_of(job)("epoch", row)
 
-    start = time.time()
+    def failed(job, store, message, trace):
+        try:
+            store.update_status(state="failed", error=message, traceback=trace,
+                                failed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            return _outcome(job, "failed", message=message)
+        except claims.ClaimLost as lost:
+            return _outcome(job, "lost", message=str(lost))
+
+    start, outcomes = time.time(), {}
     try:
-        status = train_fn(job.run, store, engine=job.engine, data_dir=job.data_dir,
-                          dataset=dataset, quiet=quiet, position=position, on_epoch=on_epoch)
-        state = (status or store.read_status() or {}).get("state")
-        if state not in DONE_STATES:
-            raise RuntimeError(f"training returned in state {state!r}")
-    except (claims.ClaimLost, DataError):
+        statuses = train([j.run for j, _ in ready], [s for _, s in ready],
+                         engine=first.engine, data_dir=first.data_dir, dataset=dataset,
+                         quiet=quiet, position=position, on_epoch=on_epoch)
+    except DataError:
         raise
-    except Exception as error:
+    except Exception as error:  # every run of the group failed with it
         if storage.is_storage_fault(error):
-            raise  # not the run's fault: stop the grid, the run resumes later
-        message = _first_line(error)
-        store.update_status(state="failed", error=message, traceback=traceback.format_exc(),
-                            failed_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-        return _outcome(job, "failed", message=message)
-    last = (store.read_curves(partial=True) or [{}])[-1]
-    return _outcome(job, "trained", state=state, last=last, seconds=time.time() - start)
+            raise  # not the runs' fault: stop the grid, they resume later
+        message, trace = _first_line(error), traceback.format_exc()
+        return {job.run_id: failed(job, store, message, trace) for job, store in ready}
+    for (job, store), status in zip(ready, statuses):
+        state = status.get("state")
+        if state == "lost":
+            outcomes[job.run_id] = _outcome(job, "lost", message=status["error"])
+        elif state not in DONE_STATES:
+            outcomes[job.run_id] = failed(job, store, f"RuntimeError: training returned in "
+                                                      f"state {state!r}", None)
+        else:
+            last = (store.read_curves(partial=True) or [{}])[-1]
+            outcomes[job.run_id] = _outcome(job, "trained", state=state, last=last,
+                                            seconds=time.time() - start)
+    return outcomes
 
 
 class LocalExecutor:
@@ -283,11 +259,9 @@ class LocalExecutor:
 
     def run(self, jobs, on_event=None):
         """Each item of ``jobs`` is a :class:`Job` or a list of them (a group)."""
-        for job in jobs:
-            if isinstance(job, list):
-                yield from run_group(job, self.dataset, on_event, quiet=self.quiet, position=1)
-            else:
-                yield run_job(job, self.dataset, on_event, quiet=self.quiet, position=1)
+        for item in jobs:
+            yield from run_jobs(item if isinstance(item, list) else [item], self.dataset,
+                                on_event, quiet=self.quiet, position=1)
 
 
 _DATASETS = {}  # per Ray worker process: datasets already loaded
@@ -313,9 +287,8 @@ def _ray_task(job, events):
             _DATASETS.clear()  # one dataset per worker at a time: they can be large
             _DATASETS[key] = load_grid_dataset(*job.data, data_dir=job.data_dir,
                                                load_fn=job.load_fn, quiet=True)
-        if group:
-            return run_group(group, _DATASETS[key], on_event)
-        return run_job(job, _DATASETS[key], on_event)
+        outcomes = run_jobs(group or [job], _DATASETS[key], on_event)
+        return outcomes if group else outcomes[0]
     except (DataError, ConfigError) as error:
         return _outcome(job, "user_error", message=str(error))
     except OSError as error:

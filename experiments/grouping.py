@@ -28,7 +28,7 @@ MEMORY_FRACTION = 0.6
 #: Bytes of float32.
 _F32 = 4
 
-__all__ = ["PER_RUN_KEYS", "compatibility_key", "model_costs", "run_bytes", "eval_bytes", "available_memory", "auto_group_size",
+__all__ = ["PER_RUN_KEYS", "compatibility_key", "check_group", "model_costs", "run_bytes", "eval_bytes", "available_memory", "auto_group_size",
            "parse_group_size", "group_runs"]
 
 
@@ -39,6 +39,22 @@ def compatibility_key(run):
     rule = ("rule", optimizer_family(run["updater"]))
     run = setup.resolve(run) if "model" in run else run
     return (rule,) + tuple(sorted((k, repr(v)) for k, v in run.items() if k not in PER_RUN_KEYS))
+
+
+def check_group(runs):
+    """Raise ``ValueError`` unless ``runs`` can train as one group: one rule, and all
+    equal except in :data:`experiments.PER_RUN_KEYS`."""
+    if not runs:
+        raise ValueError("a group needs at least one run")
+    first = dict(compatibility_key(runs[0]))
+    for run in runs[1:]:
+        other = dict(compatibility_key(run))
+        if other != first:
+            key = sorted(k for k in set(first) | set(other) if first.get(k) != other.get(k))[0]
+            raise ValueError(f"runs {runs[0].get('run_id', '?')} and {run.get('run_id', '?')} "
+                             f"differ in {key!r} ({first.get(key, 'unset')} vs "
+                             f"{other.get(key, 'unset')}); only the rule's hyperparameters "
+                             f"({', '.join(PER_RUN_KEYS[1:])}) may differ in a group")
 
 
 def model_costs(spec):

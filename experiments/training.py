@@ -1,17 +1,40 @@
-"""One training run: schedule, epochs, curves, checkpoint/resume, divergence, progress.
+"""Training: one function trains K >= 1 runs, each with its own files.
 
-A run is a resolved config dict (see :func:`train_run`). After every epoch the trainer
-appends a row to ``curves.csv`` and then writes a checkpoint (every engine array plus
-``{epochs_done, config_hash}``). Everything random in an epoch derives from
-``(seed, epoch)`` (batch plan, flips, dropout masks), so a run killed at any point
-resumes after its last checkpointed epoch and writes exactly the curves of an
-uninterrupted run. The checkpoint is removed when the run ends.
+:func:`train_runs` trains (or resumes, or leaves as they are) compatible runs
+(:func:`experiments.grouping.check_group`) together: a group of one on its engine
+(JAX or Theano, :mod:`experiments.engines`), a larger group in one compiled program
+(:class:`~experiments.engines.jax_group.GroupEngine`). The trainer talks to both
+through one interface (:class:`~experiments.engines.base.GroupOfOne` adapts a
+single-run engine), and each run gets exactly the files it would get alone, whatever
+its group: its curves rows, its status.json fields, and its own checkpoint with the
+array names of :mod:`experiments.engines.base`. So a run resumes from its checkpoint
+alone or in any group. :func:`train_run` is the one-run call.
+
+Everything random in an epoch derives from ``(seed, epoch)`` (batch plan, flips,
+dropout masks), so a run killed at any point resumes after its last checkpointed
+epoch and writes exactly the curves of an uninterrupted run. The checkpoint is
+removed when the run ends.
+
+Checkpoints: a run alone, after every epoch (a killed runner loses at most the epoch in
+progress); a group, when the time since the last checkpoint is at least
+:data:`CHECKPOINT_RATIO` times what that one took (saving costs at most ~10%; for small
+models that is every epoch), or as ``checkpoint_every`` says. Curves rows are written
+every epoch, the status with the checkpoints; a resume redoes the epochs after the
+checkpoint, with the same results.
+
+Resuming runs at different epochs: the laggards catch up first. The group trains
+from the earliest epoch any of its runs needs; a run further on sits the first epochs
+out (inactive: its arrays untouched, its files not written) and joins in at its own
+epoch. Divergence: a run whose epoch loss or validation loss is not finite gets that
+row written and is recorded as ``diverged``; from then on it is inactive. The runs of
+a group never mix, so the others go on exactly as they would alone.
 
 Curves rows: ``epoch`` is 1-based (the row after the first epoch has ``epoch`` 1, as
 in the post's plots), ``lr`` is the learning rate used during that epoch, ``loss`` and
 ``acc`` are means over the epoch's training batches in training mode, ``val_loss``
-and ``val_acc`` are over the whole validation set in deterministic mode, ``seconds``
-is the wall time of the epoch (training and validation).
+and ``val_acc`` are over the validation set in deterministic mode, ``seconds`` is the
+run's share of the epoch's wall time (training and validation), so the seconds of all
+runs add up to the wall time of the grid.
 """
 import copy
 import datetime
@@ -25,10 +48,14 @@ import time
 
 import numpy as np
 
-from . import models, setup
+from . import grouping, models, setup
 from .engines import get_engine
-from .engines.base import Hyperparameters
+from .engines.base import GroupOfOne, Hyperparameters
 from .storage import is_storage_fault
+
+#: ``checkpoint_every=None`` in a group: checkpoint once the time since the last one is
+#: this many times what the last one took.
+CHECKPOINT_RATIO = 10.0
 
 SCHEDULES = ("linear", "constant")
 
@@ -121,22 +148,120 @@ def run_setup(run, dataset=None, data_dir=None, quiet=False):
     return spec, n_epochs, schedule, dataset, flip, keys
 
 
-def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False,
-              position=None, engine_options=None, on_epoch=None):
-    """Train (or resume, or leave as it is) one run; returns its final status dict.
+class _Member:
+    """One run of the group and where it stands."""
+
+    def __init__(self, run, store):
+        self.run, self.store = run, store
+        self.rows, self.start = [], 0
+        self.status = store.read_status() or {}
+        self.checkpoint = store.load_checkpoint()
+        # ended before: left as it is
+        self.done = self.checkpoint is None and self.status.get("state") in ("finished",
+                                                                              "diverged")
+        self.alive = True   # still training in this group
+        self.lost = None    # why its claim was lost (another process owns it now)
+
+    def write(self, method, *args):
+        """A write to the run's store; a lost claim ends the run's part in the group."""
+        from .claims import ClaimLost
+        if self.lost is not None:
+            return
+        try:
+            getattr(self.store, method)(*args)
+        except ClaimLost as error:
+            self.lost, self.alive = str(error), False
+
+
+    def record(self, row):
+        """Append an epoch's row; a row that is not finite ends the run, diverged."""
+        self.rows.append(row)
+        self.write("write_curves", self.rows)
+        self.status.update(epochs_done=row["epoch"], updated=utc_now())
+        if not is_finite(row["loss"], row["val_loss"]):
+            self.alive = False
+            self.status.update(state="diverged", finished=utc_now(),
+                               seconds=sum(r["seconds"] for r in self.rows))
+            self.write("write_status", self.status)
+            self.write("remove_checkpoint")
+
+
+class _Checkpoints:
+    """When to checkpoint: ``every`` seconds at least (0: every epoch), or (None) once
+    the time since the last checkpoint is :data:`CHECKPOINT_RATIO` times what it took."""
+
+    def __init__(self, every):
+        self.every, self.saved_at, self.cost = every, None, 0.0
+
+    def save(self, eng, trained, epochs_done, engine):
+        """Checkpoint the live runs of ``trained`` if due; whether it did."""
+        now = time.perf_counter()
+        wait = self.every if self.every is not None else CHECKPOINT_RATIO * self.cost
+        if self.saved_at is not None and now - self.saved_at < wait:
+            return False
+        dumped = eng.dump()
+        for m, k in trained:
+            if m.alive:
+                m.write("save_checkpoint", dumped[k], {"epochs_done": epochs_done,
+                                                        "config_hash": m.digest,
+                                                        "engine": engine})
+        self.saved_at = time.perf_counter()
+        self.cost = self.saved_at - now
+        return True
+
+
+def _resume(live, eng):
+    """Each live run's config hash, learning rate and epoch to start at; the engine
+    (which starts from initial arrays) loads the checkpoints of those that resume."""
+    resumed = False
+    for m in live:
+        m.digest = config_hash(m.run)
+        m.lr0 = float(m.run["lr"] if "lr" in m.run else m.run["learning_rate"])
+        if m.checkpoint is not None:
+            meta = m.checkpoint[1]
+            if meta.get("config_hash") != m.digest:
+                raise ValueError(f"{m.store.checkpoint_path}: checkpoint was written for a "
+                                 f"different run config; remove it to start the run again")
+            m.start, resumed = int(meta["epochs_done"]), True
+            m.rows = m.store.read_curves()[:m.start]  # rows after the checkpoint are redone
+    if resumed:
+        eng.load([m.checkpoint[0] if m.checkpoint is not None else fresh
+                  for m, fresh in zip(live, eng.dump())])
+    for m in live:
+        m.checkpoint = None
+
+
+def _make_engine(name, spec, dataset, hparams, seeds, keys, options, alone):
+    """The engine of the trainer's interface: a single-run engine for a run alone, the
+    grouped JAX engine for a group."""
+    if alone:
+        return GroupOfOne(get_engine(name)(spec, dataset, hparams[0], seeds[0], setup=keys,
+                                           **options), seeds[0])
+    if name != "jax":
+        raise ValueError(f"the {name} engine trains one run at a time (group size 1)")
+    from .engines.jax_group import GroupEngine
+    return GroupEngine(spec, dataset, hparams, seeds, setup=keys, **options)
+
+
+def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=False,
+               position=None, engine_options=None, on_epoch=None, checkpoint_every=None):
+    """Train (or resume, or leave as they are) the compatible ``runs`` together.
 
     Parameters
     ----------
-    run : dict
-        Resolved run config: ``model``, ``updater``, ``lr`` (or ``learning_rate``), ``beta1``,
-        ``beta2``, ``epsilon``, ``bias_correction``, ``seed``, ``epochs``, ``batch_size``,
-        ``lr_schedule`` ('linear' | 'constant'), ``augmentation`` ('flip' | 'none'),
-        ``val_batch_size``; optional ``dataset`` (checked against the model's),
-        ``train_subset`` / ``val_subset`` (use the first N examples), and the setup
-        keys of :mod:`experiments.setup` (missing: as before they existed).
-    store : experiments.results.RunStore
+    runs : list of dict
+        Resolved run configs: ``model``, ``updater``, ``learning_rate``, ``beta1``,
+        ``beta2``, ``epsilon``, ``bias_correction``, ``seed``, ``epochs``,
+        ``batch_size``, ``lr_schedule`` ('linear' | 'constant'), ``augmentation``
+        ('flip' | 'none'), ``val_batch_size``; optional ``dataset`` (checked against
+        the model's), ``train_subset`` / ``val_subset`` (use the first N examples), and
+        the setup keys of :mod:`experiments.setup` (missing: as before they existed).
+        All equal but in their optimizer hyperparameters and seed
+        (:func:`experiments.grouping.check_group`).
+    stores : list of experiments.results.RunStore
+        One per run.
     engine : str
-        'jax' or 'theano'.
+        'jax' or 'theano' (a group of one only).
     data_dir : path, optional
         Where the datasets are (``data.load_dataset``); ignored if ``dataset`` is given.
     dataset : experiments.data.Dataset, optional
@@ -144,95 +269,141 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
     quiet : bool
         No progress bar.
     position : int, optional
-        tqdm line of the progress bar (for several runs at once).
+        tqdm line of the progress bar.
     engine_options : dict, optional
-        Extra keyword arguments for the engine (e.g. ``device`` for JAX).
+        Keyword arguments for the engine (e.g. ``device``; a group's ``layout``,
+        ``eval_runs``); the setup comes from the runs.
     on_epoch : callable, optional
-        Called with each curves row once it and its checkpoint are written.
+        ``on_epoch(run, row)`` for each run's curves row, once it is written; a
+        :class:`~experiments.claims.ClaimLost` it raises ends that run's part only.
+    checkpoint_every : float, optional
+        Seconds to wait at least between checkpoints (0: every epoch); default: every
+        epoch for a run alone, else see :data:`CHECKPOINT_RATIO`.
 
     Returns
     -------
-    dict
-        The status as written to status.json: ``state`` ('finished' | 'diverged'),
-        ``epochs_done``, ``epochs``, ``started``, ``finished``, ``engine``,
-        ``versions``, ``host``, ``trainings``, ``seconds``.
+    list of dict
+        Each run's final status as written to status.json: ``state`` ('finished' |
+        'diverged'), ``epochs_done``, ``epochs``, ``started``, ``finished``,
+        ``engine``, ``engine_info``, ``versions``, ``host``, ``trainings``,
+        ``seconds``; runs already done are left untouched. A run whose claim another
+        process took over gives ``{'state': 'lost', 'error': ...}`` and is not
+        written to any more.
 
-    A run whose status is already 'finished' or 'diverged' (and has no checkpoint) is
-    not touched. If training raises, the status becomes 'failed' with the error (not
-    for a fault of the file system, see :mod:`experiments.storage`), the checkpoint
-    stays (a later call resumes) and the exception propagates.
+    If training raises, every run still in training is marked 'failed' with the
+    error (not for a fault of the file system, see :mod:`experiments.storage`),
+    checkpoints stay (a later call resumes) and the exception propagates.
     """
-    status = store.read_status() or {}
-    checkpoint = store.load_checkpoint()
-    if checkpoint is None and status.get("state") in ("finished", "diverged"):
-        return status
+    if len(runs) != len(stores):
+        raise ValueError(f"{len(runs)} runs but {len(stores)} stores")
+    grouping.check_group(runs)
+    members = [_Member(run, store) for run, store in zip(runs, stores)]
+    live = [m for m in members if not m.done]
+    if not live:
+        return [m.status for m in members]
 
-    spec, n_epochs, schedule, dataset, flip, keys = run_setup(run, dataset, data_dir, quiet)
-    lr0 = float(run["lr"] if "lr" in run else run["learning_rate"])
-    digest = config_hash(run)
+    run0, alone = runs[0], len(runs) == 1
+    spec, n_epochs, schedule, dataset, flip, keys = run_setup(run0, dataset, data_dir, quiet)
+    batch_size = int(run0.get("batch_size", 128))
+    val_batch_size = int(run0.get("val_batch_size", 1024))
 
-    eng = get_engine(engine)(spec, dataset, Hyperparameters.from_run(run), run["seed"],
-                             setup=keys, **(engine_options or {}))
-    rows, start = [], 0
-    if checkpoint is not None:
-        arrays, meta = checkpoint
-        if meta.get("config_hash") != digest:
-            raise ValueError(f"{store.checkpoint_path}: checkpoint was written for a different "
-                             f"run config; remove it to start the run again")
-        eng.load(arrays)
-        start = int(meta["epochs_done"])
-        rows = store.read_curves()[:start]  # a row written after the checkpoint is redone
+    hparams = [Hyperparameters.from_run(m.run) for m in live]
+    seeds = [int(m.run["seed"]) for m in live]
+    eng = _make_engine(engine, spec, dataset, hparams, seeds, keys, engine_options or {},
+                       alone)
+    _resume(live, eng)
 
-    status = restarted(status, epochs_done=start, epochs=n_epochs, engine=engine,
-                       engine_info=eng.info(), config_hash=digest)
-    store.write_status(status)
+    info = eng.info() if alone else dict(eng.info(), group=[m.run.get("run_id") for m in live])
+    for m in live:
+        m.status = restarted(m.status, epochs_done=m.start, epochs=n_epochs, engine=engine,
+                             engine_info=info, config_hash=m.digest)
+        m.write("write_status", m.status)
 
+    first = min(m.start for m in live)
     bar = None
     if not quiet:
         from tqdm.auto import tqdm
-        bar = tqdm(total=n_epochs, initial=start, position=position, leave=position is None,
-                   desc=f"{spec.name} {run['updater']} seed {run['seed']}", unit="epoch",
-                   dynamic_ncols=True)
+        desc = (f"{spec.name} {run0['updater']} seed {run0['seed']}" if alone
+                else f"{spec.name} group of {len(live)}")
+        bar = tqdm(total=n_epochs, initial=first, position=position, leave=position is None,
+                   desc=desc, unit="epoch", dynamic_ncols=True)
+    from .claims import ClaimLost
     from .data import epoch_batches
-    state = "finished"
+    checkpoints = _Checkpoints(0 if checkpoint_every is None and alone else checkpoint_every)
     try:
-        for epoch in range(start, n_epochs):
-            began = time.perf_counter()
-            lr = learning_rate(lr0, epoch, n_epochs, schedule)
-            indices, flips = epoch_batches(run["seed"], epoch, len(dataset.y_train),
-                                           int(run.get("batch_size", 128)), flip)
-            loss, acc = eng.train_epoch(epoch, lr, indices, flips)
-            val_loss, val_acc = eng.evaluate(int(run.get("val_batch_size", 1024)))
-            row = {"epoch": epoch + 1, "lr": lr, "loss": loss, "acc": acc,
-                   "val_loss": val_loss, "val_acc": val_acc,
-                   "seconds": time.perf_counter() - began}
-            rows.append(row)
-            store.write_curves(rows)
-            if not is_finite(loss, val_loss):
-                state = "diverged"
-                status.update(epochs_done=epoch + 1)
+        for epoch in range(first, n_epochs):
+            active = [m.alive and m.start <= epoch for m in live]
+            if not any(active):
                 break
-            store.save_checkpoint(eng.dump(), {"epochs_done": epoch + 1,
-                                               "config_hash": digest, "engine": engine})
-            status.update(epochs_done=epoch + 1, updated=utc_now())
-            store.write_status(status)
+            began = time.perf_counter()
+            lrs = [learning_rate(m.lr0, epoch, n_epochs, schedule) if a else 0.0
+                   for m, a in zip(live, active)]
+            plans = {s: epoch_batches(s, epoch, len(dataset.y_train), batch_size, flip)
+                     for s in eng.seed_order}
+            losses, accs = eng.train_epoch(epoch, lrs, active, plans)
+            val_losses, val_accs = eng.evaluate(val_batch_size)
+            share = (time.perf_counter() - began) / sum(active)
+            trained = [(m, k) for k, m in enumerate(live) if active[k]]
+            for m, k in trained:
+                m.record({"epoch": epoch + 1, "lr": lrs[k], "loss": float(losses[k]),
+                          "acc": float(accs[k]), "val_loss": float(val_losses[k]),
+                          "val_acc": float(val_accs[k]), "seconds": share})
+            # not after the last epoch: the run ends and its checkpoint goes
+            saved = (epoch + 1 < n_epochs and any(m.alive for m, _ in trained)
+                     and checkpoints.save(eng, trained, epoch + 1, engine))
+            for m, _ in trained:
+                # the status follows the checkpoints (the curves say how far a run got):
+                # 120 small synced writes an epoch less, a tenth of a logreg epoch
+                if m.alive and saved:
+                    m.write("write_status", m.status)
+                if on_epoch is not None and m.lost is None:
+                    try:
+                        on_epoch(m.run, m.rows[-1])
+                    except ClaimLost as error:  # that run is another process's now
+                        m.lost, m.alive = str(error), False
             if bar is not None:
-                bar.set_postfix(loss=f"{loss:.4f}", val_acc=f"{val_acc:.4f}", refresh=False)
                 bar.update(1)
-            if on_epoch is not None:
-                on_epoch(row)
+                _postfix(bar, alone, [(float(losses[k]), float(val_accs[k]))
+                                      for m, k in trained], sum(m.alive for m in live))
     except Exception as exc:
-        if not is_storage_fault(exc):  # a full disk is not the run's failure
-            status.update(state="failed", error=f"{type(exc).__name__}: {exc}",
-                          updated=utc_now())
-            store.write_status(status)
+        for m in live if not is_storage_fault(exc) else ():  # a full disk: no run's failure
+            if m.alive:
+                m.status.update(state="failed", error=f"{type(exc).__name__}: {exc}",
+                                updated=utc_now())
+                m.write("write_status", m.status)
         raise
     finally:
         if bar is not None:
             bar.close()
 
-    status.update(state=state, finished=utc_now(), updated=utc_now(),
-                  seconds=sum(r["seconds"] for r in rows))
-    store.write_status(status)
-    store.remove_checkpoint()
+    for m in live:
+        if m.alive:
+            m.status.update(state="finished", finished=utc_now(), updated=utc_now(),
+                            seconds=sum(r["seconds"] for r in m.rows))
+            m.write("write_status", m.status)
+            m.write("remove_checkpoint")
+    return [m.status if m.lost is None else {"state": "lost", "error": m.lost}
+            for m in members]
+
+
+def _postfix(bar, alone, finals, n_alive):
+    """A run's loss and validation accuracy; a group's mean loss and best accuracy."""
+    done = [(loss, acc) for loss, acc in finals if math.isfinite(loss)]
+    if alone and done:
+        bar.set_postfix(loss=f"{done[0][0]:.4f}", val_acc=f"{done[0][1]:.4f}", refresh=False)
+    elif done:
+        bar.set_postfix(loss=f"{np.mean([d[0] for d in done]):.4f}",
+                        best_val_acc=f"{max(d[1] for d in done):.4f}", runs=n_alive)
+
+
+def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False,
+              position=None, engine_options=None, on_epoch=None):
+    """Train (or resume, or leave as it is) one run: :func:`train_runs` with one run;
+    ``on_epoch(row)``. Returns its final status; another process taking the run's claim
+    over raises :class:`~experiments.claims.ClaimLost`."""
+    from .claims import ClaimLost
+    status, = train_runs([run], [store], engine, data_dir, dataset, quiet, position,
+                         engine_options, on_epoch and (lambda _, row: on_epoch(row)))
+    if status.get("state") == "lost":
+        raise ClaimLost(status["error"])
     return status

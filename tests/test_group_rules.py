@@ -11,10 +11,9 @@ from experiments.data import Dataset, epoch_batches, load_dataset
 from experiments.engines.base import Hyperparameters, initial_arrays
 from experiments.engines.jax_engine import JaxEngine
 from experiments.engines.jax_group import GroupEngine
-from experiments.group_training import train_group
 from experiments.grouping import group_runs
 from experiments.results import RunStore
-from experiments.training import train_run
+from experiments.training import train_run, train_runs
 from test_jax_group import LOGREG, assert_same_curves
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",
@@ -48,7 +47,7 @@ def test_every_rule_trains_in_a_group_as_alone(mnist, tmp_path):
     assert sorted(sorted({r["updater"] for r in g}) for g in groups) == [
         ["adam", "adamw", "amsgrad"], ["momentum"], ["nesterov"], ["sgd"]]
     for group in groups:
-        grouped = train_group(group, [RunStore(tmp_path / "g" / r["run_id"]) for r in group],
+        grouped = train_runs(group, [RunStore(tmp_path / "g" / r["run_id"]) for r in group],
                               dataset=mnist, quiet=True)
         assert [s["state"] for s in grouped] == ["finished"] * len(group)
     steps = -(-LOGREG["train_subset"] // 128) * 128

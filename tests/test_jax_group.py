@@ -25,9 +25,9 @@ from experiments import models
 from experiments.data import Dataset, epoch_batches, load_dataset
 from experiments.engines.base import Hyperparameters, array_shapes, initial_arrays
 from experiments.engines.jax_group import GroupEngine, slot_layout
-from experiments.group_training import check_group, train_group
+from experiments.grouping import check_group
 from experiments.results import RunStore
-from experiments.training import train_run
+from experiments.training import train_run, train_runs
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",
                            Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -237,7 +237,7 @@ def test_logreg_group_equals_runs_alone(mnist, tmp_path):
     runs = make_runs(LOGREG, MIXED)
     alone = [train_run(r, s, dataset=mnist, quiet=True)
              for r, s in zip(runs, stores(tmp_path / "alone", runs))]
-    grouped = train_group(runs, stores(tmp_path / "group", runs), dataset=mnist, quiet=True,
+    grouped = train_runs(runs, stores(tmp_path / "group", runs), dataset=mnist, quiet=True,
                           checkpoint_every=0)
     steps = -(-LOGREG["train_subset"] // 128) * 128
     for run, a, g in zip(runs, alone, grouped):
@@ -257,14 +257,14 @@ def test_cifarnet_group_equals_runs_alone_with_dropout(cifar, tmp_path):
                             ("amsgrad", 1e-4, 0.999, True, 1)])
     alone = [train_run(r, s, dataset=cifar, quiet=True)
              for r, s in zip(runs, stores(tmp_path / "alone", runs))]
-    grouped = train_group(runs, stores(tmp_path / "group", runs), dataset=cifar, quiet=True)
+    grouped = train_runs(runs, stores(tmp_path / "group", runs), dataset=cifar, quiet=True)
     for run, a, g in zip(runs, alone, grouped):
         assert g["state"] == a["state"] == "finished"
         curves = [RunStore(tmp_path / d / run["run_id"]).read_curves()
                   for d in ("alone", "group")]
         assert_same_curves(*curves, 60, 3 * 40)
     # dropout was on: without it the same run trains differently
-    off = train_group(runs[:1], stores(tmp_path / "off", runs[:1]), dataset=cifar,
+    off = train_runs(runs[:1], stores(tmp_path / "off", runs[:1]), dataset=cifar,
                       quiet=True, engine_options={"dropout": False})
     assert off[0]["state"] == "finished"
     loss_off = RunStore(tmp_path / "off" / runs[0]["run_id"]).read_curves()[0]["loss"]
@@ -279,7 +279,7 @@ def test_diverged_run_is_recorded_and_the_others_go_on(mnist, tmp_path):
                               ("amsgrad", 1e-3, 0.99, False, 1)])
     alone = [train_run(r, s, dataset=mnist, quiet=True)
              for r, s in zip(runs, stores(tmp_path / "alone", runs))]
-    grouped = train_group(runs, stores(tmp_path / "group", runs), dataset=mnist, quiet=True)
+    grouped = train_runs(runs, stores(tmp_path / "group", runs), dataset=mnist, quiet=True)
     assert [s["state"] for s in grouped] == [s["state"] for s in alone] == \
         ["finished", "diverged", "finished"]
     bad = RunStore(tmp_path / "group" / runs[1]["run_id"])
@@ -314,18 +314,18 @@ def test_resume_alone_and_in_a_group_from_group_checkpoints(mnist, tmp_path):
     group's runs stand at different epochs), the rest catch up in a group. Every run
     ends with the curves of an uninterrupted training."""
     runs = make_runs(dict(LOGREG, epochs=4), MIXED[:3] + MIXED[5:7])
-    whole = train_group(runs, stores(tmp_path / "whole", runs), dataset=mnist, quiet=True)
+    whole = train_runs(runs, stores(tmp_path / "whole", runs), dataset=mnist, quiet=True)
     assert all(s["state"] == "finished" for s in whole)
     part = stores(tmp_path / "part", runs)
     with pytest.raises(Stop):
-        train_group(runs, part, dataset=mnist, quiet=True, checkpoint_every=0,
+        train_runs(runs, part, dataset=mnist, quiet=True, checkpoint_every=0,
                     on_epoch=stop_after(len(runs)))
     assert all(s.read_status()["state"] == "failed" for s in part)
     assert all(s.load_checkpoint()[1]["epochs_done"] == 1 for s in part)
     with pytest.raises(Stop):  # run 0 alone, from the group's checkpoint: epoch 2
         train_run(runs[0], part[0], dataset=mnist, quiet=True, on_epoch=stop_after(1))
     assert part[0].load_checkpoint()[1]["epochs_done"] == 2
-    resumed = train_group(runs, part, dataset=mnist, quiet=True)
+    resumed = train_runs(runs, part, dataset=mnist, quiet=True)
     assert all(s["state"] == "finished" and s["trainings"] >= 2 for s in resumed)
     steps = -(-LOGREG["train_subset"] // 128) * 128
     for run in runs:
@@ -350,7 +350,7 @@ def test_a_run_taken_over_by_another_process_leaves_the_group(mnist, tmp_path):
             os.replace(held[1].path, str(tmp_path / "gone"))
             (tmp_path / runs[1]["run_id"] / "claim.json").write_text("{}")
     try:
-        out = train_group(runs, group, dataset=mnist, quiet=True, on_epoch=take_over)
+        out = train_runs(runs, group, dataset=mnist, quiet=True, on_epoch=take_over)
     finally:
         for c in held:
             c.release()
@@ -364,7 +364,7 @@ def test_finished_runs_are_left_alone(tmp_path):
     store = stores(tmp_path, runs)
     for s in store:
         s.write_status({"state": "finished", "epochs_done": 3})
-    assert train_group(runs, store, dataset=None, quiet=True) == \
+    assert train_runs(runs, store, dataset=None, quiet=True) == \
         [{"state": "finished", "epochs_done": 3}] * 2
 
 
@@ -447,7 +447,7 @@ def test_a_group_retry_starts_with_a_clean_status(mnist, tmp_path):
                         "traceback": "Traceback ...", "failed_at": "2026-01-01T00:00:00",
                         "finished": "then", "seconds": 1.0, "trainings": 1, "attempts": 2})
     seen = []
-    train_group(runs, group, dataset=mnist, quiet=True, checkpoint_every=0,
+    train_runs(runs, group, dataset=mnist, quiet=True, checkpoint_every=0,
                 on_epoch=lambda run, row: seen.append(
                     RunStore(tmp_path / run["run_id"]).read_status()))
     for status in seen:  # while training
@@ -462,13 +462,13 @@ def test_a_group_retry_starts_with_a_clean_status(mnist, tmp_path):
 
 @needs_mnist
 def test_a_group_takes_a_dead_runners_run_over_and_says_so(mnist, tmp_path):
-    """As a run alone does (executors.run_job): the note names the dead owner."""
+    """As a run alone does (the same executors.run_jobs): the note names the dead owner."""
     import json
     import socket
     import subprocess
     import time
     from experiments import claims
-    from experiments.executors import Job, run_group
+    from experiments.executors import Job, run_jobs
     runs = make_runs(dict(LOGREG, epochs=1), MIXED[:2])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -478,7 +478,7 @@ def test_a_group_takes_a_dead_runners_run_over_and_says_so(mnist, tmp_path):
         {"pid": dead.pid, "host": socket.gethostname(), "pidns": claims._pidns(),
          "token": "t", "started": time.time(), "heartbeat": time.time()}))
     events = []
-    outcomes = run_group([Job(r, str(tmp_path / r["run_id"])) for r in runs], mnist,
+    outcomes = run_jobs([Job(r, str(tmp_path / r["run_id"])) for r in runs], mnist,
                          on_event=lambda rid, kind, payload: events.append((rid, kind, payload)))
     assert [o["result"] for o in outcomes] == ["trained", "trained"]
     notes = [(rid, p) for rid, kind, p in events if kind == "note"]

@@ -277,3 +277,38 @@ class Engine(abc.ABC):
         """One update per batch of ``x_batches (S, B, C, H, W)``, ``y_batches (S, B)``;
         returns the ``S`` training losses (numpy). For comparing engines; dropout
         follows the ``dropout`` flag (masks as in epoch 0)."""
+
+
+class GroupOfOne:
+    """A single-run :class:`Engine` as a group of one: the interface the trainer
+    (:func:`experiments.training.train_runs`) talks to, which
+    :class:`~experiments.engines.jax_group.GroupEngine` implements for K runs.
+
+    ``size``, ``seed_order`` (the seeds whose batch plans an epoch takes), ``info()``,
+    ``load(arrays)`` / ``dump()`` with one dict of :meth:`Engine.dump` per run,
+    ``train_epoch(epoch, lrs, active, plans) -> (losses, accs)`` with one value per run
+    (``plans``: seed -> ``(indices, flips)``), ``evaluate(batch_size) -> (val_losses,
+    val_accs)``.
+    """
+
+    def __init__(self, engine, seed):
+        self.engine, self.seed = engine, int(seed)
+        self.size, self.seed_order = 1, [self.seed]
+
+    def info(self):
+        return self.engine.info()
+
+    def load(self, arrays):
+        self.engine.load(arrays[0])
+
+    def dump(self):
+        return [self.engine.dump()]
+
+    def train_epoch(self, epoch, lrs, active, plans):
+        if not active[0]:
+            return np.full(1, np.nan), np.full(1, np.nan)
+        loss, acc = self.engine.train_epoch(epoch, lrs[0], *plans[self.seed])
+        return np.array([loss]), np.array([acc])
+
+    def evaluate(self, batch_size=1024):
+        return tuple(np.array([v]) for v in self.engine.evaluate(batch_size))
