@@ -50,7 +50,11 @@ class Namespace:
             time.sleep(0.01)
         self.id = _ns(self.pid, kind)
         if kind == "net":  # a new network namespace starts with lo down
-            self.run(["ip", "link", "set", "lo", "up"], check=True)
+            try:
+                self.run(["ip", "link", "set", "lo", "up"], check=True)
+            except BaseException:
+                self.close()
+                raise
 
     def command(self, cmd):
         """``cmd`` run inside the namespace."""
