@@ -15,7 +15,7 @@ at, so a run that keeps crashing, even by killing its process, is given up after
 never is.
 
 - :class:`LocalExecutor` trains in this process, one run after another.
-- :class:`RayExecutor` makes each run a Ray task (``num_cpus``/``num_gpus`` each) on a
+- :class:`~experiments.ray_executor.RayExecutor` makes each run a Ray task (``num_cpus``/``num_gpus`` each) on a
   local or remote cluster; the results folder must be visible to every node at the
   same path (a shared file system). Ray is an optional dependency (``.[ray]``).
 
@@ -26,7 +26,6 @@ and stops the grid, with the run's files whole.
 import dataclasses
 import functools
 import os
-import socket
 import time
 import traceback
 import warnings
@@ -37,8 +36,7 @@ from experiments.results import DONE_STATES, CorruptFileWarning, RunStore
 
 MAX_ATTEMPTS = 3
 
-__all__ = ["Job", "run_jobs", "load_grid_dataset", "LocalExecutor",
-           "RayExecutor", "start_local_ray", "MAX_ATTEMPTS"]
+__all__ = ["Job", "run_jobs", "load_grid_dataset", "LocalExecutor", "MAX_ATTEMPTS"]
 
 
 @dataclasses.dataclass
@@ -262,147 +260,3 @@ class LocalExecutor:
         for item in jobs:
             yield from run_jobs(item if isinstance(item, list) else [item], self.dataset,
                                 on_event, quiet=self.quiet, position=1)
-
-
-_DATASETS = {}  # per Ray worker process: datasets already loaded
-
-
-def _ray_task(job, events):
-    """The body of a Ray task: one job (or a group: a list of jobs, and a list of
-    outcomes back), its events sent to the ``events`` actor."""
-    from experiments.data import DataError
-
-    def on_event(run_id, kind, payload):
-        events.put.remote(run_id, kind, payload)
-    group = job if isinstance(job, list) else None
-    job = group[0] if group else job
-    grid_dir = os.path.dirname(job.run_dir)
-    if not os.path.isdir(grid_dir):
-        return _outcome(job, "user_error", message=(
-            f"{grid_dir} is not visible on {socket.gethostname()}: the results folder must "
-            f"be on a file system that every Ray node mounts at the same path"))
-    key = (job.data, job.data_dir, job.load_fn)
-    try:
-        if key not in _DATASETS:
-            _DATASETS.clear()  # one dataset per worker at a time: they can be large
-            _DATASETS[key] = load_grid_dataset(*job.data, data_dir=job.data_dir,
-                                               load_fn=job.load_fn, quiet=True)
-        outcomes = run_jobs(group or [job], _DATASETS[key], on_event)
-        return outcomes if group else outcomes[0]
-    except (DataError, ConfigError) as error:
-        return _outcome(job, "user_error", message=str(error))
-    except OSError as error:
-        if not storage.is_storage_fault(error):
-            raise
-        return _outcome(job, "storage_fault", error=(error.errno, error.strerror,
-                                                     error.filename))
-
-
-class _Events:
-    """A Ray actor collecting the tasks' events for the driver."""
-
-    def __init__(self):
-        self.events = []
-
-    def put(self, *event):
-        self.events.append(event)
-
-    def take(self):
-        events, self.events = self.events, []
-        return events
-
-
-def start_local_ray(**options):
-    """Start a Ray for this process alone with every server bound to 127.0.0.1.
-
-    Ray takes ``127.0.0.1`` for "this host" and binds to the host's address instead,
-    except in its local-only mode (its default on macOS and Windows); that mode is
-    switched on while this Ray starts. ``options`` go to ``ray.init``.
-    """
-    import ray
-    from ray._private import ray_constants
-    cluster = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        return ray.init(address="local", _node_ip_address="127.0.0.1", **options)
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = cluster
-
-
-class RayExecutor:
-    """Each job a Ray task. ``address``: ``host:port`` of a cluster, ``'auto'`` for the
-    one ``ray start`` runs on this host, or None: the cluster ``RAY_ADDRESS`` names, else
-    a new local Ray for this grid alone, on 127.0.0.1 (:func:`start_local_ray`).
-
-    A task whose worker dies is retried by Ray (up to ``max_retries`` times); the
-    retry takes the dead worker's claim over and resumes from the checkpoint.
-    """
-
-    name = "ray"
-
-    def __init__(self, address=None, num_cpus=1, num_gpus=0, max_retries=MAX_ATTEMPTS,
-                 quiet=False):
-        self.address, self.num_cpus, self.num_gpus = address, num_cpus, num_gpus
-        self.max_retries, self.quiet = max_retries, quiet
-        self._started = False
-
-    def __enter__(self):
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError("--executor ray: Ray is not installed in this Python; "
-                              "pip install -e '.[ray]'") from None
-        if not ray.is_initialized():
-            options = dict(include_dashboard=False, logging_level="ERROR",
-                           log_to_driver=not self.quiet)
-            try:
-                if self.address is None and not os.environ.get("RAY_ADDRESS"):
-                    start_local_ray(**options)
-                else:
-                    ray.init(address=self.address, **options)
-            except (ConnectionError, ValueError, RuntimeError) as e:
-                where = f"--address {self.address}" if self.address else "ray.init()"
-                raise ConfigError(f"{where}: cannot start or reach Ray: "
-                                  f"{' '.join(str(e).split())}") from None
-            self._started = True
-        return self
-
-    def __exit__(self, *exc):
-        if self._started:
-            import ray
-            ray.shutdown()
-
-    def run(self, jobs, on_event=None):
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
-                                              soft=False)  # dies only with the driver
-        events = ray.remote(_Events).options(num_cpus=0, scheduling_strategy=here).remote()
-        options = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
-                   "max_retries": self.max_retries, "retry_exceptions": False}
-        if 0 < self.num_gpus < 1:  # GPUs shared by several tasks: allocate memory as needed
-            options["runtime_env"] = {"env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}}
-        task = ray.remote(_ray_task).options(**options)
-        pending = {task.remote(job, events): job for job in jobs}
-
-        def relay():
-            for event in ray.get(events.take.remote()):
-                if on_event is not None:
-                    on_event(*event)
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
-                relay()
-                for ref in ready:
-                    job = pending.pop(ref)
-                    group = job if isinstance(job, list) else [job]
-                    try:
-                        outcome = ray.get(ref)
-                    except ray.exceptions.RayError as error:  # e.g. the worker died again
-                        outcome = [_outcome(j, "failed", message=_first_line(error))
-                                   for j in group]
-                    yield from (outcome if isinstance(outcome, list) else [outcome])
-        finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            ray.kill(events)

@@ -28,8 +28,7 @@ from tqdm.auto import tqdm
 
 from experiments import claims, setup, storage
 from experiments.config import AXES, TRAIN_KEYS, ConfigError, check_value, did_you_mean
-from experiments.executors import (MAX_ATTEMPTS, Job, LocalExecutor, RayExecutor,
-                                   load_grid_dataset)
+from experiments.executors import MAX_ATTEMPTS, Job, LocalExecutor, load_grid_dataset
 from experiments.results import (DONE_STATES, GRID_FILE, CorruptFileError, RunStore,
                                  atomic_write_text)
 
@@ -304,7 +303,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     executor : {'local', 'ray'}
         Train here, one run after another, or each run as a Ray task.
     address : str, optional
-        Ray: the cluster to join (default: see :class:`~experiments.executors.RayExecutor`).
+        Ray: the cluster to join (default: see :class:`~experiments.ray_executor.RayExecutor`).
     num_cpus, num_gpus : float, optional
         Ray: what each task asks for (default: the config's ``resources:``, else 1 CPU).
     max_attempts : int
@@ -353,6 +352,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
         runner = LocalExecutor(load_grid_dataset(*data, data_dir=data_dir, load_fn=load_fn,
                                                  quiet=quiet), quiet=quiet)
     else:
+        from experiments.ray_executor import RayExecutor
         runner = RayExecutor(address, resources.get("num_cpus", 1),
                              resources.get("num_gpus", 0), max_retries=max_attempts,
                              quiet=quiet)

@@ -36,7 +36,7 @@ TIMEOUT = 30.0
 
 
 def test_a_grid_without_address_starts_its_own_ray_on_loopback(monkeypatch):
-    from experiments.executors import RayExecutor
+    from experiments.ray_executor import RayExecutor
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert not ray.is_initialized()
     with RayExecutor(num_cpus=1, quiet=True):
@@ -183,10 +183,14 @@ def test_a_node_killed_mid_grid_has_its_run_taken_over_after_the_heartbeat_timeo
     assert driver.returncode == 0, err
     assert taken is not None and taken - last_beat >= TIMEOUT  # waited out, not at once
     waited = [line for line in err.splitlines() if line.startswith(f"warning: {victim}: ")]
-    assert len(waited) == 2, err  # found busy, waited (not given up), then took it over
-    assert waited[0].endswith(f"s: waiting until it does, or until {TIMEOUT:g} s without")
-    assert "has not refreshed its claim for" in waited[0]
-    assert " took the run over from " in waited[1] and "its heartbeat is" in waited[1]
+    # Found busy and waited (not given up), then took it over; when Ray retries the
+    # task only after the claim went stale (a loaded machine), it takes it over at once.
+    # The waiting itself is pinned without Ray in test_grid.py.
+    assert len(waited) in (1, 2), err
+    if len(waited) == 2:
+        assert waited[0].endswith(f"s: waiting until it does, or until {TIMEOUT:g} s without")
+        assert "has not refreshed its claim for" in waited[0]
+    assert " took the run over from " in waited[-1] and "its heartbeat is" in waited[-1]
     assert out.splitlines()[-1] == "two: 4 trained, 0 failed; 4/4 done"
     from experiments.config import load_config
     from experiments.grid import run_grid

@@ -27,7 +27,7 @@ SCRIPT = os.path.join(REPO, "scripts", "run_grid.py")
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray cluster on 127.0.0.1; yields the address other drivers join it at."""
-    from experiments.executors import start_local_ray
+    from experiments.ray_executor import start_local_ray
     tests = os.path.dirname(os.path.abspath(__file__))  # workers import the toy engine
     try:
         start_local_ray(num_cpus=2, include_dashboard=False, logging_level="ERROR",
