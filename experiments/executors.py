@@ -1,6 +1,6 @@
 """Where the runs of a grid are trained: here, one after another, or as Ray tasks.
 
-A grid (:func:`experiments.grid.run_grid`) turns each run that is not done into a
+A grid (:func:`experiments.runner.run_grid`) turns each run that is not done into a
 :class:`Job` and hands the jobs to an executor; ``executor.run(jobs, on_event)`` yields
 one outcome dict per job (in the order they end) and calls ``on_event(run_id, kind,
 payload)`` as it goes: ``"epoch"`` with each curves row, ``"note"`` with a warning.

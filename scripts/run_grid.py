@@ -29,7 +29,8 @@ from experiments.config import ConfigError, load_config  # noqa: E402
 from experiments.data import DataError  # noqa: E402
 from experiments.claims import STALE_AFTER  # noqa: E402
 from experiments.executors import MAX_ATTEMPTS  # noqa: E402
-from experiments.grid import EXECUTORS, run_grid, with_epochs  # noqa: E402
+from experiments.grid import with_epochs  # noqa: E402
+from experiments.runner import EXECUTORS, run_grid  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):

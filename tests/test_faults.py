@@ -258,7 +258,7 @@ def _grid(tmp_path, results, epochs=5, stop_after=None, **kwargs):
     many epochs of this call, leaving a checkpoint."""
     import io
     from experiments.config import load_config
-    from experiments.grid import run_grid
+    from experiments.runner import run_grid
     from experiments.training import train_run
 
     def train_fn(run, store, on_epoch=None, **kw):

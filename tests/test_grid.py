@@ -9,7 +9,8 @@ import pytest
 
 from experiments.config import ConfigError, load_config, parse_config
 from experiments.data import Dataset, DataError
-from experiments.grid import (expand_grid, plan, run_grid, run_id, select, with_epochs)
+from experiments.grid import expand_grid, plan, run_id, select, with_epochs
+from experiments.runner import run_grid
 from experiments.results import RunStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

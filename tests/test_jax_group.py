@@ -421,7 +421,7 @@ def test_grid_benchmark_compares_grouped_and_sequential(capsys, monkeypatch):
 @needs_mnist
 def test_grid_trains_groups_like_runs_one_after_another(tmp_path):
     from experiments.config import load_config
-    from experiments.grid import run_grid
+    from experiments.runner import run_grid
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
     summaries = {k: run_grid(config, results_dir=tmp_path / str(k), data_dir=REAL, quiet=True,
                              group_size=k, out=io.StringIO()) for k in (1, 2, "auto")}

@@ -193,7 +193,7 @@ def test_a_node_killed_mid_grid_has_its_run_taken_over_after_the_heartbeat_timeo
     assert " took the run over from " in waited[-1] and "its heartbeat is" in waited[-1]
     assert out.splitlines()[-1] == "two: 4 trained, 0 failed; 4/4 done"
     from experiments.config import load_config
-    from experiments.grid import run_grid
+    from experiments.runner import run_grid
     reference = tmp_path / "reference"
     run_grid(load_config(str(config)), results_dir=str(reference), data_dir=REAL, quiet=True,
              out=io.StringIO())

@@ -22,7 +22,8 @@ from experiments.engines.base import Hyperparameters, initial_arrays, validation
 from experiments.engines.jax_engine import JaxEngine
 from experiments.engines.jax_group import GroupEngine
 from experiments.executors import load_grid_dataset
-from experiments.grid import expand_grid, plan, run_grid
+from experiments.grid import expand_grid, plan
+from experiments.runner import run_grid
 from experiments.results import RunStore
 from experiments.setup import Setup
 from experiments.training import config_hash, run_setup, train_run
