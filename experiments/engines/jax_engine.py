@@ -51,13 +51,7 @@ class JaxEngine(Engine):
         self._opt_names = list(optimizer_shapes(spec, hparams))
         self._family = optimizer_family(hparams.updater)
         self._hyper = jax_optimizer.run_hyperparameters(hparams)
-        self._data = None
-        if dataset is not None:
-            put = lambda a, dtype: jax.device_put(np.asarray(a, dtype), self.device)
-            self._data = {"x_train": put(dataset.x_train, np.float32),
-                          "y_train": put(dataset.y_train, np.int32),
-                          "x_val": put(dataset.x_val, np.float32),
-                          "y_val": put(dataset.y_val, np.int32)}
+        self._data = None if dataset is None else jax_layers.place_dataset(dataset, self.device)
         # The old carry's buffers are reused for the new one (donated).
         donate = (0,)
         self._epoch_fn = jax.jit(self._epoch, static_argnames=("use_flips",),
@@ -68,9 +62,7 @@ class JaxEngine(Engine):
         self.load(initial_arrays(spec, hparams, seed, self.setup))
 
     def info(self):
-        import jaxlib
-        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
-                "device": f"{self.device.platform}:{self.device.device_kind}"}
+        return jax_layers.device_info(self.device)
 
     # ---- arrays ---------------------------------------------------------------------
     def load(self, arrays):

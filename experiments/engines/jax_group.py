@@ -190,16 +190,12 @@ class GroupEngine:
         self._first_slot = np.array([np.flatnonzero(self.slot_run == k)[0]
                                      for k in range(len(self.seeds))])
         self.eval_runs = None if eval_runs is None else int(eval_runs)
-        put = lambda a, dtype: jax.device_put(np.asarray(a, dtype), self.device)
         self._runs = (len(self.seed_order), self.width)  # the optimizer's run layout
         hyper, self._unused = jax_optimizer.group_hyperparameters(
             [self.hparams[k] for k in self._source], self._runs)
         self._hyper = {k: jax.device_put(v, device) for k, v in hyper.items()}
         self._keep_max = "amsgrad" not in self._unused
-        self._data = {"x_train": put(dataset.x_train, np.float32),
-                      "y_train": put(dataset.y_train, np.int32),
-                      "x_val": put(dataset.x_val, np.float32),
-                      "y_val": put(dataset.y_val, np.int32)}
+        self._data = jax_layers.place_dataset(dataset, self.device)
         self._donate = (0,) if self.device.platform != "cpu" else ()
         self.compile_seconds = 0.0
         self.epoch_program = None  # the last epoch's compiled program (memory_analysis())
@@ -211,11 +207,8 @@ class GroupEngine:
         return len(self.seeds)
 
     def info(self):
-        import jaxlib
-        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
-                "device": f"{self.device.platform}:{self.device.device_kind}",
-                "group_size": self.size, "group_slots": self.n_slots,
-                "group_seeds": len(self.seed_order)}
+        return {**jax_layers.device_info(self.device), "group_size": self.size,
+                "group_slots": self.n_slots, "group_seeds": len(self.seed_order)}
 
     def carry_bytes(self):
         """Bytes of the stacked arrays (parameters, state, optimizer state)."""

@@ -1,4 +1,5 @@
-"""Lasagne's layers as pure JAX functions, and a model spec's forward pass.
+"""Lasagne's layers as pure JAX functions, a model spec's forward pass, and what both
+JAX engines share besides (loss, accuracy, data placement, device facts).
 
 Each function follows the formula of the Lasagne layer it is named after (Lasagne
 0.2.dev1, the version behind the original experiment), including the order of the
@@ -317,3 +318,19 @@ def eval_batches(x, y, batch_size):
     valid = (jnp.arange(n_batches * batch_size) < n).astype(jnp.float32)
     shape = lambda a: a.reshape((n_batches, batch_size) + a.shape[1:])
     return shape(x), shape(y), shape(valid)
+
+
+def place_dataset(dataset, device):
+    """The dataset's arrays on ``device`` (float32 images, int32 labels): copied once,
+    so an epoch sends only its batch plan."""
+    put = lambda a, dtype: jax.device_put(np.asarray(a, dtype), device)
+    return {"x_train": put(dataset.x_train, np.float32),
+            "y_train": put(dataset.y_train, np.int32),
+            "x_val": put(dataset.x_val, np.float32), "y_val": put(dataset.y_val, np.int32)}
+
+
+def device_info(device):
+    """A JAX engine's facts for the run's status file."""
+    import jaxlib
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
+            "device": f"{device.platform}:{device.device_kind}"}
