@@ -29,6 +29,7 @@ official checksums before use (MNIST: md5 of the uncompressed IDX bytes, so any 
 recompression is accepted). Mirrors can be changed with ``$AMSGRAD_MNIST_MIRRORS``
 (base URLs separated by spaces or commas) and ``$AMSGRAD_CIFAR10_URL``.
 """
+import copy
 import dataclasses
 import gzip
 import os
@@ -138,6 +139,20 @@ def preprocess(dataset, subtract_mean=None):
                          f"subtracted; load them with subtract_mean=False")
     x_train, x_val = subtract_training_mean(dataset.x_train, dataset.x_val)
     return dataclasses.replace(dataset, x_train=x_train, x_val=x_val, mean_subtracted=True)
+
+
+def subset(dataset, train_subset=None, val_subset=None):
+    """A shallow copy of ``dataset`` keeping the first ``train_subset`` training and
+    ``val_subset`` validation examples (``None``: all)."""
+    out = copy.copy(dataset)
+    for part, n in (("train", train_subset), ("val", val_subset)):
+        if n is not None:
+            available = len(getattr(dataset, f"y_{part}"))
+            if not 1 <= int(n) <= available:
+                raise ValueError(f"{part}_subset must be in 1..{available}, got {n!r}")
+            setattr(out, f"x_{part}", getattr(dataset, f"x_{part}")[:int(n)])
+            setattr(out, f"y_{part}", getattr(dataset, f"y_{part}")[:int(n)])
+    return out
 
 
 def epoch_batches(seed, epoch, n_train, batch_size=128, flip=False):

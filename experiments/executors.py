@@ -64,7 +64,7 @@ def load_grid_dataset(name, train_subset, val_subset, where, subtract_mean=None,
     """Load dataset ``name``, subtract the training mean or not (``data.preprocess``)
     and keep the first ``train_subset`` / ``val_subset`` examples (``None``: all); a
     subset larger than the data is a ConfigError at ``where``."""
-    from experiments.data import load_dataset, preprocess
+    from experiments.data import load_dataset, preprocess, subset
     if load_fn is None:  # the images as stored; preprocess() below subtracts the mean
         load_fn = functools.partial(load_dataset, subtract_mean=False)
     dataset = preprocess(load_fn(name, data_dir=data_dir, quiet=quiet), subtract_mean)
@@ -73,12 +73,7 @@ def load_grid_dataset(name, train_subset, val_subset, where, subtract_mean=None,
         if n is not None and n > have:
             raise ConfigError(f"{where}: key {key!r}: {n} is more than the {have} "
                               f"examples {dataset.name} has")
-    if train_subset is None and val_subset is None:
-        return dataset
-    return dataclasses.replace(dataset, x_train=dataset.x_train[:train_subset],
-                               y_train=dataset.y_train[:train_subset],
-                               x_val=dataset.x_val[:val_subset],
-                               y_val=dataset.y_val[:val_subset])
+    return subset(dataset, train_subset, val_subset)
 
 
 def _outcome(job, result, **fields):

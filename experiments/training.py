@@ -36,7 +36,6 @@ and ``val_acc`` are over the validation set in deterministic mode, ``seconds`` i
 run's share of the epoch's wall time (training and validation), so the seconds of all
 runs add up to the wall time of the grid.
 """
-import copy
 import datetime
 import hashlib
 import json
@@ -79,20 +78,6 @@ def config_hash(run):
     (:func:`experiments.setup.canonical`), so older checkpoints keep resuming."""
     text = json.dumps(setup.canonical(run), sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def subset(dataset, train_subset=None, val_subset=None):
-    """A shallow copy of ``dataset`` keeping the first ``train_subset`` training and
-    ``val_subset`` validation examples (``None``: all)."""
-    out = copy.copy(dataset)
-    for part, n in (("train", train_subset), ("val", val_subset)):
-        if n is not None:
-            available = len(getattr(dataset, f"y_{part}"))
-            if not 1 <= int(n) <= available:
-                raise ValueError(f"{part}_subset must be in 1..{available}, got {n!r}")
-            setattr(out, f"x_{part}", getattr(dataset, f"x_{part}")[:int(n)])
-            setattr(out, f"y_{part}", getattr(dataset, f"y_{part}")[:int(n)])
-    return out
 
 
 def utc_now():
@@ -138,7 +123,7 @@ def run_setup(run, dataset=None, data_dir=None, quiet=False):
     if augmentation not in (None, "flip", "none"):
         raise ValueError(f"unknown augmentation {augmentation!r}; choose from flip, none")
     keys = setup.Setup.from_run(run)
-    from .data import load_dataset, preprocess
+    from .data import load_dataset, preprocess, subset
     if dataset is None:
         dataset = load_dataset(spec.dataset, data_dir, quiet=quiet,
                                subtract_mean=keys.subtract_mean)

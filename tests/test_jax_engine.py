@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from experiments import models
-from experiments.data import epoch_batches, flip_images, load_dataset
+from experiments.data import epoch_batches, flip_images, load_dataset, subset
 from experiments.engines import base, get_engine
 from experiments.engines import jax_layers as L
 from experiments.engines.base import Hyperparameters
 from experiments.engines.jax_engine import JaxEngine
 from experiments.models import (BatchNormLayer, DenseLayer, DropoutLayer, GlobalPoolLayer,
                                 ModelSpec, NonlinearityLayer)
-from experiments.training import learning_rate, subset
+from experiments.training import learning_rate
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",
                            Path(__file__).resolve().parents[2] / "shared" / "data"))

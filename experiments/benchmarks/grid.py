@@ -52,7 +52,7 @@ def _load(args):
     from experiments.config import load_config
     from experiments.data import load_dataset
     from experiments.grid import expand_grid
-    from experiments.training import subset
+    from experiments.data import subset
     config = load_config(args.config)
     runs = expand_grid(config)[:args.runs]
     fixed = config.fixed
