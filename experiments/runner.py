@@ -63,7 +63,8 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     train_fn : callable, optional
         ``train_fn(run, store, engine=, data_dir=, dataset=, quiet=, position=, on_epoch=)
         -> status dict`` (``position`` 1: its progress bar goes below the grid's;
-        ``on_epoch(row)`` after each epoch); default :func:`experiments.training.train_run`.
+        ``on_epoch(row)`` after each epoch), in place of the default trainer
+        :func:`experiments.training.train_runs` (one run at a time).
     load_fn : callable, optional
         ``load_fn(name, data_dir=, quiet=) -> Dataset``; default
         :func:`experiments.data.load_dataset`. Called once per grid (per Ray worker).
@@ -90,7 +91,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     dict
         ``total``, ``done_before``, ``trained`` (run ids now finished or diverged),
         ``failed`` (run ids), ``busy`` (run ids other live runners hold),
-        ``given_up`` (run ids given up before), ``plan`` (:class:`Plan`).
+        ``given_up`` (run ids given up before), ``plan`` (:class:`experiments.grid.Plan`).
     """
     out = out or sys.stdout
     if config.kind == "synthetic":
