@@ -43,21 +43,22 @@ several lanes; its keys are those of :data:`experiments.synthetic.DEFAULTS`
 (``problems``, ``rules``, ``steps``, ``learning_rate``, ``beta1``, ``beta2``,
 ``epsilon``, ``bias_correction``, ``lr_decay``, ``seed``, ``record_every``, ``dtype``).
 """
-import difflib
 import os
 import re
 from dataclasses import dataclass, field
 
 import yaml
 
-from experiments import setup
-from experiments.models import MODEL_NAMES, get_model
+from experiments import run_schema, setup
+from experiments.models import get_model
+from experiments.run_schema import (AXES, INF, KEYS, REQUIRED, RULES, Bad, boolean, choice,
+                                    integer, number, shown, takes)
 
 KINDS = ("train", "synthetic")
-DATASETS = {"mnist": "none", "cifar10": "flip"}  # dataset -> default augmentation
-UPDATERS = ("adam", "amsgrad")
-LR_SCHEDULES = ("linear", "constant")
-AUGMENTATIONS = ("none", "flip")
+DATASETS = run_schema.DATASETS
+UPDATERS = RULES
+LR_SCHEDULES = run_schema.LR_SCHEDULES
+AUGMENTATIONS = run_schema.AUGMENTATIONS
 PROBLEMS = ("online", "stochastic")
 DTYPES = ("float32", "float64")
 LR_DECAYS = ("constant", "sqrt")
@@ -71,152 +72,61 @@ class ConfigError(ValueError):
     """A mistake in a config: the message is one line naming file, key and problem."""
 
 
-# Value checkers: return the normalised value or raise _Bad with what was expected.
-class _Bad(Exception):
-    pass
-
-
-def _shown(value):
-    """A value as the user wrote it (YAML spelling), short."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return repr(value)
-    return {list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
-
-
-def _integer(minimum):
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise _Bad(f"expected an integer, got {_shown(v)}")
-        if v < minimum:
-            raise _Bad(f"expected an integer >= {minimum}, got {v}")
-        return v
-    return check
-
-
-def _optional(check):
-    return lambda v: None if v is None else check(v)
-
-
-def _number(low, high, low_open=False, high_open=False):
-    def check(v):
-        if isinstance(v, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", v.strip()):
-            v = float(v)  # YAML 1.1 reads 1e-8 as a string
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise _Bad(f"expected a number, got {_shown(v)}")
-        v = float(v)
-        if (v < low or (low_open and v == low)) or (v > high or (high_open and v == high)):
-            lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-            where = f"{'>' if low_open else '>='} {low:g}" if high == INF else \
-                f"in {lo}{low:g}, {high:g}{hi}"
-            raise _Bad(f"expected a number {where}, got {v!r}")
-        return v
-    return check
-
-
-def _boolean(v):
-    if not isinstance(v, bool):
-        raise _Bad(f"expected true or false, got {_shown(v)}")
-    return v
-
-
-def _choice(what, choices):
-    def check(v):
-        if v not in choices:
-            hint = _did_you_mean(v, choices) if isinstance(v, str) else ""
-            raise _Bad(f"unknown {what} {_shown(v)}{hint}; choose from {', '.join(choices)}")
-        return v
-    return check
-
-
 def _list_of(check):
     def check_list(v):
         v = [v] if isinstance(v, str) else v
         if not isinstance(v, list) or not v:
-            raise _Bad(f"expected a non-empty list, got {_shown(v)}")
+            raise Bad(f"expected a non-empty list, got {shown(v)}")
         checked = [check(x) for x in v]
         if len(set(checked)) != len(checked):
-            raise _Bad(f"{_shown(next(x for x in checked if checked.count(x) > 1))} given twice")
+            raise Bad(f"{shown(next(x for x in checked if checked.count(x) > 1))} given twice")
         return checked
     return check_list
 
 
 def _name(v):
     if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", v):
-        raise _Bad(f"expected a folder name (letters, digits, _ . = -), got {_shown(v)}")
+        raise Bad(f"expected a folder name (letters, digits, _ . = -), got {shown(v)}")
     return v
 
 
 def check_value(key, value):
     """Check one value of the training setting ``key`` (as on a grid axis, or given to
     ``--only``); returns it normalised or raises ``ValueError`` saying what was expected."""
-    try:
-        return TRAIN_KEYS[key][0](value)
-    except _Bad as e:
-        raise ValueError(str(e)) from None
+    return run_schema.check(key, value)
 
 
 def did_you_mean(word, candidates):
     """`` (did you mean 'x'?)`` for the closest of ``candidates``, or ``''``."""
-    return _did_you_mean(word, candidates)
+    return run_schema.did_you_mean(word, candidates, ALIASES)
 
 
-def _did_you_mean(word, candidates):
-    if ALIASES.get(word) in candidates:
-        return f" (did you mean {ALIASES[word]!r}?)"
-    close = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-INF = float("inf")
-# key -> (checker, default); a default of _REQUIRED must be given.
-_REQUIRED = object()
-HYPERPARAMETERS = {
-    "updater": (_choice("updater", UPDATERS), _REQUIRED),
-    "learning_rate": (_number(0, INF, low_open=True), 0.001),
-    "beta1": (_number(0, 1, high_open=True), 0.9),
-    "beta2": (_number(0, 1, high_open=True), 0.999),
-    "epsilon": (_number(0, INF), 1e-8),
-    "bias_correction": (_boolean, True),
-}
-TRAIN_KEYS = {
-    "model": (_choice("model", MODEL_NAMES), _REQUIRED),
-    "dataset": (_choice("dataset", tuple(DATASETS)), None),  # None: the model's
-    "epochs": (_integer(1), 150),
-    "batch_size": (_integer(1), 128),
-    "val_batch_size": (_integer(1), 1024),
-    "lr_schedule": (_choice("lr_schedule", LR_SCHEDULES), "linear"),
-    "augmentation": (_choice("augmentation", AUGMENTATIONS), None),  # None: dataset's
-    "train_subset": (_optional(_integer(1)), None),
-    "val_subset": (_optional(_integer(1)), None),
-    **HYPERPARAMETERS,
-}
+# The training keys but the setup keys, as (checker, default); a default of REQUIRED
+# must be given. A view of experiments.run_schema.TABLE.
+HYPERPARAMETERS = {k: (KEYS[k].check, KEYS[k].default) for k in run_schema.OPTIMIZER_KEYS}
+TRAIN_KEYS = {k: (KEYS[k].check, KEYS[k].default)
+              for k in run_schema.SETTING_KEYS + run_schema.OPTIMIZER_KEYS}
+_REQUIRED = REQUIRED
 # The synthetic experiment is one run of several lanes; its keys are those of
 # experiments.synthetic.DEFAULTS, which also supplies the defaults (None here).
 SYNTHETIC_KEYS = {
-    "problems": (_list_of(_choice("problem", PROBLEMS)), None),
-    "rules": (_list_of(_choice("rule", UPDATERS)), None),
-    "steps": (_integer(1), None),
-    "record_every": (_integer(1), None),
-    "learning_rate": (_number(0, INF, low_open=True), None),
-    "beta1": (_number(0, 1, high_open=True), None),
-    "beta2": (_number(0, 1, high_open=True), None),
-    "epsilon": (_number(0, INF), None),
-    "bias_correction": (_boolean, None),
-    "lr_decay": (_choice("lr_decay", LR_DECAYS), None),
-    "seed": (_integer(0), None),
-    "dtype": (_choice("dtype", DTYPES), None),
+    "problems": (_list_of(choice("problem", PROBLEMS)), None),
+    "rules": (_list_of(choice("rule", ("adam", "amsgrad"))), None),
+    "steps": (integer(1), None),
+    "record_every": (integer(1), None),
+    "learning_rate": (number(0, INF, low_open=True), None),
+    "beta1": (number(0, 1, high_open=True), None),
+    "beta2": (number(0, 1, high_open=True), None),
+    "epsilon": (number(0, INF), None),
+    "bias_correction": (boolean, None),
+    "lr_decay": (choice("lr_decay", LR_DECAYS), None),
+    "seed": (integer(0), None),
+    "dtype": (choice("dtype", DTYPES), None),
 }
 # What a run asks of a Ray cluster (``resources:``): not settings of the experiment.
-RESOURCES = {"num_cpus": _number(0, INF, low_open=True), "num_gpus": _number(0, INF)}
-# Short names a user may reach for (they are the labels of run ids).
-ALIASES = {"lr": "learning_rate", "b1": "beta1", "b2": "beta2", "eps": "epsilon",
-           "bc": "bias_correction", "seed": "seeds", "gpus": "num_gpus", "cpus": "num_cpus"}
-# What may be an axis under grid:, in the order used in run ids.
-AXES = ("updater", "learning_rate", "beta1", "beta2", "epsilon", "bias_correction")
+RESOURCES = {"num_cpus": number(0, INF, low_open=True), "num_gpus": number(0, INF)}
+# Short names a user may reach for (most are the labels of run ids).
+ALIASES = {**run_schema.ALIASES, "seed": "seeds", "gpus": "num_gpus", "cpus": "num_cpus"}
 
 
 @dataclass(frozen=True)
@@ -234,11 +144,25 @@ class GridConfig:
     seeds: tuple
     path: str = field(default="<config>", compare=False)
     resources: dict = field(default_factory=dict, compare=False)
+    rules: dict = field(default_factory=dict)
+
+    def rule_settings(self, rule):
+        """``(fixed, axes)`` of the runs of ``rule``: the settings and axes it takes,
+        its own values of ``rules:`` in place of the grid's (a list: an axis)."""
+        fixed = {k: v for k, v in self.fixed.items() if takes(rule, k)}
+        axes = {k: v for k, v in self.grid.items() if k != "updater" and takes(rule, k)}
+        for key, value in self.rules.get(rule, {}).items():
+            (fixed.pop if isinstance(value, tuple) else axes.pop)(key, None)
+            (axes if isinstance(value, tuple) else fixed)[key] = value
+        return fixed, {k: axes[k] for k in AXES if k in axes}
 
     def to_dict(self):
         """The config as plain YAML-able data (fixed settings at the top level)."""
         data = {"name": self.name, "kind": self.kind, **self.fixed,
                 "grid": {k: list(v) for k, v in self.grid.items()}, "seeds": list(self.seeds)}
+        if self.rules:
+            data["rules"] = {r: {k: list(v) if isinstance(v, tuple) else v
+                                 for k, v in own.items()} for r, own in self.rules.items()}
         return dict(data, resources=dict(self.resources)) if self.resources else data
 
 
@@ -285,22 +209,21 @@ def parse_config(data, path="<config>", default_name=None):
     def check(checker, value, key):
         try:
             return checker(value)
-        except _Bad as e:
+        except Bad as e:
             fail(key, str(e))
 
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level, "
-                          f"got {_shown(data)}")
+                          f"got {shown(data)}")
     kind = data.get("kind", "train")
     if kind not in KINDS:
-        fail("kind", f"unknown kind {_shown(kind)}{_did_you_mean(kind, KINDS)}; "
+        fail("kind", f"unknown kind {shown(kind)}{did_you_mean(kind, KINDS)}; "
                      f"choose from {', '.join(KINDS)}")
-    schema = TRAIN_KEYS if kind == "train" else SYNTHETIC_KEYS
-    top = ("name", "kind", "grid", "seeds", "resources") + setup.KEYS if kind == "train" \
-        else ("name", "kind")
+    schema = KEYS if kind == "train" else SYNTHETIC_KEYS
+    top = _TOP if kind == "train" else ("name", "kind")
     for key in data:
         if key not in schema and key not in top:
-            fail(key, "unknown key" + _did_you_mean(key, list(schema) + list(top)))
+            fail(key, "unknown key" + did_you_mean(key, list(schema) + list(top)))
     name = data.get("name", default_name)
     if name is None:
         fail("name", "missing: name the grid (its results folder)")
@@ -310,40 +233,22 @@ def parse_config(data, path="<config>", default_name=None):
         fixed = {k: check(schema[k][0], data[k], k) for k in schema if k in data}
         return GridConfig(name=name, kind=kind, fixed=fixed, grid={}, seeds=(), path=path)
 
-    raw_grid = data.get("grid", {})
-    if not isinstance(raw_grid, dict):
-        fail("grid", f"expected a mapping of axis: [values], got {_shown(raw_grid)}")
-    grid = {}
-    for key, values in raw_grid.items():
-        k = f"grid.{key}"
-        if key not in AXES:
-            why = "not something a grid can vary" if key in schema or key in setup.KEYS else \
-                "unknown axis" + _did_you_mean(key, AXES)
-            fail(k, f"{why}; axes are {', '.join(AXES)}")
-        if key in data:
-            fail(k, f"given both fixed ({key}: ...) and as an axis; keep one")
-        if not isinstance(values, list):
-            fail(k, f"expected a list of values, got {_shown(values)}")
-        if not values:
-            fail(k, "empty axis: give at least one value")
-        grid[key] = tuple(check(_list_of(schema[key][0]), values, k))
-    grid = {k: grid[k] for k in AXES if k in grid}  # run-id order
-
-    fixed = {}
-    for key, (checker, default) in schema.items():
-        if key in grid:
+    grid, rules = _axes(data, fail, check)
+    fixed, grid_rules = {}, _grid_rules(data, grid)
+    for key in KEYS:  # a rule's key only if a rule of the grid takes it
+        if key in grid or key in setup.KEYS or not any(takes(r, key) for r in grid_rules):
             continue
         if key in data:
-            fixed[key] = check(checker, data[key], key)
-        elif default is _REQUIRED:
+            fixed[key] = check(KEYS[key].check, data[key], key)
+        elif KEYS[key].default is REQUIRED:
             fail(key, "missing: give it fixed, or as a list under grid:")
         else:
-            fixed[key] = default
+            fixed[key] = KEYS[key].default
 
     seeds = data.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = list(range(check(_integer(1), seeds, "seeds")))
-    seeds = check(_list_of(_integer(0)), seeds, "seeds")
+        seeds = list(range(check(integer(1), seeds, "seeds")))
+    seeds = check(_list_of(integer(0)), seeds, "seeds")
 
     model_dataset = get_model(fixed["model"]).dataset
     if fixed["dataset"] is None:
@@ -354,25 +259,93 @@ def parse_config(data, path="<config>", default_name=None):
     if fixed["augmentation"] is None:
         fixed["augmentation"] = DATASETS[fixed["dataset"]]
     for key in setup.KEYS:  # every setup key, a missing one at its legacy value
-        if key not in data:
-            fixed[key] = setup.legacy(key, fixed["dataset"])
-            continue
-        try:
-            fixed[key] = setup.check(key, data[key])
-        except ValueError as e:
-            fail(key, str(e))
+        fixed[key] = check(KEYS[key].check, data[key], key) if key in data \
+            else run_schema.default(key, fixed["dataset"])
         why = setup.not_applicable(key, fixed[key], fixed["model"])
         if why:
             fail(key, f"{why}; leave the key out")
 
     resources = data.get("resources") or {}
     if not isinstance(resources, dict):
-        fail("resources", f"expected a mapping such as {{num_gpus: 1}}, got {_shown(resources)}")
+        fail("resources", f"expected a mapping such as {{num_gpus: 1}}, got {shown(resources)}")
     resources = dict(resources)
     for key, value in resources.items():
         if key not in RESOURCES:
-            fail(f"resources.{key}", "unknown resource" + _did_you_mean(key, RESOURCES)
+            fail(f"resources.{key}", "unknown resource" + did_you_mean(key, RESOURCES)
                  + f"; choose from {', '.join(RESOURCES)}")
         resources[key] = check(RESOURCES[key], value, f"resources.{key}")
     return GridConfig(name=name, kind=kind, fixed=fixed, grid=grid, seeds=tuple(seeds),
-                      path=path, resources=resources)
+                      path=path, resources=resources, rules=rules)
+
+
+_TOP = ("name", "kind", "grid", "rules", "seeds", "resources")
+
+
+def _grid_rules(data, grid):
+    """The rules of a grid: its updater axis, or the fixed updater."""
+    if "updater" in grid:
+        return grid["updater"]
+    return (data["updater"],) if data.get("updater") in RULES else RULES
+
+
+def _takers(key, rules):
+    """Why no rule of ``rules`` takes ``key``, or None."""
+    if any(takes(r, key) for r in rules):
+        return None
+    takers = run_schema.rules_taking(key)
+    return (f"no rule of this grid ({', '.join(rules)}) takes it ({', '.join(takers)} "
+            f"do{'es' if len(takers) == 1 else ''})")
+
+
+def _axes(data, fail, check):
+    """The grid's axes (``grid:``) and the rules' own values (``rules:``), checked:
+    ``({key: values}, {rule: {key: value or (values,)}})``, both in run-id order."""
+    raw = data.get("grid", {})
+    if not isinstance(raw, dict):
+        fail("grid", f"expected a mapping of axis: [values], got {shown(raw)}")
+    grid = {}
+    for key in sorted(raw, key=lambda k: k != "updater"):  # the rules first
+        values, k = raw[key], f"grid.{key}"
+        if key not in AXES:
+            why = "not something a grid can vary" if key in KEYS else \
+                "unknown axis" + did_you_mean(key, AXES)
+            fail(k, f"{why}; axes are {', '.join(AXES)}")
+        if key in data:
+            fail(k, f"given both fixed ({key}: ...) and as an axis; keep one")
+        if not isinstance(values, list):
+            fail(k, f"expected a list of values, got {shown(values)}")
+        if not values:
+            fail(k, "empty axis: give at least one value")
+        grid[key] = tuple(check(_list_of(KEYS[key].check), values, k))
+    if "updater" not in grid and "updater" in data:
+        check(KEYS["updater"].check, data["updater"], "updater")
+    rules = _grid_rules(data, grid)
+    for key in [*data, *grid]:
+        why = key in KEYS and KEYS[key].rules is not None and _takers(key, rules)
+        if why:
+            fail(key if key in data else f"grid.{key}", why)
+
+    raw_rules = data.get("rules", {})
+    if not isinstance(raw_rules, dict):
+        fail("rules", f"expected a mapping of rule: {{key: value or [values]}}, "
+                      f"got {shown(raw_rules)}")
+    own = {}
+    for rule, values in raw_rules.items():
+        k = f"rules.{rule}"
+        if rule not in rules:
+            fail(k, f"not a rule of this grid ({', '.join(rules)})"
+                    + did_you_mean(rule, rules))
+        if not isinstance(values, dict) or not values:
+            fail(k, f"expected a mapping of key: value or [values], got {shown(values)}")
+        mine = [key for key in run_schema.OPTIMIZER_KEYS if key != "updater"
+                and takes(rule, key)]
+        for key, value in values.items():
+            if key not in mine:
+                fail(f"{k}.{key}", f"{rule} does not take it; it takes {', '.join(mine)}"
+                     + did_you_mean(key, mine))
+        own[rule] = {key: tuple(check(_list_of(KEYS[key].check), values[key], f"{k}.{key}"))
+                     if isinstance(values[key], list) else
+                     check(KEYS[key].check, values[key], f"{k}.{key}")
+                     for key in AXES if key in values}
+    grid = {k: grid[k] for k in AXES if k in grid}  # run-id order
+    return grid, {r: own[r] for r in rules if r in own}

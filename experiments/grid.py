@@ -21,15 +21,13 @@ import os
 
 import yaml
 
-from experiments import setup, storage
-from experiments.config import AXES, TRAIN_KEYS, ConfigError, check_value, did_you_mean
+from experiments import run_schema, storage
+from experiments.config import ConfigError, check_value, did_you_mean
 from experiments.executors import MAX_ATTEMPTS
 from experiments.results import (DONE_STATES, GRID_FILE, CorruptFileError, RunStore,
                                  atomic_write_text)
 
-# How each axis appears in run ids (None: the bare value); also accepted by --only.
-ID_LABELS = {"updater": None, "learning_rate": "lr", "beta1": "b1", "beta2": "b2",
-             "epsilon": "eps", "bias_correction": "bc"}
+from experiments.run_schema import AXES, ID_LABELS
 
 __all__ = ["expand_grid", "run_id", "with_epochs", "select", "check_grid_dir", "Plan",
            "plan", "DONE_STATES"]
@@ -51,23 +49,28 @@ def run_id(run, axes):
 
 def expand_grid(config):
     """One run dict per seed and combination of axis values, seeds outermost (so the
-    first runs cover every setting once).
+    first runs cover every setting once), then rule by rule (:meth:`~experiments.config.GridConfig.rule_settings`).
 
-    A run dict is the resolved run config: ``name`` (the grid), ``run_id``, every
-    setting of :data:`~experiments.config.TRAIN_KEYS`, every setup key
-    (:mod:`experiments.setup`) and ``seed``.
+    A run dict is the resolved run config: ``name`` (the grid), ``run_id``, every key of
+    :data:`~experiments.run_schema.TABLE` its rule takes (the setup keys too) and
+    ``seed``. Its id names the grid's axes its rule takes and the rule's own axes.
     """
     if config.kind != "train":
         raise ValueError(f"{config.path}: a {config.kind} config has no grid of runs")
-    axes = list(config.grid)
+    rules = config.grid.get("updater") or (config.fixed["updater"],)
+    per_rule = {rule: config.rule_settings(rule) for rule in rules}
     runs = []
     for seed in config.seeds:
-        for values in itertools.product(*config.grid.values()):
-            settings = {**config.fixed, **dict(zip(axes, values)), "seed": seed}
-            run = {"name": config.name, "run_id": run_id(settings, axes)}
-            run.update((k, settings[k]) for k in (*TRAIN_KEYS, *setup.KEYS))
-            run["seed"] = seed
-            runs.append(run)
+        for rule in rules:
+            fixed, axes = per_rule[rule]
+            id_axes = ["updater"] * ("updater" in config.grid) + list(axes)
+            for values in itertools.product(*axes.values()):
+                settings = {**fixed, **dict(zip(axes, values)), "updater": rule}
+                run = {"name": config.name,
+                       "run_id": run_id(dict(settings, seed=seed), id_axes)}
+                run.update((k, settings[k]) for k in run_schema.KEYS if k in settings)
+                run["seed"] = seed
+                runs.append(run)
     return runs
 
 
@@ -87,7 +90,13 @@ def select(runs, config, only):
     values are read as YAML (``bc=off``, ``lr=1e-3``). A key or value the grid does not
     have raises :class:`ConfigError`.
     """
-    choices = dict(config.grid, seed=config.seeds)
+    choices = {}
+    for rule in config.grid.get("updater") or (config.fixed["updater"],):
+        for key, values in config.rule_settings(rule)[1].items():
+            choices[key] = tuple(dict.fromkeys(choices.get(key, ()) + tuple(values)))
+    choices = {**{k: choices[k] for k in AXES if k in choices}, "seed": config.seeds}
+    if "updater" in config.grid:
+        choices = {"updater": config.grid["updater"], **choices}
     aliases = {label: axis for axis, label in ID_LABELS.items() if label}
     wanted = {}
     for item in only or ():
@@ -115,20 +124,25 @@ def select(runs, config, only):
             shown = ", ".join(_id_value(v) for v in choices[key])
             raise ConfigError(f"--only {item!r}: not in this grid; {key} is one of {shown}")
         wanted.setdefault(key, []).append(value)
-    return [r for r in runs if all(r[k] in vs for k, vs in wanted.items())]
+    return [r for r in runs if all(r.get(k) in vs for k, vs in wanted.items())]
 
 
 def _grid_settings(config):
-    """What grid.yaml records: the setup keys at their legacy values left out, so a
-    grid of before the keys existed reads as the same setup."""
-    return {"kind": config.kind, "axes": list(config.grid), **setup.canonical(config.fixed)}
+    """What grid.yaml records: the keys added later at their defaults left out
+    (:func:`~experiments.run_schema.canonical`), so a grid of before they existed reads
+    as the same; the rules' own values (``rules``) where there are any."""
+    settings = {"kind": config.kind, "axes": list(config.grid),
+                **run_schema.canonical(config.fixed)}
+    if config.rules:
+        settings["rules"] = config.to_dict()["rules"]
+    return settings
 
 
 def _as_then(stored, model):
     """A stored grid or run config with the setup keys it lacks at the values the code
     used before they existed (as it stands if it is not a config at all)."""
     try:
-        return setup.resolve({"model": model, **stored})
+        return run_schema.resolve({"model": model, **stored})
     except (TypeError, ValueError, KeyError):
         return stored
 
@@ -155,7 +169,7 @@ def check_grid_dir(config, grid_dir, write=False):
                               + yaml.safe_dump({"name": config.name, "config": config.path,
                                                 "settings": settings}, sort_keys=False))
         return
-    stored, settings = _as_then(stored, settings["model"]), setup.resolve(settings)
+    stored, settings = _as_then(stored, settings["model"]), run_schema.resolve(settings)
     if stored != settings:
         missing = "(unset)"
         diffs = "; ".join(f"{k}: {stored.get(k, missing)!r} -> {settings.get(k, missing)!r}"

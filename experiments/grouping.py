@@ -1,8 +1,9 @@
 """Which runs can train together in one compiled program, and how many at a time.
 
 Runs of one config that follow one rule of the library
-(:func:`~experiments.engines.base.optimizer_family`: Adam, AMSGrad and AdamW are one)
-and differ only in its hyperparameters and seed (the keys of :data:`PER_RUN_KEYS`) are
+(:func:`~experiments.run_schema.family`: Adam, AMSGrad and AdamW are one)
+and differ only in its hyperparameters and seed (the keys of :data:`PER_RUN_KEYS`, the
+``per_run`` column of :data:`~experiments.run_schema.TABLE`) are
 *compatible*: the grouped engine
 (:mod:`experiments.engines.jax_group`) steps any number of them at once, with their
 hyperparameters as per-run arrays. :func:`group_runs` splits a list of runs into
@@ -17,12 +18,8 @@ and activation sizes.
 import math
 import os
 
-from . import models, setup
-from .engines.base import optimizer_family
-
-#: Keys in which the runs of one group may differ (the rule's too: same family).
-PER_RUN_KEYS = ("run_id", "updater", "learning_rate", "lr", "beta1", "beta2", "epsilon",
-                "bias_correction", "momentum", "weight_decay", "seed")
+from . import models, run_schema
+from .run_schema import PER_RUN_KEYS
 #: Share of the free memory ``'auto'`` plans to fill (XLA needs room of its own).
 MEMORY_FRACTION = 0.6
 #: Bytes of float32.
@@ -34,10 +31,10 @@ __all__ = ["PER_RUN_KEYS", "compatibility_key", "check_group", "model_costs", "r
 
 def compatibility_key(run):
     """What must be equal for runs to share a group: the updater's rule and every
-    setting but :data:`PER_RUN_KEYS` (a missing setup key as
-    :func:`experiments.setup.resolve` reads it), as a hashable tuple."""
-    rule = ("rule", optimizer_family(run["updater"]))
-    run = setup.resolve(run) if "model" in run else run
+    setting but :data:`PER_RUN_KEYS` (a missing legacy key as
+    :func:`experiments.run_schema.resolve` reads it), as a hashable tuple."""
+    rule = ("rule", run_schema.family(run["updater"]))
+    run = run_schema.resolve(run) if "model" in run else run
     return (rule,) + tuple(sorted((k, repr(v)) for k, v in run.items() if k not in PER_RUN_KEYS))
 
 

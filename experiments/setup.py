@@ -24,9 +24,10 @@ pick either:
 A key that is not given means what the code did before the keys existed
 (:data:`LEGACY`: no mean subtraction for CIFAR-10 but for MNIST, gain sqrt 2,
 averages over examples, the gradient to every tied maximum, the device's precision),
-so results written then load and resume unchanged: :func:`canonical` drops the keys
-at those values before a run config is hashed, and :func:`resolve` fills them in
-before two configs are compared.
+so results written then load and resume unchanged: the run schema
+(:mod:`experiments.run_schema`, where these keys are rows of the one table) drops them
+at those values before a run config is hashed, and fills them in before two configs
+are compared.
 """
 import math
 from dataclasses import dataclass, fields
@@ -43,8 +44,8 @@ LEGACY = {"he_gain": "relu", "val_average": "examples", "maxpool_tie_gradient": 
 #: ``subtract_mean`` before the keys existed, per dataset.
 LEGACY_SUBTRACT_MEAN = {"mnist": True, "cifar10": False}
 
-__all__ = ["KEYS", "LEGACY", "Setup", "check", "legacy", "resolve", "canonical",
-           "not_applicable", "he_gain_value", "engine_problem"]
+__all__ = ["KEYS", "LEGACY", "Setup", "check", "legacy", "not_applicable", "he_gain_value",
+           "engine_problem"]
 
 
 def check(key, value):
@@ -74,31 +75,9 @@ def check(key, value):
     raise KeyError(key)
 
 
-def _dataset(run):
-    if run.get("dataset") is None and "model" not in run:
-        return None  # not a training config: no setup keys to speak of
-    return run.get("dataset") or models.get_model(run["model"]).dataset
-
-
 def legacy(key, dataset):
     """What a missing ``key`` means for a run on ``dataset``."""
     return LEGACY_SUBTRACT_MEAN[dataset] if key == "subtract_mean" else LEGACY[key]
-
-
-def resolve(run):
-    """``run`` (a run or grid config dict with ``model``) with every setup key given:
-    a missing one as :func:`legacy`."""
-    dataset = _dataset(run)
-    return {**run, **{k: run[k] if k in run else legacy(k, dataset) for k in KEYS}}
-
-
-def canonical(run):
-    """``run`` without the setup keys at their :func:`legacy` values: what identifies
-    a run (its config hash) and a grid, as before the keys existed."""
-    dataset = _dataset(run)
-    if dataset is None:
-        return dict(run)
-    return {k: v for k, v in run.items() if k not in KEYS or v != legacy(k, dataset)}
 
 
 def not_applicable(key, value, model):
@@ -156,5 +135,6 @@ class Setup:
     @classmethod
     def from_run(cls, run):
         """The setup of a run config dict (missing keys: :func:`legacy`)."""
+        from .run_schema import resolve  # the schema's table holds these keys
         resolved = resolve(run)
         return cls(**{k: resolved[k] for k in KEYS})

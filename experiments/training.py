@@ -47,9 +47,10 @@ import time
 
 import numpy as np
 
-from . import grouping, models, setup
+from . import grouping, models, run_schema
 from .engines import get_engine
 from .engines.base import GroupOfOne, Hyperparameters
+from .run_schema import RunConfig
 from .storage import is_storage_fault
 
 #: ``checkpoint_every=None`` in a group: checkpoint once the time since the last one is
@@ -74,9 +75,9 @@ def learning_rate(lr0, epoch, n_epochs, schedule="linear"):
 
 def config_hash(run):
     """A short hash of the run config; a checkpoint only resumes the config it was made by.
-    Setup keys at the values the code used before they existed do not count
-    (:func:`experiments.setup.canonical`), so older checkpoints keep resuming."""
-    text = json.dumps(setup.canonical(run), sort_keys=True, default=str)
+    Keys at the defaults they had before they existed do not count
+    (:func:`experiments.run_schema.canonical`), so older checkpoints keep resuming."""
+    text = json.dumps(run_schema.canonical(run), sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -109,27 +110,26 @@ def is_finite(*values):
 
 
 def run_setup(run, dataset=None, data_dir=None, quiet=False):
-    """What a run's config fixes before training, checked: ``(spec, n_epochs, schedule,
-    dataset, flip, setup)``, the dataset loaded if not given, preprocessed as the
-    run's setup says (:func:`experiments.data.preprocess`) and cut to its subsets."""
-    spec = models.get_model(run["model"])
-    if (run.get("dataset") or spec.dataset) != spec.dataset:
+    """What a run's config fixes before training, checked (:class:`RunConfig`):
+    ``(spec, n_epochs, schedule, dataset, flip, setup)``, the dataset loaded if not
+    given, preprocessed as the run's setup says (:func:`experiments.data.preprocess`)
+    and cut to its subsets."""
+    config = run if isinstance(run, RunConfig) else RunConfig.from_run(run)
+    spec = models.get_model(config.model)
+    if config.dataset != spec.dataset:
         raise ValueError(f"model {spec.name!r} trains on {spec.dataset!r}, "
-                         f"not dataset {run['dataset']!r}")
-    n_epochs = int(run["epochs"])
-    schedule = run.get("lr_schedule") or "linear"
+                         f"not dataset {config.dataset!r}")
+    n_epochs = config.epochs
+    schedule = config.lr_schedule
     learning_rate(1.0, 0, n_epochs, schedule)  # checks the schedule name
-    augmentation = run.get("augmentation")
-    if augmentation not in (None, "flip", "none"):
-        raise ValueError(f"unknown augmentation {augmentation!r}; choose from flip, none")
-    keys = setup.Setup.from_run(run)
+    keys = config.setup()
     from .data import load_dataset, preprocess, subset
     if dataset is None:
         dataset = load_dataset(spec.dataset, data_dir, quiet=quiet,
                                subtract_mean=keys.subtract_mean)
     dataset = preprocess(dataset, keys.subtract_mean)
-    dataset = subset(dataset, run.get("train_subset"), run.get("val_subset"))
-    flip = dataset.flip if augmentation is None else augmentation == "flip"
+    dataset = subset(dataset, config.train_subset, config.val_subset)
+    flip = dataset.flip if config.augmentation is None else config.augmentation == "flip"
     return spec, n_epochs, schedule, dataset, flip, keys
 
 
@@ -138,6 +138,7 @@ class _Member:
 
     def __init__(self, run, store):
         self.run, self.store = run, store
+        self.config = RunConfig.from_run(run)
         self.rows, self.start = [], 0
         self.status = store.read_status() or {}
         self.checkpoint = store.load_checkpoint()
@@ -201,7 +202,7 @@ def _resume(live, eng):
     resumed = False
     for m in live:
         m.digest = config_hash(m.run)
-        m.lr0 = float(m.run["lr"] if "lr" in m.run else m.run["learning_rate"])
+        m.lr0 = m.config.learning_rate
         if m.checkpoint is not None:
             meta = m.checkpoint[1]
             if meta.get("config_hash") != m.digest:
@@ -287,13 +288,12 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     if not live:
         return [m.status for m in members]
 
-    run0, alone = runs[0], len(runs) == 1
+    run0, alone = live[0].config, len(runs) == 1
     spec, n_epochs, schedule, dataset, flip, keys = run_setup(run0, dataset, data_dir, quiet)
-    batch_size = int(run0.get("batch_size", 128))
-    val_batch_size = int(run0.get("val_batch_size", 1024))
+    batch_size, val_batch_size = run0.batch_size, run0.val_batch_size
 
-    hparams = [Hyperparameters.from_run(m.run) for m in live]
-    seeds = [int(m.run["seed"]) for m in live]
+    hparams = [Hyperparameters.from_run(m.config) for m in live]
+    seeds = [m.config.seed for m in live]
     eng = _make_engine(engine, spec, dataset, hparams, seeds, keys, engine_options or {},
                        alone)
     _resume(live, eng)
@@ -308,7 +308,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     bar = None
     if not quiet:
         from tqdm.auto import tqdm
-        desc = (f"{spec.name} {run0['updater']} seed {run0['seed']}" if alone
+        desc = (f"{spec.name} {run0.updater} seed {run0.seed}" if alone
                 else f"{spec.name} group of {len(live)}")
         bar = tqdm(total=n_epochs, initial=first, position=position, leave=position is None,
                    desc=desc, unit="epoch", dynamic_ncols=True)

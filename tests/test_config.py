@@ -43,7 +43,8 @@ def test_blog_grids_are_the_posts(name):
         "model": name, "dataset": dataset, "epochs": 150, "batch_size": 128,
         "val_batch_size": 1024, "lr_schedule": "linear",
         "augmentation": "none" if dataset == "mnist" else "flip",
-        "train_subset": None, "val_subset": None, "beta1": 0.9, "epsilon": 1e-8, **published}
+        "train_subset": None, "val_subset": None, "beta1": 0.9, "epsilon": 1e-8,
+        "variant": "lasagne", **published}
 
 
 def test_smoke_is_small():

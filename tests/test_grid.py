@@ -119,7 +119,7 @@ def test_run_dict_is_the_resolved_config():
                    "lr_schedule": "linear", "augmentation": "none", "train_subset": None,
                    "val_subset": None, "updater": "adam", "learning_rate": 0.01, "beta1": 0.9,
                    "beta2": 0.999, "epsilon": 1e-8, "bias_correction": True,
-                   "subtract_mean": True, "he_gain": "relu", "val_average": "examples",
+                   "variant": "lasagne", "subtract_mean": True, "he_gain": "relu", "val_average": "examples",
                    "maxpool_tie_gradient": "all", "precision": "default", "seed": 0}
 
 

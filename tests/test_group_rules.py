@@ -33,7 +33,7 @@ def rule_runs():
     base = dict(LOGREG, epochs=2)
     spec = [("sgd", 0.1, {}), ("sgd", 0.05, {}),
             ("momentum", 0.05, {"momentum": 0.9}), ("momentum", 0.05, {"momentum": 0.5}),
-            ("nesterov", 0.05, {"momentum": 0.9}),
+            ("nesterov_momentum", 0.05, {"momentum": 0.9}),
             ("adamw", 1e-3, {"weight_decay": 0.1}), ("adamw", 1e-3, {"weight_decay": 0.01}),
             ("adam", 1e-3, {}), ("amsgrad", 1e-3, {})]
     return [dict(base, run_id=f"{u}_{i}_seed={s}", updater=u, learning_rate=lr, seed=s, **extra)
@@ -45,7 +45,7 @@ def test_every_rule_trains_in_a_group_as_alone(mnist, tmp_path):
     runs = rule_runs()
     groups = group_runs(runs, 100)
     assert sorted(sorted({r["updater"] for r in g}) for g in groups) == [
-        ["adam", "adamw", "amsgrad"], ["momentum"], ["nesterov"], ["sgd"]]
+        ["adam", "adamw", "amsgrad"], ["momentum"], ["nesterov_momentum"], ["sgd"]]
     for group in groups:
         grouped = train_runs(group, [RunStore(tmp_path / "g" / r["run_id"]) for r in group],
                               dataset=mnist, quiet=True)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not (REAL / "mnist" / "train-images-idx3-ubyte.g
                                 reason=f"real data not found in {REAL}")
 
 RUN = dict(name="test", run_id="amsgrad_seed=0", model="logreg", dataset="mnist",
-           updater="amsgrad", lr=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
+           updater="amsgrad", learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
            bias_correction=True, seed=0, epochs=3, batch_size=128, val_batch_size=1024,
            lr_schedule="linear", augmentation="none", train_subset=3000, val_subset=1000)
 
@@ -138,12 +138,12 @@ def test_divergence_ends_the_run(tmp_path, mnist):
     # lr 1e4 saturates the softmax at once: the clipped loss passes no gradient, so the
     # weights freeze (the same val loss every epoch) and the run still finishes.
     frozen = RunStore(tmp_path / "frozen")
-    assert train_run(dict(RUN, lr=1e4), frozen, dataset=mnist, quiet=True)["state"] == "finished"
+    assert train_run(dict(RUN, learning_rate=1e4), frozen, dataset=mnist, quiet=True)["state"] == "finished"
     val = [r["val_loss"] for r in frozen.read_curves()]
     assert val[0] == val[1] == val[2] > 2
     # lr 1e38 overflows the weights to inf: NaN loss, recorded, run ends as diverged.
     store = RunStore(tmp_path / "nan")
-    status = train_run(dict(RUN, lr=1e38), store, dataset=mnist, quiet=True)
+    status = train_run(dict(RUN, learning_rate=1e38), store, dataset=mnist, quiet=True)
     assert status["state"] == "diverged" and status["epochs_done"] == 1
     rows = store.read_curves()
     assert len(rows) == 1 and math.isnan(rows[0]["loss"]) and math.isnan(rows[0]["val_loss"])

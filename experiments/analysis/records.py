@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import yaml
 
+from experiments import run_schema
 from experiments.config import AXES
 from experiments.results import CURVE_FIELDS, GRID_FILE, RunStore
 
@@ -30,7 +31,8 @@ STATS = {"final_val_acc": ("val_acc", "final"), "best_val_acc": ("val_acc", "max
 CLIPPED_LOSS = -0.9 * math.log(1e-7)
 # Hyperparameters a run's config.yaml holds, with the value of runs written before
 # the key existed (the code's default then).
-_DEFAULTS = {"beta1": 0.9, "epsilon": 1e-8, "bias_correction": True}
+_DEFAULTS = {"beta1": 0.9, "epsilon": 1e-8, "bias_correction": True,
+             "variant": run_schema.default("variant")}
 
 
 class ResultsError(Exception):
@@ -107,13 +109,16 @@ def load_results(results_dir, as_frame=False):
 def _hparams(config, path):
     where = os.path.join(path, "config.yaml")
     out = {}
+    rule = config.get("updater")
     for key in AXES:
+        if rule in run_schema.RULES and not run_schema.takes(rule, key):
+            continue  # not a key of this run's rule
         names = (key, "lr") if key == "learning_rate" else (key,)  # 'lr': early runs
         value = next((config[n] for n in names if n in config), _DEFAULTS.get(key))
         if value is None:
             raise ResultsError(f"{where}: missing key {key!r}")
         try:
-            out[key] = (str(value) if key == "updater" else bool(value)
+            out[key] = (str(value) if key in ("updater", "variant") else bool(value)
                         if key == "bias_correction" else float(value))
         except (TypeError, ValueError) as e:
             raise ResultsError(f"{where}: {key}: {e}") from None
@@ -208,13 +213,13 @@ def grid_axes(runs):
     (so a one-value axis still names its setting) and every hyperparameter whose
     value differs between the runs. ``updater`` included; ``seed`` never."""
     declared = {a for folder in group_grids(runs) for a in _declared_axes(folder)}
-    varying = {k for k in AXES if len({r.hparams[k] for r in runs}) > 1}
+    varying = {k for k in AXES if len({r.hparams.get(k) for r in runs}) > 1}
     return tuple(a for a in AXES if a in declared | varying)
 
 
 def setting_of(run, axes):
     """``run``'s values on ``axes``: the key of its setting."""
-    return tuple(run.hparams[a] for a in axes)
+    return tuple(run.hparams.get(a) for a in axes)
 
 
 def is_diverged(run):

@@ -19,7 +19,7 @@ Checkpoint arrays
 ``opt:m:<param>``           Adam family: first moment, float32
 ``opt:v:<param>``           Adam family: second moment (raw, uncorrected)
 ``opt:v_hat:<param>``       AMSGrad: running maximum of ``v``
-``opt:velocity:<param>``    momentum, nesterov: velocity
+``opt:velocity:<param>``    momentum, nesterov_momentum: velocity
 ==========================  ==================================================
 
 The names do not depend on the engine, so a checkpoint written by one engine loads
@@ -32,7 +32,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .. import models
+from .. import models, run_schema
+from ..run_schema import ADAM_FAMILY, RULES as UPDATERS, VARIANTS  # noqa: F401
 from ..setup import Setup, engine_problem, he_gain_value
 
 #: Predictions are clipped to ``[CLIP, 1 - CLIP]`` before the log of the cross-entropy
@@ -40,21 +41,8 @@ from ..setup import Setup, engine_problem, he_gain_value
 #: = 16.118 and has zero gradient.
 CLIP = 1e-7
 
-#: Updaters an engine understands; the experiment's grids use 'adam' and 'amsgrad'.
-UPDATERS = ("adam", "amsgrad", "adamw", "sgd", "momentum", "nesterov")
-ADAM_FAMILY = ("adam", "amsgrad", "adamw")
-VARIANTS = ("lasagne", "pytorch", "optax")  # see amsgrad.rules.adam_step
-
-
-def optimizer_family(updater):
-    """The rule an updater is: 'adam_family' (adam, amsgrad and adamw: one rule with
-    switches, so runs of all three can be stepped together), 'sgd', 'momentum' or
-    'nesterov'."""
-    if updater in ADAM_FAMILY:
-        return "adam_family"
-    if updater not in UPDATERS:
-        raise ValueError(f"unknown updater {updater!r}; choose from {', '.join(UPDATERS)}")
-    return updater
+#: The rule a run steps with in a program (adam, amsgrad and adamw: one, with switches).
+optimizer_family = run_schema.family
 
 
 @dataclass(frozen=True)
@@ -62,11 +50,13 @@ class Hyperparameters:
     """Optimizer hyperparameters of a run, except the learning rate.
 
     The learning rate changes every epoch (the schedule) and is passed to
-    :meth:`Engine.train_epoch`; everything here is fixed for the whole run.
+    :meth:`Engine.train_epoch`; everything here is fixed for the whole run. Values
+    are checked, and default, as :data:`experiments.run_schema.TABLE` says; a rule
+    ignores the keys it does not take.
 
     Parameters
     ----------
-    updater : {'adam', 'amsgrad', 'adamw', 'sgd', 'momentum', 'nesterov'}
+    updater : {'adam', 'amsgrad', 'adamw', 'sgd', 'momentum', 'nesterov_momentum'}
     beta1, beta2, epsilon : float
         Adam family only.
     bias_correction : bool
@@ -75,33 +65,25 @@ class Hyperparameters:
         Where the AMSGrad max is taken and where epsilon enters (the experiment
         uses 'lasagne'); see :func:`amsgrad.rules.adam_step`.
     momentum : float
-        'momentum' and 'nesterov' only.
+        'momentum' and 'nesterov_momentum' only.
     weight_decay : float
         'adamw' only: decoupled decay ``lr * weight_decay * param``.
     """
     updater: str = "amsgrad"
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-    bias_correction: bool = True
-    variant: str = "lasagne"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    beta1: float = run_schema.default("beta1")
+    beta2: float = run_schema.default("beta2")
+    epsilon: float = run_schema.default("epsilon")
+    bias_correction: bool = run_schema.default("bias_correction")
+    variant: str = run_schema.default("variant")
+    momentum: float = run_schema.default("momentum")
+    weight_decay: float = run_schema.default("weight_decay")
 
     def __post_init__(self):
-        if self.updater not in UPDATERS:
-            raise ValueError(f"unknown updater {self.updater!r}; "
-                             f"choose from {', '.join(UPDATERS)}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"unknown variant {self.variant!r}; "
-                             f"choose from {', '.join(VARIANTS)}")
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        if not isinstance(self.bias_correction, (bool, np.bool_)):
-            raise ValueError(f"bias_correction must be true or false, "
-                             f"got {self.bias_correction!r}")
+        for f in fields(self):
+            try:
+                object.__setattr__(self, f.name, run_schema.check(f.name, getattr(self, f.name)))
+            except ValueError as e:
+                raise ValueError(f"{f.name}: {e}") from None
 
     @property
     def amsgrad(self):
@@ -109,9 +91,12 @@ class Hyperparameters:
 
     @classmethod
     def from_run(cls, run):
-        """The hyperparameters of a resolved run config (extra keys are ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in run.items() if k in names})
+        """The hyperparameters of a run: a :class:`~experiments.run_schema.RunConfig`
+        or a run dict (checked as one)."""
+        if not isinstance(run, run_schema.RunConfig):
+            run = run_schema.RunConfig.from_run(run)
+        return cls(**{f.name: getattr(run, f.name) for f in fields(cls)
+                      if getattr(run, f.name) is not None})
 
 
 def optimizer_shapes(spec, hparams):
@@ -120,7 +105,7 @@ def optimizer_shapes(spec, hparams):
     params = models.param_shapes(spec)
     if hparams.updater in ADAM_FAMILY:
         slots = ("m", "v", "v_hat") if hparams.amsgrad else ("m", "v")
-    elif hparams.updater in ("momentum", "nesterov"):
+    elif run_schema.takes(hparams.updater, "momentum"):
         slots = ("velocity",)
     else:
         slots = ()

@@ -17,14 +17,15 @@ __all__ = ["make_optimizer", "run_hyperparameters", "group_hyperparameters", "sw
 
 # optimizer-state field -> checkpoint slot, per family
 _SLOTS = {"adam_family": {"mu": "m", "nu": "v", "nu_max": "v_hat"},
-          "momentum": {"velocity": "velocity"}, "nesterov": {"velocity": "velocity"},
+          "momentum": {"velocity": "velocity"},
+          "nesterov_momentum": {"velocity": "velocity"},
           "sgd": {}}
 # a switch no run of a group uses, as the plain value that compiles it out
 _OFF = {"amsgrad": False, "weight_decay": 0.0}
 
 
 def make_optimizer(family, lr, hyper, variant="lasagne", runs=()):
-    """The optax transformation of rule ``family`` (:func:`.base.optimizer_family`).
+    """The optax transformation of rule ``family`` (:func:`experiments.run_schema.family`).
 
     ``lr`` and the values of ``hyper`` (``beta1``, ``beta2``, ``epsilon``,
     ``bias_correction``, ``amsgrad``, ``weight_decay``, ``momentum``; the rule takes
@@ -40,7 +41,7 @@ def make_optimizer(family, lr, hyper, variant="lasagne", runs=()):
             runs=runs)
     if family == "sgd":
         return amsgrad_optax.sgd(lr)
-    return amsgrad_optax.momentum(lr, hyper["momentum"], nesterov=family == "nesterov")
+    return amsgrad_optax.momentum(lr, hyper["momentum"], nesterov=family == "nesterov_momentum")
 
 
 def run_hyperparameters(h):
