@@ -236,7 +236,13 @@ def parse_config(data, path="<config>", default_name=None):
     grid, rules = _axes(data, fail, check)
     fixed, grid_rules = {}, _grid_rules(data, grid)
     for key in KEYS:  # a rule's key only if a rule of the grid takes it
-        if key in grid or key in setup.KEYS or not any(takes(r, key) for r in grid_rules):
+        takers = [r for r in grid_rules if takes(r, key)]
+        if key in grid or key in setup.KEYS or not takers:
+            continue
+        if all(key in rules.get(r, ()) for r in takers):  # each has its own value
+            if key in data:
+                fail(key, f"every rule that takes it ({', '.join(takers)}) has its own "
+                          f"value under rules:; leave it out")
             continue
         if key in data:
             fixed[key] = check(KEYS[key].check, data[key], key)

@@ -90,10 +90,12 @@ def select(runs, config, only):
     values are read as YAML (``bc=off``, ``lr=1e-3``). A key or value the grid does not
     have raises :class:`ConfigError`.
     """
-    choices = {}
+    choices, fixed = {}, {}
     for rule in config.grid.get("updater") or (config.fixed["updater"],):
-        for key, values in config.rule_settings(rule)[1].items():
+        rule_fixed, axes = config.rule_settings(rule)
+        for key, values in axes.items():
             choices[key] = tuple(dict.fromkeys(choices.get(key, ()) + tuple(values)))
+        fixed = {**rule_fixed, **fixed}
     choices = {**{k: choices[k] for k in AXES if k in choices}, "seed": config.seeds}
     if "updater" in config.grid:
         choices = {"updater": config.grid["updater"], **choices}
@@ -105,7 +107,7 @@ def select(runs, config, only):
             raise ConfigError(f"--only {item!r}: expected key=value, e.g. lr=0.001")
         key = aliases.get(key, key)
         if key not in choices:
-            why = (f"{key!r} is fixed to {config.fixed[key]!r} in this grid" if key in config.fixed
+            why = (f"{key!r} is fixed to {fixed[key]!r} in this grid" if key in fixed
                    else f"unknown key {key!r}{did_you_mean(key, choices)}")
             raise ConfigError(f"--only {item!r}: {why}; choose from {', '.join(choices)}")
         try:

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from experiments import models
+from experiments.config import parse_config
 from experiments.data import Dataset, epoch_batches, load_dataset
 from experiments.engines.base import Hyperparameters, initial_arrays
 from experiments.engines.jax_engine import JaxEngine
 from experiments.engines.jax_group import GroupEngine
+from experiments.grid import expand_grid
 from experiments.grouping import group_runs
 from experiments.results import RunStore
 from experiments.training import train_run, train_runs
@@ -57,6 +59,36 @@ def test_every_rule_trains_in_a_group_as_alone(mnist, tmp_path):
         grouped = RunStore(tmp_path / "g" / run["run_id"]).read_curves()
         assert_same_curves(alone.read_curves(), grouped, LOGREG["val_subset"], steps)
     # every run trains differently, so a mix-up of the per-run values fails above
+    finals = [RunStore(tmp_path / "a" / r["run_id"]).read_curves()[-1]["loss"] for r in runs]
+    assert len(set(finals)) == len(runs)
+
+
+#: A grid mixing Adam, AMSGrad, AdamW and momentum, each rule with values of its own.
+MIXED_GRID = dict(name="mixed", model="logreg", epochs=2, val_batch_size=256,
+                  train_subset=LOGREG["train_subset"], val_subset=LOGREG["val_subset"],
+                  grid={"updater": ["adam", "amsgrad", "adamw", "momentum"],
+                        "learning_rate": [1e-3, 3e-3], "beta2": [0.99]},
+                  rules={"adamw": {"weight_decay": [0.1]},
+                         "momentum": {"learning_rate": [0.05], "momentum": [0.9, 0.5]}},
+                  seeds=2)
+
+
+@needs_mnist
+def test_a_grid_mixing_rules_trains_grouped_as_alone(mnist, tmp_path):
+    runs = expand_grid(parse_config(MIXED_GRID, path="mixed.yaml"))
+    assert len(runs) == 16 and "beta2" not in runs[-1] and runs[-1]["momentum"] == 0.5
+    groups = group_runs(runs, 100)
+    assert sorted(len(g) for g in groups) == [4, 12]  # the Adam family, momentum
+    for group in groups:
+        grouped = train_runs(group, [RunStore(tmp_path / "g" / r["run_id"]) for r in group],
+                             dataset=mnist, quiet=True)
+        assert [s["state"] for s in grouped] == ["finished"] * len(group)
+    steps = -(-LOGREG["train_subset"] // 128) * 128
+    for run in runs:
+        alone = RunStore(tmp_path / "a" / run["run_id"])
+        train_run(run, alone, dataset=mnist, quiet=True)
+        grouped = RunStore(tmp_path / "g" / run["run_id"]).read_curves()
+        assert_same_curves(alone.read_curves(), grouped, LOGREG["val_subset"], steps)
     finals = [RunStore(tmp_path / "a" / r["run_id"]).read_curves()[-1]["loss"] for r in runs]
     assert len(set(finals)) == len(runs)
 

@@ -211,6 +211,45 @@ def test_logreg_trains_identically(config, neighbour, mnist):
     assert gap > 10 * LOGREG_ARRAY_RTOL, f"{config} vs {neighbour}: {gap}"
 
 
+#: Every other rule of the library (and the Adam family's variants), with its learning
+#: rate and the rule next to it that the comparison must tell apart. Epsilon 1e-3 makes
+#: the variants' placement of epsilon matter (with 1e-8 they agree to ~1e-6).
+RULES = {"adamw": (Hyperparameters("adamw", weight_decay=0.5), 1e-3, "adam"),
+         "sgd": (Hyperparameters("sgd"), 0.1, "momentum"),
+         "momentum": (Hyperparameters("momentum", momentum=0.9), 0.1, "nesterov_momentum"),
+         "nesterov_momentum": (Hyperparameters("nesterov_momentum", momentum=0.9), 0.1,
+                               "momentum"),
+         "amsgrad-pytorch": (Hyperparameters("amsgrad", epsilon=1e-3, variant="pytorch"),
+                             1e-3, "amsgrad-lasagne"),
+         "amsgrad-optax": (Hyperparameters("amsgrad", epsilon=1e-3, variant="optax"), 1e-3,
+                           "amsgrad-pytorch"),
+         "amsgrad-lasagne": (Hyperparameters("amsgrad", epsilon=1e-3), 1e-3, "amsgrad-optax"),
+         "adam": (Hyperparameters("adam"), 1e-3, "adamw")}
+
+
+@needs_real
+@pytest.mark.parametrize("rule", [r for r in RULES if r != "adam"])
+def test_every_rule_trains_identically_in_both_engines(rule, mnist):
+    """Each rule the grids may name, 20 free-running logreg steps in the Theano and the
+    JAX engine: equal to float32 rounding, and apart from the neighbouring rule."""
+    spec, (hparams, lr, neighbour) = models.get_model("logreg"), RULES[rule]
+    n = STEPS * 128
+    x = mnist.x_train[:n].reshape((STEPS, 128) + spec.input_shape)
+    y = mnist.y_train[:n].reshape(STEPS, 128)
+    th, jx = engines(spec, hparams)
+    np.testing.assert_allclose(jx.train_steps(x, y, lr), th.train_steps(x, y, lr), rtol=0,
+                               atol=LOGREG_LOSS_ATOL)
+    after_th, after_jx = th.dump(), jx.dump()
+    assert sorted(after_th) == sorted(after_jx)
+    for key in after_th:
+        assert max_rel(after_th[key], after_jx[key]) <= LOGREG_ARRAY_RTOL, key
+    other_h, other_lr, _ = RULES[neighbour]
+    other = get_engine("jax")(spec, None, other_h, SEED, dropout=False)
+    other.train_steps(x, y, other_lr)
+    gap = max_rel(after_th["param:out.W"], other.dump()["param:out.W"])
+    assert gap > 10 * LOGREG_ARRAY_RTOL, f"{rule} vs {neighbour}: {gap}"
+
+
 @needs_real
 def test_logreg_curves_agree_over_two_real_epochs(mnist):
     """The trainer's view: two epochs of the real MNIST plan (same seed, same batch
