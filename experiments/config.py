@@ -29,8 +29,22 @@ A training grid (``kind: train``, the default)::
       num_gpus: 0.25          # a quarter of a GPU (default 0)
       num_cpus: 1             # (default 1)
 
-Hyperparameters (``updater``, ``learning_rate``, ``beta1``, ``beta2``, ``epsilon``,
-``bias_correction``) may be fixed or an axis, not both. The setup keys
+Hyperparameters may be fixed or an axis, not both. ``updater`` is any rule of the
+``amsgrad`` library (``adam``, ``amsgrad``, ``adamw``, ``sgd``, ``momentum``,
+``nesterov_momentum``), and a rule takes the keys :mod:`experiments.run_schema` lists for it
+(``learning_rate``; the Adam family ``beta1``, ``beta2``, ``epsilon``, ``bias_correction``
+and ``variant``; ``adamw`` also ``weight_decay``; the momentum rules ``momentum``). In a
+grid that mixes rules, a run gets only the keys its rule takes, a key no rule of the grid
+takes is an error, and ``rules:`` gives a rule values of its own, a list being an axis of
+that rule and a single value fixing it::
+
+    grid:
+      updater: [adam, amsgrad, momentum]
+      learning_rate: [0.01, 0.001]
+      beta2: [0.99, 0.999]
+    rules:
+      momentum: {learning_rate: [0.1, 0.01], momentum: 0.9}
+ The setup keys
 (:mod:`experiments.setup`) are fixed for a grid; a missing one means what the code
 did before it existed (no mean subtraction for CIFAR-10, MNIST's subtracted; gain
 ``relu``; ``examples``; ``all``; ``default``), and one that does not apply to the
