@@ -248,22 +248,7 @@ def parse_config(data, path="<config>", default_name=None):
         return GridConfig(name=name, kind=kind, fixed=fixed, grid={}, seeds=(), path=path)
 
     grid, rules = _axes(data, fail, check)
-    fixed, grid_rules = {}, _grid_rules(data, grid)
-    for key in KEYS:  # a rule's key only if a rule of the grid takes it
-        takers = [r for r in grid_rules if takes(r, key)]
-        if key in grid or key in setup.KEYS or not takers:
-            continue
-        if all(key in rules.get(r, ()) for r in takers):  # each has its own value
-            if key in data:
-                fail(key, f"every rule that takes it ({', '.join(takers)}) has its own "
-                          f"value under rules:; leave it out")
-            continue
-        if key in data:
-            fixed[key] = check(KEYS[key].check, data[key], key)
-        elif KEYS[key].default is REQUIRED:
-            fail(key, "missing: give it fixed, or as a list under grid:")
-        else:
-            fixed[key] = KEYS[key].default
+    fixed = _fixed(data, grid, rules, fail, check)
 
     seeds = data.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
@@ -306,6 +291,28 @@ def _grid_rules(data, grid):
     if "updater" in grid:
         return grid["updater"]
     return (data["updater"],) if data.get("updater") in RULES else RULES
+
+
+def _fixed(data, grid, rules, fail, check):
+    """The grid's fixed settings but the setup keys, defaults filled in: every key that
+    is not an axis and that a rule of the grid takes without a value of its own."""
+    fixed, grid_rules = {}, _grid_rules(data, grid)
+    for key in KEYS:
+        takers = [r for r in grid_rules if takes(r, key)]
+        if key in grid or key in setup.KEYS or not takers:
+            continue
+        if all(key in rules.get(r, ()) for r in takers):  # each has its own value
+            if key in data:
+                fail(key, f"every rule that takes it ({', '.join(takers)}) has its own "
+                          f"value under rules:; leave it out")
+            continue
+        if key in data:
+            fixed[key] = check(KEYS[key].check, data[key], key)
+        elif KEYS[key].default is REQUIRED:
+            fail(key, "missing: give it fixed, or as a list under grid:")
+        else:
+            fixed[key] = KEYS[key].default
+    return fixed
 
 
 def _takers(key, rules):

@@ -42,25 +42,30 @@ def rule_runs():
             for s in (0, 1) for i, (u, lr, extra) in enumerate(spec)]
 
 
+def assert_grouped_as_alone(runs, groups, mnist, root):
+    """Train ``groups`` grouped and every run of ``runs`` alone: the same curves."""
+    for group in groups:
+        grouped = train_runs(group, [RunStore(root / "g" / r["run_id"]) for r in group],
+                             dataset=mnist, quiet=True)
+        assert [s["state"] for s in grouped] == ["finished"] * len(group)
+    steps = -(-LOGREG["train_subset"] // 128) * 128
+    for run in runs:
+        alone = RunStore(root / "a" / run["run_id"])
+        train_run(run, alone, dataset=mnist, quiet=True)
+        grouped = RunStore(root / "g" / run["run_id"]).read_curves()
+        assert_same_curves(alone.read_curves(), grouped, LOGREG["val_subset"], steps)
+    # every run trains differently, so a mix-up of the per-run values fails above
+    finals = [RunStore(root / "a" / r["run_id"]).read_curves()[-1]["loss"] for r in runs]
+    assert len(set(finals)) == len(runs)
+
+
 @needs_mnist
 def test_every_rule_trains_in_a_group_as_alone(mnist, tmp_path):
     runs = rule_runs()
     groups = group_runs(runs, 100)
     assert sorted(sorted({r["updater"] for r in g}) for g in groups) == [
         ["adam", "adamw", "amsgrad"], ["momentum"], ["nesterov_momentum"], ["sgd"]]
-    for group in groups:
-        grouped = train_runs(group, [RunStore(tmp_path / "g" / r["run_id"]) for r in group],
-                              dataset=mnist, quiet=True)
-        assert [s["state"] for s in grouped] == ["finished"] * len(group)
-    steps = -(-LOGREG["train_subset"] // 128) * 128
-    for run in runs:
-        alone = RunStore(tmp_path / "a" / run["run_id"])
-        train_run(run, alone, dataset=mnist, quiet=True)
-        grouped = RunStore(tmp_path / "g" / run["run_id"]).read_curves()
-        assert_same_curves(alone.read_curves(), grouped, LOGREG["val_subset"], steps)
-    # every run trains differently, so a mix-up of the per-run values fails above
-    finals = [RunStore(tmp_path / "a" / r["run_id"]).read_curves()[-1]["loss"] for r in runs]
-    assert len(set(finals)) == len(runs)
+    assert_grouped_as_alone(runs, groups, mnist, tmp_path)
 
 
 #: A grid mixing Adam, AMSGrad, AdamW and momentum, each rule with values of its own.
@@ -79,18 +84,7 @@ def test_a_grid_mixing_rules_trains_grouped_as_alone(mnist, tmp_path):
     assert len(runs) == 16 and "beta2" not in runs[-1] and runs[-1]["momentum"] == 0.5
     groups = group_runs(runs, 100)
     assert sorted(len(g) for g in groups) == [4, 12]  # the Adam family, momentum
-    for group in groups:
-        grouped = train_runs(group, [RunStore(tmp_path / "g" / r["run_id"]) for r in group],
-                             dataset=mnist, quiet=True)
-        assert [s["state"] for s in grouped] == ["finished"] * len(group)
-    steps = -(-LOGREG["train_subset"] // 128) * 128
-    for run in runs:
-        alone = RunStore(tmp_path / "a" / run["run_id"])
-        train_run(run, alone, dataset=mnist, quiet=True)
-        grouped = RunStore(tmp_path / "g" / run["run_id"]).read_curves()
-        assert_same_curves(alone.read_curves(), grouped, LOGREG["val_subset"], steps)
-    finals = [RunStore(tmp_path / "a" / r["run_id"]).read_curves()[-1]["loss"] for r in runs]
-    assert len(set(finals)) == len(runs)
+    assert_grouped_as_alone(runs, groups, mnist, tmp_path)
 
 
 @needs_mnist
