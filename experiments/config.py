@@ -33,10 +33,10 @@ Hyperparameters may be fixed or an axis, not both. ``updater`` is any rule of th
 ``amsgrad`` library (``adam``, ``amsgrad``, ``adamw``, ``sgd``, ``momentum``,
 ``nesterov_momentum``), and a rule takes the keys :mod:`experiments.run_schema` lists for it
 (``learning_rate``; the Adam family ``beta1``, ``beta2``, ``epsilon``, ``bias_correction``
-and ``variant``; ``adamw`` also ``weight_decay``; the momentum rules ``momentum``). In a
-grid that mixes rules, a run gets only the keys its rule takes, a key no rule of the grid
-takes is an error, and ``rules:`` gives a rule values of its own, a list being an axis of
-that rule and a single value fixing it::
+and ``variant``; ``adamw`` also ``weight_decay`` and ``amsgrad``; the momentum rules
+``momentum``). In a grid that mixes rules, a run gets only the keys its rule takes, a key
+no rule of the grid takes is an error, and ``rules:`` gives a rule values of its own, a
+list being an axis of that rule and a single value fixing it::
 
     grid:
       updater: [adam, amsgrad, momentum]

@@ -14,7 +14,8 @@ Rules are the library's (:mod:`amsgrad.updates`, :mod:`amsgrad.optax`), under it
 =====================  ===============================================================
 ``adam``, ``amsgrad``  ``learning_rate``, ``beta1``, ``beta2``, ``epsilon``,
                        ``bias_correction``, ``variant`` (lasagne | pytorch | optax)
-``adamw``              the same and ``weight_decay`` (decoupled, Loshchilov & Hutter)
+``adamw``              the same, ``weight_decay`` (decoupled, Loshchilov & Hutter) and
+                       ``amsgrad`` (true: AMSGrad's running maximum)
 ``sgd``                ``learning_rate``
 ``momentum``,          ``learning_rate``, ``momentum``
 ``nesterov_momentum``
@@ -128,7 +129,7 @@ def _setup_check(key):
 
 #: Names a user may reach for: the labels of run ids, and the engines' old rule name.
 ALIASES = {"lr": "learning_rate", "b1": "beta1", "b2": "beta2", "eps": "epsilon",
-           "bc": "bias_correction", "mom": "momentum", "wd": "weight_decay",
+           "bc": "bias_correction", "mom": "momentum", "wd": "weight_decay", "ams": "amsgrad",
            "nesterov": "nesterov_momentum"}
 
 
@@ -192,6 +193,8 @@ TABLE = (
     Key("momentum", number(0, 1, high_open=True), 0.9, "mom", True, True, _MOMENTUM,
         type=float),
     Key("weight_decay", number(0, INF), 0.01, "wd", True, True, ("adamw",), type=float),
+    # AdamW with AMSGrad's running maximum (amsgrad.updates.adamw(..., amsgrad=True))
+    Key("amsgrad", boolean, False, "ams", True, True, ("adamw",), type=bool),
     # the setup keys (experiments.setup): fixed for a grid
     *(Key(k, _setup_check(k), (lambda dataset, k=k: setup.legacy(k, dataset)), legacy=True)
       for k in setup.KEYS),

@@ -68,12 +68,13 @@ def test_every_rule_trains_in_a_group_as_alone(mnist, tmp_path):
     assert_grouped_as_alone(runs, groups, mnist, tmp_path)
 
 
-#: A grid mixing Adam, AMSGrad, AdamW and momentum, each rule with values of its own.
+#: A grid mixing Adam, AMSGrad, AdamW (with and without AMSGrad's maximum) and momentum,
+#: each rule with values of its own.
 MIXED_GRID = dict(name="mixed", model="logreg", epochs=2, val_batch_size=256,
                   train_subset=LOGREG["train_subset"], val_subset=LOGREG["val_subset"],
                   grid={"updater": ["adam", "amsgrad", "adamw", "momentum"],
                         "learning_rate": [1e-3, 3e-3], "beta2": [0.99]},
-                  rules={"adamw": {"weight_decay": [0.1]},
+                  rules={"adamw": {"weight_decay": [0.1], "amsgrad": [False, True]},
                          "momentum": {"learning_rate": [0.05], "momentum": [0.9, 0.5]}},
                   seeds=2)
 
@@ -81,9 +82,9 @@ MIXED_GRID = dict(name="mixed", model="logreg", epochs=2, val_batch_size=256,
 @needs_mnist
 def test_a_grid_mixing_rules_trains_grouped_as_alone(mnist, tmp_path):
     runs = expand_grid(parse_config(MIXED_GRID, path="mixed.yaml"))
-    assert len(runs) == 16 and "beta2" not in runs[-1] and runs[-1]["momentum"] == 0.5
+    assert len(runs) == 20 and "beta2" not in runs[-1] and runs[-1]["momentum"] == 0.5
     groups = group_runs(runs, 100)
-    assert sorted(len(g) for g in groups) == [4, 12]  # the Adam family, momentum
+    assert sorted(len(g) for g in groups) == [4, 16]  # the Adam family, momentum
     assert_grouped_as_alone(runs, groups, mnist, tmp_path)
 
 

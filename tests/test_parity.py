@@ -224,6 +224,8 @@ RULES = {"adamw": (Hyperparameters("adamw", weight_decay=0.5), 1e-3, "adam"),
          "amsgrad-optax": (Hyperparameters("amsgrad", epsilon=1e-3, variant="optax"), 1e-3,
                            "amsgrad-pytorch"),
          "amsgrad-lasagne": (Hyperparameters("amsgrad", epsilon=1e-3), 1e-3, "amsgrad-optax"),
+         "adamw-amsgrad": (Hyperparameters("adamw", weight_decay=0.5, amsgrad=True), 1e-3,
+                           "adamw"),
          "adam": (Hyperparameters("adam"), 1e-3, "adamw")}
 
 

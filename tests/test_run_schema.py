@@ -31,7 +31,8 @@ def test_the_table_keeps_the_run_id_order_and_labels_of_before():
                                    "bias_correction")
     assert run_schema.ID_LABELS == {
         "updater": None, "learning_rate": "lr", "beta1": "b1", "beta2": "b2", "epsilon": "eps",
-        "bias_correction": "bc", "variant": "variant", "momentum": "mom", "weight_decay": "wd"}
+        "bias_correction": "bc", "variant": "variant", "momentum": "mom", "weight_decay": "wd",
+        "amsgrad": "ams"}
     labels = [label for label in run_schema.ID_LABELS.values() if label]
     assert len(set(labels)) == len(labels)
     assert "variant" not in run_schema.PER_RUN_KEYS  # compiled in: one per group
@@ -60,7 +61,7 @@ def test_which_rules_take_which_keys():
     takes = {rule: {k for k in run_schema.OPTIMIZER_KEYS if run_schema.takes(rule, k)}
              - {"updater"} for rule in run_schema.RULES}
     assert takes == {"adam": ADAM_KEYS, "amsgrad": ADAM_KEYS,
-                     "adamw": ADAM_KEYS | {"weight_decay"}, "sgd": {"learning_rate"},
+                     "adamw": ADAM_KEYS | {"weight_decay", "amsgrad"}, "sgd": {"learning_rate"},
                      "momentum": {"learning_rate", "momentum"},
                      "nesterov_momentum": {"learning_rate", "momentum"}}
     assert [run_schema.family(r) for r in run_schema.RULES] == [
@@ -82,6 +83,10 @@ def test_a_run_config_is_typed_frozen_and_holds_its_rules_keys():
         RunConfig.from_run(dict(run, momentum=1.5))
     # the engine's view: the rule's values, the other rules' at their defaults
     assert Hyperparameters.from_run(config) == Hyperparameters("momentum", momentum=0.9)
+    # AMSGrad's maximum: the amsgrad rule's, and adamw's where it asks for it
+    assert [Hyperparameters(u, amsgrad=a).amsgrad for u, a in (
+        ("amsgrad", False), ("adam", True), ("adamw", False), ("adamw", True))] == [
+        True, False, False, True]
     with pytest.raises(ValueError, match="variant: unknown variant"):
         Hyperparameters("adam", variant="keras")
 
@@ -101,7 +106,7 @@ def test_a_mixed_grid_gives_each_run_the_keys_of_its_rule():
     momentum = by_id["momentum_lr=0.05_seed=0"]
     settings = {k for k in adam if k not in ADAM_KEYS}
     assert set(adam) == settings | ADAM_KEYS
-    assert set(adamw) == settings | ADAM_KEYS | {"weight_decay"}
+    assert set(adamw) == settings | ADAM_KEYS | {"weight_decay", "amsgrad"}
     assert set(momentum) == settings | {"learning_rate", "momentum"}
     assert (momentum["learning_rate"], momentum["momentum"]) == (0.05, 0.5)
     assert (adamw["weight_decay"], adamw["beta1"], adamw["variant"]) == (0.01, 0.9, "lasagne")

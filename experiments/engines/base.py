@@ -68,6 +68,9 @@ class Hyperparameters:
         'momentum' and 'nesterov_momentum' only.
     weight_decay : float
         'adamw' only: decoupled decay ``lr * weight_decay * param``.
+    amsgrad : bool
+        Keep AMSGrad's running maximum: true for 'amsgrad', as given for 'adamw',
+        false otherwise.
     """
     updater: str = "amsgrad"
     beta1: float = run_schema.default("beta1")
@@ -77,6 +80,7 @@ class Hyperparameters:
     variant: str = run_schema.default("variant")
     momentum: float = run_schema.default("momentum")
     weight_decay: float = run_schema.default("weight_decay")
+    amsgrad: bool = run_schema.default("amsgrad")
 
     def __post_init__(self):
         for f in fields(self):
@@ -84,10 +88,8 @@ class Hyperparameters:
                 object.__setattr__(self, f.name, run_schema.check(f.name, getattr(self, f.name)))
             except ValueError as e:
                 raise ValueError(f"{f.name}: {e}") from None
-
-    @property
-    def amsgrad(self):
-        return self.updater == "amsgrad"
+        object.__setattr__(self, "amsgrad", self.updater == "amsgrad"
+                           or (self.updater == "adamw" and self.amsgrad))
 
     @classmethod
     def from_run(cls, run):

@@ -111,7 +111,7 @@ class GroupEngine:
     spec : experiments.models.ModelSpec
     dataset : experiments.data.Dataset
     hparams : list of Hyperparameters
-        One per run; updaters 'adam' or 'amsgrad', one ``variant`` for all.
+        One per run: one rule (:func:`experiments.run_schema.family`), one ``variant``.
     seeds : list of int
         One per run; fixes its initial arrays and, shared by all runs of that seed,
         the data order, flips and dropout masks.
