@@ -18,7 +18,7 @@ from experiments.results import CURVE_FIELDS, GRID_FILE, RunStore
 
 __all__ = ["METRICS", "STATS", "CLIPPED_LOSS", "ResultsError", "Run", "load_runs",
            "load_results", "load_curves", "find_runs", "load_grid", "group_grids", "grid_axes",
-           "setting_of", "is_diverged", "is_complete", "final_metrics"]
+           "setting_of", "rule_label", "is_diverged", "is_complete", "final_metrics"]
 
 METRICS = ("loss", "val_loss", "acc", "val_acc")
 # Per-run statistics: name -> (metric, 'final' | 'max' | 'min').
@@ -33,6 +33,16 @@ CLIPPED_LOSS = -0.9 * math.log(1e-7)
 _DEFAULTS = {"beta1": 0.9, "epsilon": 1e-8, "bias_correction": True}
 _LEGACY_UPDATERS = ("adam", "amsgrad")
 _REQUIRED = ("updater", "learning_rate")
+
+
+# How a rule is named in text (the library's names otherwise).
+_RULE_LABELS = {"adam": "Adam", "amsgrad": "AMSGrad", "adamw": "AdamW", "sgd": "SGD",
+                "momentum": "Momentum", "nesterov_momentum": "Nesterov momentum"}
+
+
+def rule_label(updater):
+    """``'amsgrad'`` -> ``'AMSGrad'``: an updater as text and legends name it."""
+    return _RULE_LABELS.get(updater, updater)
 
 
 class ResultsError(Exception):
