@@ -28,6 +28,9 @@ A training grid (``kind: train``, the default)::
     resources:                # optional: what each run asks of a Ray cluster
       num_gpus: 0.25          # a quarter of a GPU (default 0)
       num_cpus: 1             # (default 1)
+    analysis:                 # optional: the comparison the report makes
+      baseline: adam          # (default: Adam against AMSGrad, then any other rule)
+      candidates: [amsgrad]
 
 Hyperparameters (``updater``, ``learning_rate``, ``beta1``, ``beta2``, ``epsilon``,
 ``bias_correction``) may be fixed or an axis, not both. The setup keys
@@ -35,7 +38,8 @@ Hyperparameters (``updater``, ``learning_rate``, ``beta1``, ``beta2``, ``epsilon
 did before it existed (no mean subtraction for CIFAR-10, MNIST's subtracted; gain
 ``relu``; ``examples``; ``all``; ``default``), and one that does not apply to the
 model (``he_gain`` for logreg) may only be given at that value. ``resources`` only says where
-runs may go (``--executor ray``); it is not part of the experiment. Numbers such as ``1e-8`` may
+runs may go (``--executor ray``), ``analysis`` what the report compares; neither is part
+of the experiment (not in ``grid.yaml``, run ids or a run's config). Numbers such as ``1e-8`` may
 be written without a dot (plain YAML 1.1 would read them as strings).
 
 The synthetic problem of the AMSGrad paper (``kind: synthetic``) is one run of
@@ -234,12 +238,14 @@ class GridConfig:
     seeds: tuple
     path: str = field(default="<config>", compare=False)
     resources: dict = field(default_factory=dict, compare=False)
+    analysis: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self):
         """The config as plain YAML-able data (fixed settings at the top level)."""
         data = {"name": self.name, "kind": self.kind, **self.fixed,
                 "grid": {k: list(v) for k, v in self.grid.items()}, "seeds": list(self.seeds)}
-        return dict(data, resources=dict(self.resources)) if self.resources else data
+        data = dict(data, resources=dict(self.resources)) if self.resources else data
+        return dict(data, analysis=dict(self.analysis)) if self.analysis else data
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -296,7 +302,8 @@ def parse_config(data, path="<config>", default_name=None):
         fail("kind", f"unknown kind {_shown(kind)}{_did_you_mean(kind, KINDS)}; "
                      f"choose from {', '.join(KINDS)}")
     schema = TRAIN_KEYS if kind == "train" else SYNTHETIC_KEYS
-    top = ("name", "kind", "grid", "seeds", "resources") + setup.KEYS if kind == "train" \
+    top = ("name", "kind", "grid", "seeds", "resources", "analysis") + setup.KEYS \
+        if kind == "train" \
         else ("name", "kind")
     for key in data:
         if key not in schema and key not in top:
@@ -374,5 +381,49 @@ def parse_config(data, path="<config>", default_name=None):
             fail(f"resources.{key}", "unknown resource" + _did_you_mean(key, RESOURCES)
                  + f"; choose from {', '.join(RESOURCES)}")
         resources[key] = check(RESOURCES[key], value, f"resources.{key}")
+    updaters = grid.get("updater") or (fixed.get("updater"),)
+    try:
+        analysis = check_analysis(data.get("analysis"), updaters)
+    except _Bad as e:
+        key, message = e.args
+        fail(key, message)
     return GridConfig(name=name, kind=kind, fixed=fixed, grid=grid, seeds=tuple(seeds),
-                      path=path, resources=resources)
+                      path=path, resources=resources, analysis=analysis)
+
+
+def check_analysis(value, updaters):
+    """The ``analysis:`` mapping (``baseline``: a rule, ``candidates``: rules, each a
+    rule of the grid's ``updaters``), normalised; raises _Bad(key, message)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Bad("analysis", f"expected a mapping such as {{baseline: adam, candidates: "
+                               f"[amsgrad]}}, got {_shown(value)}")
+    for key in value:
+        if key not in ("baseline", "candidates"):
+            raise _Bad(f"analysis.{key}", "unknown key" + _did_you_mean(
+                key, ("baseline", "candidates")) + "; choose from baseline, candidates")
+
+    def rule(v, key):
+        if v not in updaters:
+            raise _Bad(key, f"{_shown(v)} is not an updater of this grid"
+                            + _did_you_mean(str(v), updaters)
+                            + f"; the grid has {', '.join(map(str, updaters))}")
+        return v
+
+    out = {}
+    if "baseline" in value:
+        out["baseline"] = rule(value["baseline"], "analysis.baseline")
+    if "candidates" in value:
+        cands = value["candidates"]
+        cands = [cands] if isinstance(cands, str) else cands
+        if not isinstance(cands, list):
+            raise _Bad("analysis.candidates", f"expected a list of updaters, got "
+                                              f"{_shown(value['candidates'])}")
+        if not cands:
+            raise _Bad("analysis.candidates", "empty: give at least one updater")
+        out["candidates"] = [rule(c, "analysis.candidates") for c in cands]
+        if out.get("baseline") in out["candidates"]:
+            raise _Bad("analysis.candidates", f"{out['baseline']!r} is the baseline; it "
+                                              "cannot also be a candidate")
+    return out
