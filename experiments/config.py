@@ -384,31 +384,34 @@ def parse_config(data, path="<config>", default_name=None):
     updaters = grid.get("updater") or (fixed.get("updater"),)
     try:
         analysis = check_analysis(data.get("analysis"), updaters)
-    except _Bad as e:
-        key, message = e.args
-        fail(key, message)
+    except ValueError as e:
+        fail(*e.args)
     return GridConfig(name=name, kind=kind, fixed=fixed, grid=grid, seeds=tuple(seeds),
                       path=path, resources=resources, analysis=analysis)
 
 
 def check_analysis(value, updaters):
-    """The ``analysis:`` mapping (``baseline``: a rule, ``candidates``: rules, each a
-    rule of the grid's ``updaters``), normalised; raises _Bad(key, message)."""
+    """The ``analysis:`` mapping (``baseline``: a rule, ``candidates``: rules, each one
+    of the grid's ``updaters``), normalised; raises ValueError(key, message)."""
     if value is None:
         return {}
+
+    def bad(key, message):
+        return ValueError(key, message)
+
     if not isinstance(value, dict):
-        raise _Bad("analysis", f"expected a mapping such as {{baseline: adam, candidates: "
-                               f"[amsgrad]}}, got {_shown(value)}")
+        raise bad("analysis", "expected a mapping such as {baseline: adam, candidates: "
+                              f"[amsgrad]}}, got {value!r}")
     for key in value:
         if key not in ("baseline", "candidates"):
-            raise _Bad(f"analysis.{key}", "unknown key" + _did_you_mean(
-                key, ("baseline", "candidates")) + "; choose from baseline, candidates")
+            raise bad(f"analysis.{key}", "unknown key" + did_you_mean(
+                str(key), ("baseline", "candidates")) + "; choose from baseline, candidates")
 
     def rule(v, key):
-        if v not in updaters:
-            raise _Bad(key, f"{_shown(v)} is not an updater of this grid"
-                            + _did_you_mean(str(v), updaters)
-                            + f"; the grid has {', '.join(map(str, updaters))}")
+        if not isinstance(v, str) or v not in updaters:
+            raise bad(key, f"{v!r} is not an updater of this grid"
+                           + did_you_mean(str(v), updaters)
+                           + f"; the grid has {', '.join(map(str, updaters))}")
         return v
 
     out = {}
@@ -418,12 +421,11 @@ def check_analysis(value, updaters):
         cands = value["candidates"]
         cands = [cands] if isinstance(cands, str) else cands
         if not isinstance(cands, list):
-            raise _Bad("analysis.candidates", f"expected a list of updaters, got "
-                                              f"{_shown(value['candidates'])}")
+            raise bad("analysis.candidates", f"expected a list of updaters, got {cands!r}")
         if not cands:
-            raise _Bad("analysis.candidates", "empty: give at least one updater")
+            raise bad("analysis.candidates", "empty: give at least one updater")
         out["candidates"] = [rule(c, "analysis.candidates") for c in cands]
         if out.get("baseline") in out["candidates"]:
-            raise _Bad("analysis.candidates", f"{out['baseline']!r} is the baseline; it "
-                                              "cannot also be a candidate")
+            raise bad("analysis.candidates", f"{out['baseline']!r} is the baseline; it "
+                                             "cannot also be a candidate")
     return out

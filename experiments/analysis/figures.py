@@ -131,9 +131,12 @@ def _legend_handles(runs):
 
 
 def _other_axes(runs):
-    """The axes a panel does not show: they get line styles in the 'mean' view."""
-    return tuple(a for a in grid_axes(runs)
-                 if a not in ("updater", "learning_rate", "beta2", "bias_correction"))
+    """The axes a panel does not show that vary within a rule (beta1, variant, ...):
+    they get line styles in the 'mean' view."""
+    panel = ("updater", "learning_rate", "beta2", "bias_correction")
+    rules = {r.updater for r in runs}
+    return tuple(a for a in grid_axes(runs) if a not in panel and any(
+        len({r.hparams.get(a) for r in runs if r.updater == u}) > 1 for u in rules))
 
 
 def mean_band(runs, metric, alpha=0.05):
