@@ -365,3 +365,79 @@ def test_config_analysis_is_not_part_of_the_experiment():
 def test_config_analysis_errors(analysis, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         _config(analysis=analysis)
+
+
+# The report command ----------------------------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args, cwd=None):
+    import subprocess
+
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", "report.py"),
+                           *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def _one_error(proc, *parts):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+    for part in parts:
+        assert part in lines[0], lines[0]
+
+
+def test_cli_out_folder_and_flags(three, tmp_path):
+    root, _ = three
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "val_acc_mean.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    proc = _cli(root, "--out", out, "--baseline", "amsgrad", "--candidates", "adam,momentum")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["figures", "report.csv", "report.json",
+                                                     "report.md"]
+    text = (out / "report.md").read_text()
+    assert "## AMSGrad vs Adam, paired by seed" in text
+    assert "![val_acc (mean)](figures/val_acc_mean.png)" in text  # figures/ next to it
+    assert {r["baseline"] for r in _table((out / "report.csv").read_text())} == {"amsgrad"}
+    assert json.loads((out / "report.json").read_text())["candidates"] == ["adam", "momentum"]
+    # --out FILE.md as before: the CSV and JSON next to it
+    proc = _cli(root, "--out", tmp_path / "r" / "mine.md")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["mine.csv", "mine.json",
+                                                                  "mine.md"]
+    assert "# Adam vs AMSGrad vs Momentum" in (tmp_path / "r" / "mine.md").read_text()
+
+
+def test_cli_mistakes_are_one_line(three, tmp_path):
+    root, _ = three
+    _one_error(_cli(root, "--candidates", "adamw"), "--candidates", "'adamw' is not a rule "
+               "of this grid (adam, amsgrad, momentum)")
+    _one_error(_cli(root, "--baseline", "adam", "--candidates", "adam"), "--candidates",
+               "'adam' is the baseline")
+    _one_error(_cli(root, "--baseline", "adams"), "--baseline", "'adams' is not a rule")
+    _one_error(_cli(root, "--out", tmp_path / "report.txt"), "--out", "report.txt",
+               "a folder or a .md file")
+    assert not (tmp_path / "report.txt").exists() and not (tmp_path / "r.md").exists()
+
+
+def test_cli_reads_the_config_analysis(three, tmp_path):
+    root, _ = three
+    grid = tmp_path / "three"
+    import shutil
+
+    shutil.copytree(root, grid)
+    config = tmp_path / "configs" / "three.yaml"
+    config.parent.mkdir()
+    config.write_text("model: logreg\nanalysis:\n  baseline: momentum\n  candidates: [adam]\n")
+    (grid / "grid.yaml").write_text(f"config: {config}\n" + (grid / "grid.yaml").read_text())
+    proc = _cli(grid)
+    assert proc.returncode == 0, proc.stderr
+    assert (grid / "report.md").read_text().startswith("# Momentum vs Adam")
+    proc = _cli(grid, "--candidates", "amsgrad")  # a flag wins over the config
+    assert json.loads((grid / "report.json").read_text())["candidates"] == ["amsgrad"]
+    assert json.loads((grid / "report.json").read_text())["baseline"] == "momentum"
+    other = tmp_path / "other.yaml"
+    other.write_text("analysis: {baseline: adamw}\n")
+    _one_error(_cli(grid, "--config", other), str(other), "key 'analysis.baseline'",
+               "'adamw' is not an updater of this grid")

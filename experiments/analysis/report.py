@@ -13,13 +13,16 @@ import json
 import os
 
 import numpy as np
+import yaml
 
 from experiments.analysis.figures import figure_names
-from experiments.analysis.records import STATS, rule_label
+from experiments.analysis.records import STATS, ResultsError, rule_label
 from experiments.analysis.stats import ALPHA, COMPARED, analyse
-from experiments.results import atomic_write_text
+from experiments.config import check_analysis
+from experiments.results import GRID_FILE, atomic_write_text
 
-__all__ = ["render_report", "report_csv", "report_json", "write_report", "report_paths"]
+__all__ = ["render_report", "report_csv", "report_json", "write_report", "report_paths",
+           "read_analysis"]
 
 # How an axis is named in a setting's text and in a table's header (else its key).
 _NAMES = {"learning_rate": "lr", "beta1": "β1", "beta2": "β2", "epsilon": "ε",
@@ -346,3 +349,34 @@ def write_report(runs, report_path, figures_dir=None, title=None, baseline=None,
     atomic_write_text(paths[0], render_report(runs, report_path, figures_dir, title,
                                               result=result))
     return paths
+
+
+def read_analysis(runs, config_path=None):
+    """The comparison a config names (its ``analysis:`` mapping, see
+    :func:`experiments.config.check_analysis`): ``{'baseline': ..., 'candidates': [...]}``,
+    possibly empty, checked against the rules of ``runs``.
+
+    ``config_path`` None: the config the grid's ``grid.yaml`` names, if that file is
+    there (a grid run from another folder, or a config since moved: no comparison).
+    Raises :class:`ResultsError` naming the file for a mapping that is wrong.
+    """
+    if config_path is None:
+        grid_yaml = os.path.join(os.path.dirname(runs[0].path), GRID_FILE) if runs else ""
+        try:
+            with open(grid_yaml, encoding="utf-8") as f:
+                config_path = (yaml.safe_load(f) or {}).get("config")
+        except (OSError, yaml.YAMLError, AttributeError):
+            return {}
+        if not isinstance(config_path, str) or not os.path.isfile(config_path):
+            return {}
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise ResultsError(f"{config_path}: cannot read: {' '.join(str(e).split())}") from None
+    value = data.get("analysis") if isinstance(data, dict) else None
+    try:
+        return check_analysis(value, sorted({r.updater for r in runs}))
+    except ValueError as e:
+        key, message = e.args
+        raise ResultsError(f"{config_path}: key {key!r}: {message}") from None
