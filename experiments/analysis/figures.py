@@ -31,8 +31,8 @@ from experiments.analysis.records import (METRICS, ResultsError, grid_axes,  # n
                                           is_diverged, rule_label)
 from experiments.results import atomic_write_bytes  # noqa: E402
 
-__all__ = ["VIEWS", "COLORS", "color", "mean_band", "plot_metric", "figure_names", "plot_grid", "save_figure",
-           "read_synthetic", "plot_synthetic", "synthetic_dirs"]
+__all__ = ["VIEWS", "COLORS", "color", "mean_band", "plot_metric", "figure_names", "plot_grid",
+           "save_figure", "read_synthetic", "plot_synthetic", "synthetic_dirs"]
 
 LABELS = {"loss": "training loss", "val_loss": "validation loss",
           "acc": "training accuracy", "val_acc": "validation accuracy"}
@@ -175,7 +175,8 @@ def _draw_means(ax, panel, metric, others, styles):
         label = rule_label(updater) + "".join(f", {a}={v:g}" if isinstance(v, float) else
                                               f", {a}={v}" for a, v in zip(others, extra))
         ax.fill_between(x, lo, hi, color=c, alpha=0.25, lw=0)
-        ax.plot(x, mean, color=c, lw=1.2, ls=styles.get(extra, "-"), label=f"{label} (n={len(members)})")
+        ax.plot(x, mean, color=c, lw=1.2, ls=styles.get(extra, "-"),
+                label=f"{label} (n={len(members)})")
 
 
 def _fmt(value):

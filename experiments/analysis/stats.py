@@ -130,7 +130,7 @@ def effect_size(d):
     """Cohen's ``d_z`` of paired differences ``d``: their mean over their sample
     standard deviation,
 
-    .. math:: d_z = \\bar d / s_d, \\quad s_d = \\sqrt{\\textstyle\\sum_s (d_s - \\bar d)^2 / (n - 1)},
+    .. math:: d_z = \\bar d / s_d, \\qquad s_d^2 = \\sum_s (d_s - \\bar d)^2 / (n - 1),
 
     which is also ``t / sqrt(n)`` of the paired t-test. Unlike the p-value it does not
     grow with the number of seeds: it says how large the difference is against the
