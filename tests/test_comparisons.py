@@ -16,7 +16,7 @@ from scipy import stats as sps
 
 from experiments.analysis import figures, records, report, stats
 from experiments.config import ConfigError, parse_config
-from experiments.results import RunStore
+from experiments.results.store import RunStore
 
 SEEDS = (0, 1, 2)
 # final validation accuracy = LEVEL[rule, setting] + BUMP[rule][seed]: the differences
@@ -343,7 +343,7 @@ def _config(**extra):
 
 
 def test_config_analysis_is_not_part_of_the_experiment():
-    from experiments.grid import _grid_settings, expand_grid
+    from experiments.grid.runs import _grid_settings, expand_grid
 
     plain = _config()
     named = _config(analysis={"baseline": "amsgrad", "candidates": ["adam"]})

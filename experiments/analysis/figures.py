@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from experiments.analysis.records import (METRICS, ResultsError, grid_axes,  # noqa: E402
                                           is_diverged, rule_label)
-from experiments.results import atomic_write_bytes  # noqa: E402
+from experiments.results.files import atomic_write_bytes  # noqa: E402
 
 __all__ = ["VIEWS", "COLORS", "color", "mean_band", "plot_metric", "figure_names", "plot_grid",
            "save_figure", "read_synthetic", "plot_synthetic", "synthetic_dirs"]

@@ -19,7 +19,8 @@ from experiments.analysis.figures import figure_names
 from experiments.analysis.records import STATS, ResultsError, rule_label
 from experiments.analysis.stats import ALPHA, COMPARED, analyse
 from experiments.config import check_analysis
-from experiments.results import GRID_FILE, atomic_write_text
+from experiments.results.files import atomic_write_text
+from experiments.results.store import GRID_FILE
 
 __all__ = ["render_report", "report_csv", "report_json", "write_report", "report_paths",
            "read_analysis"]
