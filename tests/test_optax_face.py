@@ -348,3 +348,23 @@ def test_sgd_and_momentum_take_optax_keywords_and_equal_optax_sgd(nesterov):
 def test_a_hyperparameter_under_both_names_is_a_clear_error(call, message):
     with pytest.raises(TypeError, match=message):
         call()
+
+
+def test_optax_bias_correction_flags_where_this_optax_has_them():
+    """docs/variants.md: optax >= 0.2.7 has amsgrad(bias_correction_mu=, bias_correction_nu=);
+    both off is our bias_correction=False (every variant). optax 0.2.1 (the Theano
+    environment) has no such flags."""
+    version = tuple(int(p) for p in optax.__version__.split(".")[:3])
+    flags = dict(bias_correction_mu=False, bias_correction_nu=False)
+    if version < (0, 2, 7):
+        with pytest.raises(TypeError, match="bias_correction_mu"):
+            optax.amsgrad(learning_rate=0.01, **flags)
+        return
+    grads = shrinking_grads(20)
+    theirs = run(optax.amsgrad(learning_rate=0.01, b2=0.9, eps=1e-3, **flags), grads)
+    for variant in ("lasagne", "pytorch", "optax"):
+        ours = run(ao.amsgrad(learning_rate=0.01, b2=0.9, eps=1e-3, bias_correction=False,
+                              variant=variant), grads)
+        for (u_ours, s_ours), (u_theirs, s_theirs) in zip(ours, theirs):
+            assert_trees_close(u_ours, u_theirs)
+            assert_trees_close(s_ours.nu_max, s_theirs[0].nu_max)
