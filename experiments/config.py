@@ -56,6 +56,7 @@ import yaml
 
 from experiments import setup
 from experiments.models import MODEL_NAMES, get_model
+from experiments.synthetic import RULES as SYNTHETIC_RULES  # the library's variants too
 
 KINDS = ("train", "synthetic")
 DATASETS = {"mnist": "none", "cifar10": "flip"}  # dataset -> default augmentation
@@ -202,7 +203,7 @@ TRAIN_KEYS = {
 # experiments.synthetic.DEFAULTS, which also supplies the defaults (None here).
 SYNTHETIC_KEYS = {
     "problems": (_list_of(_choice("problem", PROBLEMS)), None),
-    "rules": (_list_of(_choice("rule", UPDATERS)), None),
+    "rules": (_list_of(_choice("rule", SYNTHETIC_RULES)), None),
     "steps": (_integer(1), None),
     "record_every": (_integer(1), None),
     "learning_rate": (_number(0, INF, low_open=True), None),

@@ -331,12 +331,25 @@ def read_synthetic(results_dir):
     return data
 
 
-def _rule_color(rule):
-    return COLORS["amsgrad" if rule == "amsgrad" else "adam", True]
+#: Another library's variant of a rule (experiments.synthetic.RULES): its own colour and
+#: dash, so it stays visible where it runs on top of the experiment's rule.
+VARIANT_STYLES = {"pytorch": ("PyTorch", "#e08214", (0, (5, 2))),
+                  "optax": ("optax", "#7b3294", (0, (1, 1.5)))}
+
+
+def _rule_style(rule):
+    """(label, colour, dash) of a synthetic rule such as ``amsgrad`` or ``adam_optax``."""
+    base, _, variant = rule.partition("_")
+    label = {"adam": "Adam", "amsgrad": "AMSGrad"}.get(base, base)
+    if variant in VARIANT_STYLES:
+        name, color, dash = VARIANT_STYLES[variant]
+        return f"{label} ({name})", color if base == "amsgrad" else COLORS["adam", False], dash
+    return label, COLORS["amsgrad" if base == "amsgrad" else "adam", True], "-"
 
 
 def plot_synthetic(results_dir, title="synthetic problem"):
-    """x over the steps, a panel per problem; Adam blue, AMSGrad red; optimum x = -1 dashed."""
+    """x over the steps, a panel per problem; Adam blue, AMSGrad red, other libraries'
+    variants in their own dashes; optimum x = -1 dashed."""
     data = read_synthetic(results_dir)
     problems = sorted({p for p, _ in data})
     fig = Figure(figsize=(5.0 * len(problems) + 0.4, 3.6), layout="constrained")
@@ -344,8 +357,8 @@ def plot_synthetic(results_dir, title="synthetic problem"):
     for ax, problem in zip(axes, problems):
         for (p, rule), (steps, x) in sorted(data.items()):
             if p == problem:
-                ax.plot(steps, x, color=_rule_color(rule), lw=1.0,
-                        label={"adam": "Adam", "amsgrad": "AMSGrad"}.get(rule, rule))
+                label, color, dash = _rule_style(rule)
+                ax.plot(steps, x, color=color, ls=dash, lw=1.0, label=label)
         ax.axhline(-1.0, color="k", ls="--", lw=0.8, label="optimum x = -1")
         ax.set_ylim(-1.1, 1.1)
         ax.set_title(f"{problem} problem", fontsize=10)
