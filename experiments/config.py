@@ -8,7 +8,9 @@ A training grid (``kind: train``, the default)::
     epochs: 150
     batch_size: 128
     val_batch_size: 1024
-    lr_schedule: linear       # linear: lr0 * (1 - e / epochs) in epoch e; or constant
+    lr_schedule: linear       # linear: lr0 * (1 - e / epochs) in epoch e; constant; or
+                              # cosine, step with parameters (experiments.schedules):
+                              # {name: step, every: 50, factor: 0.1}
     augmentation: flip        # flip | none (default: flip for CIFAR-10, none for MNIST)
     train_subset: null        # use only the first N training examples (smoke tests)
     val_subset: null          # use only the first N validation examples
@@ -50,17 +52,17 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from experiments import setup
+from experiments import schedules, setup
 from experiments.models import MODEL_NAMES, get_model
 
 KINDS = ("train", "synthetic")
 DATASETS = {"mnist": "none", "cifar10": "flip"}  # dataset -> default augmentation
 UPDATERS = ("adam", "amsgrad")
-LR_SCHEDULES = ("linear", "constant")
+LR_SCHEDULES = tuple(schedules.SCHEDULES)
 AUGMENTATIONS = ("none", "flip")
 PROBLEMS = ("online", "stochastic")
 DTYPES = ("float32", "float64")
-LR_DECAYS = ("constant", "sqrt")
+LR_DECAYS = schedules.STEP_DECAYS
 
 __all__ = ["ConfigError", "GridConfig", "load_config", "parse_config", "check_value",
            "did_you_mean", "KINDS", "TRAIN_KEYS", "SYNTHETIC_KEYS",
@@ -144,6 +146,15 @@ def _list_of(check):
     return check_list
 
 
+def _raising(check):  # a checker raising ValueError (another module's) as one of ours
+    def checked(v):
+        try:
+            return check(v)
+        except ValueError as e:
+            raise _Bad(str(e)) from None
+    return checked
+
+
 def _name(v):
     if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", v):
         raise _Bad(f"expected a folder name (letters, digits, _ . = -), got {_shown(v)}")
@@ -188,7 +199,7 @@ TRAIN_KEYS = {
     "epochs": (_integer(1), 150),
     "batch_size": (_integer(1), 128),
     "val_batch_size": (_integer(1), 1024),
-    "lr_schedule": (_choice("lr_schedule", LR_SCHEDULES), "linear"),
+    "lr_schedule": (_raising(schedules.check), "linear"),
     "augmentation": (_choice("augmentation", AUGMENTATIONS), None),  # None: dataset's
     "train_subset": (_optional(_integer(1)), None),
     "val_subset": (_optional(_integer(1)), None),

@@ -33,10 +33,11 @@ from typing import NamedTuple
 import numpy as np
 
 from amsgrad import rules as _rules
+from experiments import schedules
 
 PROBLEMS = ("online", "stochastic")
 RULES = ("adam", "amsgrad")
-LR_DECAYS = ("constant", "sqrt")
+LR_DECAYS = schedules.STEP_DECAYS
 DTYPES = ("float32", "float64")
 #: Gradients of the two linear losses, and the large gradient's period / probability.
 LARGE_GRAD, SMALL_GRAD, PERIOD, PROBABILITY = 1010.0, -10.0, 101, 0.01
@@ -152,6 +153,7 @@ def make_step(lanes, learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
     use_max = np.array([r == "amsgrad" for _, r in lanes])
     c = lambda value: jnp.asarray(value, dt)
     lr0, b1, b2, eps = c(learning_rate), c(beta1), c(beta2), c(epsilon)
+    decay = schedules.step_decay(lr_decay, lr0)
 
     def step(state, draw):
         t, x, m, v, v_hat = state
@@ -161,7 +163,7 @@ def make_step(lanes, learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
             large = jnp.where(stochastic, draw, large)
         g = jnp.where(large, c(LARGE_GRAD), c(SMALL_GRAD))  # d/dx of 1010 x or -10 x
         tf = t.astype(dt)
-        lr = lr0 / jnp.sqrt(tf) if lr_decay == "sqrt" else lr0
+        lr = decay(tf)
         delta, m, v, v_hat = _rules.adam_step(
             ns, g, m, v, v_hat, tf, lr, b1, b2, eps, bias_correction=bias_correction,
             amsgrad=use_max, variant="lasagne")
