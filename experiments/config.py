@@ -64,13 +64,18 @@ PROBLEMS = ("online", "stochastic")
 DTYPES = ("float32", "float64")
 LR_DECAYS = schedules.STEP_DECAYS
 
-__all__ = ["ConfigError", "GridConfig", "load_config", "parse_config", "check_value",
-           "did_you_mean", "KINDS", "TRAIN_KEYS", "SYNTHETIC_KEYS",
+__all__ = ["ConfigError", "GridConfig", "load_config", "read_config", "parse_config",
+           "check_value", "did_you_mean", "KINDS", "TRAIN_KEYS", "SYNTHETIC_KEYS",
            "UPDATERS", "LR_SCHEDULES", "AUGMENTATIONS", "PROBLEMS", "LR_DECAYS", "AXES"]
 
 
 class ConfigError(ValueError):
-    """A mistake in a config: the message is one line naming file, key and problem."""
+    """A mistake in a config: the message is one line naming file, key and problem;
+    ``key`` (e.g. ``'grid.beta2'``) and ``problem`` are those parts, when there is a key."""
+
+    def __init__(self, message, key=None, problem=None):
+        super().__init__(message)
+        self.key, self.problem = key, problem
 
 
 # Value checkers: return the normalised value or raise _Bad with what was expected.
@@ -270,6 +275,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_config(path):
     """Read and validate the config at ``path``; raises :class:`ConfigError`."""
     path = os.fspath(path)
+    default_name = os.path.splitext(os.path.basename(path))[0]
+    return parse_config(read_config(path), path=path, default_name=default_name)
+
+
+def read_config(path):
+    """The YAML data of the config at ``path``, not yet validated; raises
+    :class:`ConfigError` if it cannot be read or is not YAML."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -284,14 +296,13 @@ def load_config(path):
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{path}:{where} bad YAML: {problem}") from None
-    default_name = os.path.splitext(os.path.basename(path))[0]
-    return parse_config(data, path=path, default_name=default_name)
+    return data
 
 
 def parse_config(data, path="<config>", default_name=None):
     """Validate config data (as loaded from YAML) into a :class:`GridConfig`."""
     def fail(key, message):
-        raise ConfigError(f"{path}: key {key!r}: {message}")
+        raise ConfigError(f"{path}: key {key!r}: {message}", key=key, problem=message)
 
     def check(checker, value, key):
         try:

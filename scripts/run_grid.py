@@ -5,8 +5,10 @@
     python scripts/run_grid.py configs/vgg.yaml --only updater=amsgrad --only seed=0
     python scripts/run_grid.py configs/smoke.yaml --results /tmp/results --dry-run
     python scripts/run_grid.py configs/vgg.yaml --executor ray --address auto --num-gpus 0.5
+    python scripts/run_grid.py configs/logreg.yaml --set grid.beta2=[0.9,0.99] --set epochs=50
 
-Runs go to ``<results>/<config name>/<run id>/``. Finished and diverged runs are
+Runs go to ``<results>/<config name>/<run id>/``; a config changed by ``--set`` is another
+grid, ``<config name>_<what changed>_<hash>`` (see experiments/overrides.py). Finished and diverged runs are
 skipped; an interrupted run resumes from its checkpoint, so the same command can be
 rerun at any time, and several at once on one results folder (each run is claimed
 by one of them; see docs/scaling.md). Exit status: 0 when every selected run is done
@@ -25,11 +27,12 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import storage  # noqa: E402
-from experiments.config import ConfigError, load_config  # noqa: E402
+from experiments.config import ConfigError  # noqa: E402
 from experiments.data import DataError  # noqa: E402
 from experiments.claims import STALE_AFTER  # noqa: E402
 from experiments.executors import MAX_ATTEMPTS  # noqa: E402
 from experiments.grid import with_epochs  # noqa: E402
+from experiments.overrides import load_with_overrides, parse_item  # noqa: E402
 from experiments.runner import EXECUTORS, run_grid  # noqa: E402
 
 
@@ -92,6 +95,11 @@ def main(argv=None):
     parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                         help="train only runs with this axis value (repeatable; a key given "
                              "twice matches either value), e.g. lr=0.001, bc=off, seed=0")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a config key (repeatable; the value as YAML; nested keys "
+                             "with dots), e.g. epochs=50, grid.beta2=[0.9,0.99], "
+                             "resources.num_gpus=1; a changed experiment goes to a grid "
+                             "named <name>_<what changed>_<hash>")
     parser.add_argument("--epochs", type=_positive_int, metavar="N",
                         help="train N epochs instead (the schedule changes with it, so "
                              "results go to <name>_epochs=N)")
@@ -131,7 +139,10 @@ def main(argv=None):
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        config = load_config(args.config)
+        config = load_with_overrides(args.config, args.set)
+        if args.epochs is not None and any(parse_item(s)[0] == ("epochs",)
+                                           for s in args.set):
+            raise ConfigError("--epochs and --set epochs=...: give the number of epochs once")
         if args.epochs is not None:
             if config.kind != "train":
                 raise ConfigError(f"{args.config}: --epochs applies to training grids only")
