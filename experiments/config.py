@@ -37,7 +37,11 @@ Hyperparameters (``updater``, ``learning_rate``, ``beta1``, ``beta2``, ``epsilon
 did before it existed (no mean subtraction for CIFAR-10, MNIST's subtracted; gain
 ``relu``; ``examples``; ``all``; ``default``), and one that does not apply to the
 model (``he_gain`` for logreg) may only be given at that value. ``resources`` only says where
-runs may go (``--executor ray``); it is not part of the experiment. Numbers such as ``1e-8`` may
+runs may go (``--executor ray``); it is not part of the experiment. ``lr_schedule`` is a
+name or a mapping with its parameters (:mod:`experiments.schedules`). Any key may also be
+set on the command line (``run_grid.py --set key=value``, :mod:`experiments.overrides`):
+the data is changed before it is validated here, and a changed experiment gets a grid
+name of its own. Numbers such as ``1e-8`` may
 be written without a dot (plain YAML 1.1 would read them as strings).
 
 The synthetic problem of the AMSGrad paper (``kind: synthetic``) is one run of
