@@ -88,13 +88,11 @@ def apply_overrides(data, items):
 
 
 def _experiment(config):
-    """What defines ``config``'s experiment, flat: fixed settings, ``grid.<axis>``,
-    ``seeds`` (not its name, nor where its runs may go)."""
-    data = config.to_dict()
-    data.pop("name")
-    data.pop("resources", None)
-    grid = data.pop("grid")
-    return {**data, **{f"grid.{axis}": values for axis, values in grid.items()}}
+    """What defines ``config``'s experiment, flat: kind, fixed settings, ``grid.<axis>``,
+    ``seeds`` (not its name, nor where its runs may go or how they are analysed)."""
+    return {"kind": config.kind, **config.fixed,
+            **{f"grid.{axis}": list(values) for axis, values in config.grid.items()},
+            "seeds": list(config.seeds)}
 
 
 def _short(value):
