@@ -31,6 +31,7 @@ import yaml
 
 from experiments.config import (ConfigError, _UniqueKeyLoader, load_config, parse_config,
                                 read_config)
+from experiments.grid import ID_LABELS, _id_value
 
 __all__ = ["parse_item", "apply_overrides", "derived_name", "load_with_overrides"]
 
@@ -96,7 +97,6 @@ def _experiment(config):
 
 
 def _short(value):
-    from experiments.grid import _id_value
     if value is _MISSING:
         return "unset"
     if isinstance(value, (list, tuple)):
@@ -110,7 +110,6 @@ def derived_name(original, changed):
     """The name of ``changed`` (a :class:`~experiments.config.GridConfig` from
     ``original`` with overrides): ``original``'s if the experiment is the same, else
     ``<name>_<what changed>_<hash>`` (letters, digits, ``_ . = -``)."""
-    from experiments.grid import ID_LABELS
     before, after = _experiment(original), _experiment(changed)
     keys = [k for k in after if before.get(k, _MISSING) != after[k]] + \
         [k for k in before if k not in after]
@@ -122,7 +121,7 @@ def derived_name(original, changed):
     parts = [f"{ID_LABELS.get(bare[k]) or bare[k]}={_short(v)}" for k, v in diff.items()
              if v is not _MISSING or bare[k] not in set_]  # an axis made fixed: once
     readable = re.sub(r"[^A-Za-z0-9.=_-]+", "-", "_".join(parts))[:READABLE_CHARS]
-    digest = hashlib.sha256(json.dumps({k: None if v is _MISSING else v
+    digest = hashlib.sha256(json.dumps({k: "(unset)" if v is _MISSING else v
                                         for k, v in diff.items()},
                                        sort_keys=True, default=str).encode()).hexdigest()
     return f"{original.name}_{readable.strip('_-=.')}_{digest[:8]}"
