@@ -7,8 +7,7 @@
     python scripts/run_grid.py configs/vgg.yaml --executor ray --address auto --num-gpus 0.5
     python scripts/run_grid.py configs/logreg.yaml --set grid.beta2=[0.9,0.99] --set epochs=50
 
-Runs go to ``<results>/<config name>/<run id>/``; a config changed by ``--set`` is another
-grid, ``<config name>_<what changed>_<hash>`` (see experiments/overrides.py). Finished and diverged runs are
+Runs go to ``<results>/<config name>/<run id>/``. Finished and diverged runs are
 skipped; an interrupted run resumes from its checkpoint, so the same command can be
 rerun at any time, and several at once on one results folder (each run is claimed
 by one of them; see docs/scaling.md). Exit status: 0 when every selected run is done
@@ -17,6 +16,9 @@ status.json), 2 for a mistake in the config or the arguments, 3 when the results
 folder cannot be written (a full disk, a read-only file system, no permission, a file
 where a folder should be: nothing is half-written, and once that is fixed the same
 command resumes), 130 when interrupted.
+
+A config changed by ``--set`` is another grid, ``<config name>_<what changed>_<hash>``
+(see experiments/overrides.py), as one changed by ``--epochs`` is ``<config name>_epochs=N``.
 """
 import argparse
 import os
