@@ -31,7 +31,7 @@ import yaml
 
 from experiments.config import (ConfigError, _UniqueKeyLoader, load_config, parse_config,
                                 read_config)
-from experiments.grid import ID_LABELS, _id_value
+from experiments.grid.runs import ID_LABELS, _id_value
 
 __all__ = ["parse_item", "apply_overrides", "derived_name", "load_with_overrides"]
 

@@ -12,7 +12,7 @@ import yaml
 
 from experiments import setup
 from experiments.config import TRAIN_KEYS, ConfigError, load_config
-from experiments.grid import check_grid_dir, expand_grid
+from experiments.grid.runs import check_grid_dir, expand_grid
 from experiments.overrides import apply_overrides, load_with_overrides, parse_item
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

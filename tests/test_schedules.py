@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments.config import ConfigError, parse_config
-from experiments.grid import expand_grid
+from experiments.grid.runs import expand_grid
 from experiments.schedules import check, learning_rate, rates, step_decay
 from experiments.training import config_hash
 
@@ -134,7 +134,7 @@ def test_trainer_writes_each_epochs_rate(tmp_path):
     own schedule, epoch by epoch."""
     pytest.importorskip("jax")
     from experiments.data import load_dataset
-    from experiments.results import RunStore
+    from experiments.results.store import RunStore
     from experiments.training import train_runs
     mnist = load_dataset("mnist", REAL, download=False, quiet=True)
     base = dict(name="s", model="logreg", dataset="mnist", epochs=4, batch_size=128,
