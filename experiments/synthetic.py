@@ -38,12 +38,13 @@ from typing import NamedTuple
 import numpy as np
 
 from amsgrad import rules as _rules
+from experiments import schedules
 
 PROBLEMS = ("online", "stochastic")
 #: ``adam``/``amsgrad``: the experiment's variant; ``<rule>_<variant>``: another library's.
 RULES = ("adam", "amsgrad") + tuple(f"{rule}_{variant}" for variant in _rules.VARIANTS[1:]
                                     for rule in ("adam", "amsgrad"))
-LR_DECAYS = ("constant", "sqrt")
+LR_DECAYS = schedules.STEP_DECAYS
 DTYPES = ("float32", "float64")
 #: Gradients of the two linear losses, and the large gradient's period / probability.
 LARGE_GRAD, SMALL_GRAD, PERIOD, PROBABILITY = 1010.0, -10.0, 101, 0.01
@@ -171,6 +172,7 @@ def make_step(lanes, learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
                         for name in dict.fromkeys(variants)}  # one call if all share one
     c = lambda value: jnp.asarray(value, dt)
     lr0, b1, b2, eps = c(learning_rate), c(beta1), c(beta2), c(epsilon)
+    decay = schedules.step_decay(lr_decay, lr0)
 
     def step(state, draw):
         t, x, m, v, v_hat = state
@@ -180,7 +182,7 @@ def make_step(lanes, learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
             large = jnp.where(stochastic, draw, large)
         g = jnp.where(large, c(LARGE_GRAD), c(SMALL_GRAD))  # d/dx of 1010 x or -10 x
         tf = t.astype(dt)
-        lr = lr0 / jnp.sqrt(tf) if lr_decay == "sqrt" else lr0
+        lr = decay(tf)
         new = None  # (delta, m, v, v_hat) of every lane, from its variant's call
         for name, mine in lanes_of_variant.items():
             out = _rules.adam_step(ns, g, m, v, v_hat, tf, lr, b1, b2, eps,
