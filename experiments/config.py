@@ -8,7 +8,9 @@ A training grid (``kind: train``, the default)::
     epochs: 150
     batch_size: 128
     val_batch_size: 1024
-    lr_schedule: linear       # linear: lr0 * (1 - e / epochs) in epoch e; or constant
+    lr_schedule: linear       # linear: lr0 * (1 - e / epochs) in epoch e; constant; or
+                              # cosine, step with parameters (experiments.schedules):
+                              # {name: step, every: 50, factor: 0.1}
     augmentation: flip        # flip | none (default: flip for CIFAR-10, none for MNIST)
     train_subset: null        # use only the first N training examples (smoke tests)
     val_subset: null          # use only the first N validation examples
@@ -28,6 +30,9 @@ A training grid (``kind: train``, the default)::
     resources:                # optional: what each run asks of a Ray cluster
       num_gpus: 0.25          # a quarter of a GPU (default 0)
       num_cpus: 1             # (default 1)
+    analysis:                 # optional: the comparison the report makes
+      baseline: adam          # (default: Adam against AMSGrad, then any other rule)
+      candidates: [amsgrad]
 
 Hyperparameters may be fixed or an axis, not both. ``updater`` is any rule of the
 ``amsgrad`` library (``adam``, ``amsgrad``, ``adamw``, ``sgd``, ``momentum``,
@@ -44,12 +49,18 @@ list being an axis of that rule and a single value fixing it::
       beta2: [0.99, 0.999]
     rules:
       momentum: {learning_rate: [0.1, 0.01], momentum: 0.9}
- The setup keys
+
+The setup keys
 (:mod:`experiments.setup`) are fixed for a grid; a missing one means what the code
 did before it existed (no mean subtraction for CIFAR-10, MNIST's subtracted; gain
 ``relu``; ``examples``; ``all``; ``default``), and one that does not apply to the
 model (``he_gain`` for logreg) may only be given at that value. ``resources`` only says where
-runs may go (``--executor ray``); it is not part of the experiment. Numbers such as ``1e-8`` may
+runs may go (``--executor ray``), ``analysis`` what the report compares; neither is part
+of the experiment (not in ``grid.yaml``, run ids or a run's config). ``lr_schedule`` is a
+name or a mapping with its parameters (:mod:`experiments.schedules`). Any key may also be
+set on the command line (``run_grid.py --set key=value``, :mod:`experiments.overrides`):
+the data is changed before it is validated here, and a changed experiment gets a grid
+name of its own. Numbers such as ``1e-8`` may
 be written without a dot (plain YAML 1.1 would read them as strings).
 
 The synthetic problem of the AMSGrad paper (``kind: synthetic``) is one run of
@@ -63,39 +74,34 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from experiments import run_schema, setup
+from experiments import run_schema, schedules, setup
 from experiments.models import get_model
-from experiments.run_schema import (AXES, INF, KEYS, REQUIRED, RULES, Bad, boolean, choice,
-                                    integer, number, shown, takes)
+from experiments.synthetic import RULES as SYNTHETIC_RULES  # the library's variants too
+from experiments.axes import grid_axes, grid_fixed
+from experiments.run_schema import (AXES, INF, KEYS, RULES, Bad, boolean, choice, integer,
+                                    list_of, number, shown, takes)
 
 KINDS = ("train", "synthetic")
 DATASETS = run_schema.DATASETS
 UPDATERS = RULES
-LR_SCHEDULES = run_schema.LR_SCHEDULES
+LR_SCHEDULES = tuple(schedules.SCHEDULES)
 AUGMENTATIONS = run_schema.AUGMENTATIONS
 PROBLEMS = ("online", "stochastic")
 DTYPES = ("float32", "float64")
-LR_DECAYS = ("constant", "sqrt")
+LR_DECAYS = schedules.STEP_DECAYS
 
-__all__ = ["ConfigError", "GridConfig", "load_config", "parse_config", "check_value",
-           "did_you_mean", "KINDS", "TRAIN_KEYS", "SYNTHETIC_KEYS",
+__all__ = ["ConfigError", "GridConfig", "load_config", "read_config", "parse_config",
+           "check_value", "did_you_mean", "KINDS", "TRAIN_KEYS", "SYNTHETIC_KEYS",
            "UPDATERS", "LR_SCHEDULES", "AUGMENTATIONS", "PROBLEMS", "LR_DECAYS", "AXES"]
 
 
 class ConfigError(ValueError):
-    """A mistake in a config: the message is one line naming file, key and problem."""
+    """A mistake in a config: the message is one line naming file, key and problem;
+    ``key`` (e.g. ``'grid.beta2'``) and ``problem`` are those parts, when there is a key."""
 
-
-def _list_of(check):
-    def check_list(v):
-        v = [v] if isinstance(v, str) else v
-        if not isinstance(v, list) or not v:
-            raise Bad(f"expected a non-empty list, got {shown(v)}")
-        checked = [check(x) for x in v]
-        if len(set(checked)) != len(checked):
-            raise Bad(f"{shown(next(x for x in checked if checked.count(x) > 1))} given twice")
-        return checked
-    return check_list
+    def __init__(self, message, key=None, problem=None):
+        super().__init__(message)
+        self.key, self.problem = key, problem
 
 
 def _name(v):
@@ -120,12 +126,11 @@ def did_you_mean(word, candidates):
 HYPERPARAMETERS = {k: (KEYS[k].check, KEYS[k].default) for k in run_schema.OPTIMIZER_KEYS}
 TRAIN_KEYS = {k: (KEYS[k].check, KEYS[k].default)
               for k in run_schema.SETTING_KEYS + run_schema.OPTIMIZER_KEYS}
-_REQUIRED = REQUIRED
 # The synthetic experiment is one run of several lanes; its keys are those of
 # experiments.synthetic.DEFAULTS, which also supplies the defaults (None here).
 SYNTHETIC_KEYS = {
-    "problems": (_list_of(choice("problem", PROBLEMS)), None),
-    "rules": (_list_of(choice("rule", ("adam", "amsgrad"))), None),
+    "problems": (list_of(choice("problem", PROBLEMS)), None),
+    "rules": (list_of(choice("rule", SYNTHETIC_RULES)), None),
     "steps": (integer(1), None),
     "record_every": (integer(1), None),
     "learning_rate": (number(0, INF, low_open=True), None),
@@ -159,6 +164,7 @@ class GridConfig:
     path: str = field(default="<config>", compare=False)
     resources: dict = field(default_factory=dict, compare=False)
     rules: dict = field(default_factory=dict)
+    analysis: dict = field(default_factory=dict, compare=False)
 
     def rule_settings(self, rule):
         """``(fixed, axes)`` of the runs of ``rule``: the settings and axes it takes,
@@ -177,7 +183,8 @@ class GridConfig:
         if self.rules:
             data["rules"] = {r: {k: list(v) if isinstance(v, tuple) else v
                                  for k, v in own.items()} for r, own in self.rules.items()}
-        return dict(data, resources=dict(self.resources)) if self.resources else data
+        data = dict(data, resources=dict(self.resources)) if self.resources else data
+        return dict(data, analysis=dict(self.analysis)) if self.analysis else data
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -197,6 +204,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_config(path):
     """Read and validate the config at ``path``; raises :class:`ConfigError`."""
     path = os.fspath(path)
+    default_name = os.path.splitext(os.path.basename(path))[0]
+    return parse_config(read_config(path), path=path, default_name=default_name)
+
+
+def read_config(path):
+    """The YAML data of the config at ``path``, not yet validated; raises
+    :class:`ConfigError` if it cannot be read or is not YAML."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -211,14 +225,13 @@ def load_config(path):
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{path}:{where} bad YAML: {problem}") from None
-    default_name = os.path.splitext(os.path.basename(path))[0]
-    return parse_config(data, path=path, default_name=default_name)
+    return data
 
 
 def parse_config(data, path="<config>", default_name=None):
     """Validate config data (as loaded from YAML) into a :class:`GridConfig`."""
     def fail(key, message):
-        raise ConfigError(f"{path}: key {key!r}: {message}")
+        raise ConfigError(f"{path}: key {key!r}: {message}", key=key, problem=message)
 
     def check(checker, value, key):
         try:
@@ -247,13 +260,13 @@ def parse_config(data, path="<config>", default_name=None):
         fixed = {k: check(schema[k][0], data[k], k) for k in schema if k in data}
         return GridConfig(name=name, kind=kind, fixed=fixed, grid={}, seeds=(), path=path)
 
-    grid, rules = _axes(data, fail, check)
-    fixed = _fixed(data, grid, rules, fail, check)
+    grid, rules = grid_axes(data, fail, check)
+    fixed = grid_fixed(data, grid, rules, fail, check)
 
     seeds = data.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = list(range(check(integer(1), seeds, "seeds")))
-    seeds = check(_list_of(integer(0)), seeds, "seeds")
+    seeds = check(list_of(integer(0)), seeds, "seeds")
 
     model_dataset = get_model(fixed["model"]).dataset
     if fixed["dataset"] is None:
@@ -279,100 +292,54 @@ def parse_config(data, path="<config>", default_name=None):
             fail(f"resources.{key}", "unknown resource" + did_you_mean(key, RESOURCES)
                  + f"; choose from {', '.join(RESOURCES)}")
         resources[key] = check(RESOURCES[key], value, f"resources.{key}")
+    updaters = grid.get("updater") or (fixed.get("updater"),)
+    try:
+        analysis = check_analysis(data.get("analysis"), updaters)
+    except ValueError as e:
+        fail(*e.args)
     return GridConfig(name=name, kind=kind, fixed=fixed, grid=grid, seeds=tuple(seeds),
-                      path=path, resources=resources, rules=rules)
+                      path=path, resources=resources, rules=rules, analysis=analysis)
 
 
-_TOP = ("name", "kind", "grid", "rules", "seeds", "resources")
+_TOP = ("name", "kind", "grid", "rules", "seeds", "resources", "analysis")
 
 
-def _grid_rules(data, grid):
-    """The rules of a grid: its updater axis, or the fixed updater."""
-    if "updater" in grid:
-        return grid["updater"]
-    return (data["updater"],) if data.get("updater") in RULES else RULES
+def check_analysis(value, updaters):
+    """The ``analysis:`` mapping (``baseline``: a rule, ``candidates``: rules, each one
+    of the grid's ``updaters``), normalised; raises ValueError(key, message)."""
+    if value is None:
+        return {}
 
+    def bad(key, message):
+        return ValueError(key, message)
 
-def _fixed(data, grid, rules, fail, check):
-    """The grid's fixed settings but the setup keys, defaults filled in: every key that
-    is not an axis and that a rule of the grid takes without a value of its own."""
-    fixed, grid_rules = {}, _grid_rules(data, grid)
-    for key in KEYS:
-        takers = [r for r in grid_rules if takes(r, key)]
-        if key in grid or key in setup.KEYS or not takers:
-            continue
-        if all(key in rules.get(r, ()) for r in takers):  # each has its own value
-            if key in data:
-                fail(key, f"every rule that takes it ({', '.join(takers)}) has its own "
-                          f"value under rules:; leave it out")
-            continue
-        if key in data:
-            fixed[key] = check(KEYS[key].check, data[key], key)
-        elif KEYS[key].default is REQUIRED:
-            fail(key, "missing: give it fixed, or as a list under grid:")
-        else:
-            fixed[key] = KEYS[key].default
-    return fixed
+    if not isinstance(value, dict):
+        raise bad("analysis", "expected a mapping such as {baseline: adam, candidates: "
+                              f"[amsgrad]}}, got {value!r}")
+    for key in value:
+        if key not in ("baseline", "candidates"):
+            raise bad(f"analysis.{key}", "unknown key" + did_you_mean(
+                str(key), ("baseline", "candidates")) + "; choose from baseline, candidates")
 
+    def rule(v, key):
+        if not isinstance(v, str) or v not in updaters:
+            raise bad(key, f"{v!r} is not an updater of this grid"
+                           + did_you_mean(str(v), updaters)
+                           + f"; the grid has {', '.join(map(str, updaters))}")
+        return v
 
-def _takers(key, rules):
-    """Why no rule of ``rules`` takes ``key``, or None."""
-    if any(takes(r, key) for r in rules):
-        return None
-    takers = run_schema.rules_taking(key)
-    return (f"no rule of this grid ({', '.join(rules)}) takes it ({', '.join(takers)} "
-            f"do{'es' if len(takers) == 1 else ''})")
-
-
-def _axes(data, fail, check):
-    """The grid's axes (``grid:``) and the rules' own values (``rules:``), checked:
-    ``({key: values}, {rule: {key: value or (values,)}})``, both in run-id order."""
-    raw = data.get("grid", {})
-    if not isinstance(raw, dict):
-        fail("grid", f"expected a mapping of axis: [values], got {shown(raw)}")
-    grid = {}
-    for key in sorted(raw, key=lambda k: k != "updater"):  # the rules first
-        values, k = raw[key], f"grid.{key}"
-        if key not in AXES:
-            why = "not something a grid can vary" if key in KEYS else \
-                "unknown axis" + did_you_mean(key, AXES)
-            fail(k, f"{why}; axes are {', '.join(AXES)}")
-        if key in data:
-            fail(k, f"given both fixed ({key}: ...) and as an axis; keep one")
-        if not isinstance(values, list):
-            fail(k, f"expected a list of values, got {shown(values)}")
-        if not values:
-            fail(k, "empty axis: give at least one value")
-        grid[key] = tuple(check(_list_of(KEYS[key].check), values, k))
-    if "updater" not in grid and "updater" in data:
-        check(KEYS["updater"].check, data["updater"], "updater")
-    rules = _grid_rules(data, grid)
-    for key in [*data, *grid]:
-        why = key in KEYS and KEYS[key].rules is not None and _takers(key, rules)
-        if why:
-            fail(key if key in data else f"grid.{key}", why)
-
-    raw_rules = data.get("rules", {})
-    if not isinstance(raw_rules, dict):
-        fail("rules", f"expected a mapping of rule: {{key: value or [values]}}, "
-                      f"got {shown(raw_rules)}")
-    own = {}
-    for rule, values in raw_rules.items():
-        k = f"rules.{rule}"
-        if rule not in rules:
-            fail(k, f"not a rule of this grid ({', '.join(rules)})"
-                    + did_you_mean(rule, rules))
-        if not isinstance(values, dict) or not values:
-            fail(k, f"expected a mapping of key: value or [values], got {shown(values)}")
-        mine = [key for key in run_schema.OPTIMIZER_KEYS if key != "updater"
-                and takes(rule, key)]
-        for key, value in values.items():
-            if key not in mine:
-                fail(f"{k}.{key}", f"{rule} does not take it; it takes {', '.join(mine)}"
-                     + did_you_mean(key, mine))
-        own[rule] = {key: tuple(check(_list_of(KEYS[key].check), values[key], f"{k}.{key}"))
-                     if isinstance(values[key], list) else
-                     check(KEYS[key].check, values[key], f"{k}.{key}")
-                     for key in AXES if key in values}
-    grid = {k: grid[k] for k in AXES if k in grid}  # run-id order
-    return grid, {r: own[r] for r in rules if r in own}
+    out = {}
+    if "baseline" in value:
+        out["baseline"] = rule(value["baseline"], "analysis.baseline")
+    if "candidates" in value:
+        cands = value["candidates"]
+        cands = [cands] if isinstance(cands, str) else cands
+        if not isinstance(cands, list):
+            raise bad("analysis.candidates", f"expected a list of updaters, got {cands!r}")
+        if not cands:
+            raise bad("analysis.candidates", "empty: give at least one updater")
+        out["candidates"] = [rule(c, "analysis.candidates") for c in cands]
+        if out.get("baseline") in out["candidates"]:
+            raise bad("analysis.candidates", f"{out['baseline']!r} is the baseline; it "
+                                             "cannot also be a candidate")
+    return out

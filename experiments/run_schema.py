@@ -29,6 +29,7 @@ grid's settings are recorded, :func:`resolve` fills them in before two are compa
 so run ids, ``grid.yaml`` and config hashes of older results stay as they were.
 """
 import difflib
+import functools
 import math
 import re
 from dataclasses import dataclass, fields, make_dataclass
@@ -37,12 +38,13 @@ import numpy as np
 
 from amsgrad.rules import VARIANTS
 
-from . import setup
+from . import schedules, setup
 from .models import MODEL_NAMES, get_model
 
 __all__ = ["Key", "Bad", "TABLE", "KEYS", "RULES", "ADAM_FAMILY", "VARIANTS", "AXES",
            "PER_RUN_KEYS", "ID_LABELS", "SETTING_KEYS", "OPTIMIZER_KEYS", "SETUP_KEYS",
            "family", "takes", "rules_taking", "check", "default", "resolve", "canonical",
+           "list_of",
            "RunConfig"]
 
 #: The rules of the library a run may follow, under the library's names.
@@ -50,7 +52,6 @@ RULES = ("adam", "amsgrad", "adamw", "sgd", "momentum", "nesterov_momentum")
 #: One rule with switches (the AMSGrad maximum, the decay): runs of all three group.
 ADAM_FAMILY = ("adam", "amsgrad", "adamw")
 DATASETS = {"mnist": "none", "cifar10": "flip"}  # dataset -> default augmentation
-LR_SCHEDULES = ("linear", "constant")
 AUGMENTATIONS = ("none", "flip")
 INF = float("inf")
 REQUIRED = object()  # a default that means: must be given
@@ -118,13 +119,26 @@ def choice(what, choices):
     return check_choice
 
 
-def _setup_check(key):
-    def check_setup(v):
+def list_of(check):
+    def check_list(v):
+        v = [v] if isinstance(v, str) else v
+        if not isinstance(v, list) or not v:
+            raise Bad(f"expected a non-empty list, got {shown(v)}")
+        checked = [check(x) for x in v]
+        if len(set(checked)) != len(checked):
+            raise Bad(f"{shown(next(x for x in checked if checked.count(x) > 1))} given twice")
+        return checked
+    return check_list
+
+
+def _raising(check_value):
+    """A checker raising ValueError (another module's) as one of ours."""
+    def checked(v):
         try:
-            return setup.check(key, v)
+            return check_value(v)
         except ValueError as e:
             raise Bad(str(e)) from None
-    return check_setup
+    return checked
 
 
 #: Names a user may reach for: the labels of run ids, and the engines' old rule name.
@@ -170,12 +184,13 @@ _MOMENTUM = ("momentum", "nesterov_momentum")
 #: The keys of a training run, in the order of run ids (axes) and run configs.
 TABLE = (
     Key("model", choice("model", MODEL_NAMES), type=str),
-    Key("dataset", optional(choice("dataset", tuple(DATASETS))), None, type=str),  # None: the model's
+    # dataset None: the model's; augmentation None: the dataset's
+    Key("dataset", optional(choice("dataset", tuple(DATASETS))), None, type=str),
     Key("epochs", integer(1), 150, type=int),
     Key("batch_size", integer(1), 128, type=int),
     Key("val_batch_size", integer(1), 1024, type=int),
-    Key("lr_schedule", choice("lr_schedule", LR_SCHEDULES), "linear", type=str),
-    Key("augmentation", optional(choice("augmentation", AUGMENTATIONS)), None, type=str),  # None: dataset's
+    Key("lr_schedule", _raising(schedules.check), "linear"),  # a name, or a mapping
+    Key("augmentation", optional(choice("augmentation", AUGMENTATIONS)), None, type=str),
     Key("train_subset", optional(integer(1)), None, type=int),
     Key("val_subset", optional(integer(1)), None, type=int),
     # the optimizer: the rule and the hyperparameters each rule takes
@@ -196,7 +211,8 @@ TABLE = (
     # AdamW with AMSGrad's running maximum (amsgrad.updates.adamw(..., amsgrad=True))
     Key("amsgrad", boolean, False, "ams", True, True, ("adamw",), type=bool),
     # the setup keys (experiments.setup): fixed for a grid
-    *(Key(k, _setup_check(k), (lambda dataset, k=k: setup.legacy(k, dataset)), legacy=True)
+    *(Key(k, _raising(functools.partial(setup.check, k)),
+          functools.partial(lambda k, dataset: setup.legacy(k, dataset), k), legacy=True)
       for k in setup.KEYS),
 )
 KEYS = {k.name: k for k in TABLE}

@@ -7,8 +7,8 @@ import yaml
 from experiments import run_schema
 from experiments.config import ConfigError, parse_config
 from experiments.engines.base import Hyperparameters
-from experiments.grid import expand_grid, select
-from experiments.grouping import check_group, group_runs
+from experiments.grid.runs import expand_grid, select
+from experiments.grid.grouping import check_group, group_runs
 from experiments.run_schema import RunConfig
 from experiments.training import config_hash
 from test_grid import FakeTrainer, _run
@@ -195,3 +195,18 @@ def test_a_new_key_at_its_default_keeps_ids_and_hashes_another_value_does_not():
     stored = {k: v for k, v in plain[0].items() if k != "variant"}
     assert run_schema.resolve(stored) == plain[0]
     assert config_hash(stored) == config_hash(plain[0])
+
+
+def test_set_changes_a_rules_own_values_under_a_name_of_its_own(tmp_path):
+    from experiments.overrides import load_with_overrides
+    path = tmp_path / "mix.yaml"
+    path.write_text(yaml.safe_dump(MIXED))
+    config = load_with_overrides(str(path), [])
+    changed = load_with_overrides(str(path), ["rules.momentum.learning_rate=[0.2]"])
+    assert changed.rules["momentum"]["learning_rate"] == (0.2,)
+    assert changed.name.startswith("mix_rules.momentum.learning_rate=0.2_")
+    assert config.name == "mix"
+    with pytest.raises(ConfigError) as error:
+        load_with_overrides(str(path), ["rules.adam.momentum=0.9"])
+    assert "rules.adam.momentum" in str(error.value) and "adam does not take it" \
+        in str(error.value) and "\n" not in str(error.value)

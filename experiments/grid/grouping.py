@@ -18,8 +18,9 @@ and activation sizes.
 import math
 import os
 
-from . import models, run_schema
-from .run_schema import PER_RUN_KEYS
+from experiments import models, run_schema
+from experiments.run_schema import PER_RUN_KEYS
+
 #: Share of the free memory ``'auto'`` plans to fill (XLA needs room of its own).
 MEMORY_FRACTION = 0.6
 #: Bytes of float32.
