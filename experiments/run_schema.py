@@ -5,7 +5,7 @@ the check of its values, its default, its label in run ids, whether it may be a 
 axis, whether it may differ between the runs of one group, which rules of the
 ``amsgrad`` library take it, and whether results written before it existed lack it.
 The config (:mod:`experiments.config`), grid expansion, run ids and ``--only``
-(:mod:`experiments.grid`), grouping (:mod:`experiments.grouping`), the trainer
+(:mod:`experiments.grid.runs`), grouping (:mod:`experiments.grid.grouping`), the trainer
 (:mod:`experiments.training`: :class:`RunConfig`) and the engines
 (:class:`~experiments.engines.base.Hyperparameters`) all read this table.
 
@@ -44,8 +44,7 @@ from .models import MODEL_NAMES, get_model
 __all__ = ["Key", "Bad", "TABLE", "KEYS", "RULES", "ADAM_FAMILY", "VARIANTS", "AXES",
            "PER_RUN_KEYS", "ID_LABELS", "SETTING_KEYS", "OPTIMIZER_KEYS", "SETUP_KEYS",
            "family", "takes", "rules_taking", "check", "default", "resolve", "canonical",
-           "list_of",
-           "RunConfig"]
+           "list_of", "RunConfig"]
 
 #: The rules of the library a run may follow, under the library's names.
 RULES = ("adam", "amsgrad", "adamw", "sgd", "momentum", "nesterov_momentum")
@@ -301,7 +300,7 @@ _RunConfigBase = make_dataclass(
 class RunConfig(_RunConfigBase):
     """A checked run: every key of :data:`TABLE` as a typed attribute (``None`` for a
     key its rule does not take), frozen. :meth:`from_run` builds it from a run dict
-    (as :func:`experiments.grid.expand_grid` makes them); the trainer and the engines
+    (as :func:`experiments.grid.runs.expand_grid` makes them); the trainer and the engines
     read runs through it."""
 
     @classmethod

@@ -182,12 +182,11 @@ class _Checkpoints:
 
 
 def _resume(live, eng):
-    """Each live run's config hash, learning rate and epoch to start at; the engine
+    """Each live run's config hash and epoch to start at; the engine
     (which starts from initial arrays) loads the checkpoints of those that resume."""
     resumed = False
     for m in live:
         m.digest = config_hash(m.run)
-        m.lr0 = m.config.learning_rate
         if m.checkpoint is not None:
             meta = m.checkpoint[1]
             if meta.get("config_hash") != m.digest:
@@ -306,7 +305,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
             if not any(active):
                 break
             began = time.perf_counter()
-            lrs = [learning_rate(m.lr0, epoch, n_epochs, schedule) if a else 0.0
+            lrs = [learning_rate(m.config.learning_rate, epoch, n_epochs, schedule) if a else 0.0
                    for m, a in zip(live, active)]
             plans = {s: epoch_batches(s, epoch, len(dataset.y_train), batch_size, flip)
                      for s in eng.seed_order}

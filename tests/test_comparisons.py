@@ -100,7 +100,8 @@ def test_choose_comparison():
 def test_setting_by_setting_where_axes_are_shared(three):
     _, runs = three
     axes = stats.setting_axes(runs)
-    assert axes == ("learning_rate", "beta1", "beta2", "epsilon", "bias_correction", "momentum")
+    assert axes == ("learning_rate", "beta1", "beta2", "epsilon", "bias_correction", "variant",
+                    "momentum")
     assert stats.rule_axes(runs, "momentum", axes) == ("learning_rate", "momentum")
     assert stats.shares_axes(runs, "adam", "amsgrad", axes)
     assert not stats.shares_axes(runs, "adam", "momentum", axes)
@@ -151,7 +152,8 @@ def test_markdown_of_three_rules(three, tmp_path):
     _, runs = three
     text = report.render_report(runs, str(tmp_path / "report.md"))
     assert text.startswith("# Adam vs AMSGrad vs Momentum\n")
-    assert "| momentum | 0.1 | – | – | – | – | 0.9 | 3 |" in text  # keys it does not take
+    # keys it does not take; variant: the Adam family's (lasagne for runs without it)
+    assert "| momentum | 0.1 | – | – | – | – | – | 0.9 | 3 |" in text
     assert "- momentum: lr=0.1, momentum=0.9: final val acc 0.9520 ± 0.0010 (n=3)" in text
     assert "(3 pairs): Adam − Momentum = -0.02, 95% CI" in text
     assert "Momentum does not take every hyperparameter Adam takes, so it is compared " \
@@ -159,7 +161,7 @@ def test_markdown_of_three_rules(three, tmp_path):
     assert "## Adam vs AMSGrad, paired by seed" in text
     assert "## Adam vs Momentum, paired by seed" not in text
     table = text.split("### Final validation accuracy: Adam − AMSGrad")[1]
-    assert "| lr | β1 | β2 | ε | bias corr. | pairs |" in table  # not momentum's column
+    assert "| lr | β1 | β2 | ε | bias corr. | variant | pairs |" in table  # not momentum's
 
 
 def _table(text):
