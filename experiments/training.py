@@ -1,7 +1,7 @@
 """Training: one function trains K >= 1 runs, each with its own files.
 
 :func:`train_runs` trains (or resumes, or leaves as they are) compatible runs
-(:func:`experiments.grouping.check_group`) together: a group of one on its engine
+(:func:`experiments.grid.grouping.check_group`) together: a group of one on its engine
 (JAX or Theano, :mod:`experiments.engines`), a larger group in one compiled program
 (:class:`~experiments.engines.jax_group.GroupEngine`). The trainer talks to both
 through one interface (:class:`~experiments.engines.base.GroupOfOne` adapts a
@@ -47,30 +47,16 @@ import time
 
 import numpy as np
 
-from . import grouping, models, setup
+from . import models, schedules, setup
+from .grid import grouping
 from .engines import get_engine
 from .engines.base import GroupOfOne, Hyperparameters
-from .storage import is_storage_fault
+from .results.storage import is_storage_fault
+from .schedules import learning_rate
 
 #: ``checkpoint_every=None`` in a group: checkpoint once the time since the last one is
 #: this many times what the last one took.
 CHECKPOINT_RATIO = 10.0
-
-SCHEDULES = ("linear", "constant")
-
-
-def learning_rate(lr0, epoch, n_epochs, schedule="linear"):
-    """The learning rate during epoch ``epoch`` (0-based) of ``n_epochs``.
-
-    ``'linear'``: ``lr0 * (1 - epoch / n_epochs)``, changed once per epoch, so the
-    last epoch uses ``lr0 / n_epochs``; ``'constant'``: ``lr0``.
-    """
-    if schedule == "linear":
-        return lr0 * (1.0 - epoch / n_epochs)
-    if schedule == "constant":
-        return lr0
-    raise ValueError(f"unknown lr_schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
-
 
 def config_hash(run):
     """A short hash of the run config; a checkpoint only resumes the config it was made by.
@@ -117,8 +103,10 @@ def run_setup(run, dataset=None, data_dir=None, quiet=False):
         raise ValueError(f"model {spec.name!r} trains on {spec.dataset!r}, "
                          f"not dataset {run['dataset']!r}")
     n_epochs = int(run["epochs"])
-    schedule = run.get("lr_schedule") or "linear"
-    learning_rate(1.0, 0, n_epochs, schedule)  # checks the schedule name
+    try:
+        schedule = schedules.check(run.get("lr_schedule") or "linear")
+    except ValueError as e:
+        raise ValueError(f"lr_schedule: {e}") from None
     augmentation = run.get("augmentation")
     if augmentation not in (None, "flip", "none"):
         raise ValueError(f"unknown augmentation {augmentation!r}; choose from flip, none")
@@ -149,7 +137,7 @@ class _Member:
 
     def write(self, method, *args):
         """A write to the run's store; a lost claim ends the run's part in the group."""
-        from .claims import ClaimLost
+        from .grid.claims import ClaimLost
         if self.lost is not None:
             return
         try:
@@ -237,13 +225,13 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     runs : list of dict
         Resolved run configs: ``model``, ``updater``, ``learning_rate``, ``beta1``,
         ``beta2``, ``epsilon``, ``bias_correction``, ``seed``, ``epochs``,
-        ``batch_size``, ``lr_schedule`` ('linear' | 'constant'), ``augmentation``
+        ``batch_size``, ``lr_schedule`` (:mod:`experiments.schedules`), ``augmentation``
         ('flip' | 'none'), ``val_batch_size``; optional ``dataset`` (checked against
         the model's), ``train_subset`` / ``val_subset`` (use the first N examples), and
         the setup keys of :mod:`experiments.setup` (missing: as before they existed).
         All equal but in their optimizer hyperparameters and seed
-        (:func:`experiments.grouping.check_group`).
-    stores : list of experiments.results.RunStore
+        (:func:`experiments.grid.grouping.check_group`).
+    stores : list of experiments.results.store.RunStore
         One per run.
     engine : str
         'jax' or 'theano' (a group of one only).
@@ -260,7 +248,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
         ``eval_runs``); the setup comes from the runs.
     on_epoch : callable, optional
         ``on_epoch(run, row)`` for each run's curves row, once it is written; a
-        :class:`~experiments.claims.ClaimLost` it raises ends that run's part only.
+        :class:`~experiments.grid.claims.ClaimLost` it raises ends that run's part only.
     checkpoint_every : float, optional
         Seconds to wait at least between checkpoints (0: every epoch); default: every
         epoch for a run alone, else see :data:`CHECKPOINT_RATIO`.
@@ -276,7 +264,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
         written to any more.
 
     If training raises, every run still in training is marked 'failed' with the
-    error (not for a fault of the file system, see :mod:`experiments.storage`),
+    error (not for a fault of the file system, see :mod:`experiments.results.storage`),
     checkpoints stay (a later call resumes) and the exception propagates.
     """
     if len(runs) != len(stores):
@@ -312,7 +300,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
                 else f"{spec.name} group of {len(live)}")
         bar = tqdm(total=n_epochs, initial=first, position=position, leave=position is None,
                    desc=desc, unit="epoch", dynamic_ncols=True)
-    from .claims import ClaimLost
+    from .grid.claims import ClaimLost
     from .data import epoch_batches
     checkpoints = _Checkpoints(0 if checkpoint_every is None and alone else checkpoint_every)
     try:
@@ -385,8 +373,8 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
               position=None, engine_options=None, on_epoch=None):
     """Train (or resume, or leave as it is) one run: :func:`train_runs` with one run;
     ``on_epoch(row)``. Returns its final status; another process taking the run's claim
-    over raises :class:`~experiments.claims.ClaimLost`."""
-    from .claims import ClaimLost
+    over raises :class:`~experiments.grid.claims.ClaimLost`."""
+    from .grid.claims import ClaimLost
     status, = train_runs([run], [store], engine, data_dir, dataset, quiet, position,
                          engine_options, on_epoch and (lambda _, row: on_epoch(row)))
     if status.get("state") == "lost":

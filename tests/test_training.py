@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments.data import load_dataset
-from experiments.results import CURVE_FIELDS, RunStore
+from experiments.results.store import CURVE_FIELDS, RunStore
 from experiments.training import config_hash, learning_rate, train_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +39,8 @@ def test_linear_schedule_values():
     assert [learning_rate(0.3, e, 3) for e in range(3)] == [0.3, 0.3 * (1 - 1 / 3),
                                                             0.3 * (1 - 2 / 3)]
     assert learning_rate(0.01, 149, 150, "constant") == 0.01
-    with pytest.raises(ValueError, match="unknown lr_schedule 'cosine'"):
-        learning_rate(0.01, 0, 150, "cosine")
+    with pytest.raises(ValueError, match="unknown schedule 'cosin'"):
+        learning_rate(0.01, 0, 150, "cosin")
 
 
 def test_run_writes_curves_and_status(tmp_path, mnist, capsys):
@@ -73,7 +73,7 @@ def test_progress_bar(tmp_path, mnist, capsys):
 
 KILL_AFTER_FIRST_EPOCH = textwrap.dedent("""
     import os, signal, sys
-    from experiments.results import RunStore
+    from experiments.results.store import RunStore
     from experiments.training import train_run
     run, run_dir, data_dir = eval(sys.argv[1]), sys.argv[2], sys.argv[3]
     def kill(row):
