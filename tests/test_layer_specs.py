@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import grouping, models
+from experiments import models
 from experiments.engines import jax_layers as L
+from experiments.grid import grouping
 from experiments.models import (BatchNormLayer, Conv2DLayer, DenseLayer, DropoutLayer,
                                 GlobalPoolLayer, LocalResponseNormalization2DLayer,
                                 MaxPool2DLayer, ModelSpec, NonlinearityLayer)
