@@ -258,8 +258,7 @@ def _run_synthetic(config, results_dir, dry_run, out):
     try:
         status = synthetic.run_synthetic(cfg, results_dir, quiet=True)  # its line is below
         from experiments.analysis import figures  # the figure lives with the other figures
-        figures.save_figure(figures.plot_synthetic(store.run_dir),
-                            os.path.join(store.run_dir, "synthetic"))
+        figures.save_synthetic(store.run_dir)
     except Exception as error:
         if storage.is_storage_fault(error):
             raise
