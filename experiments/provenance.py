@@ -8,7 +8,7 @@ jaxlib, optax, and theano when it trains).
 
 A grid's runs may train in other processes than the command's (Ray workers, whose own
 ``sys.argv`` is Ray's): the job carries the driver's command line
-(:attr:`experiments.executors.Job.command`, from :func:`command_line`) and the worker
+(:attr:`experiments.grid.executors.Job.command`, from :func:`command_line`) and the worker
 trains under :func:`invoked_as` it.
 """
 import contextlib

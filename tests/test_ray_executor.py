@@ -27,7 +27,7 @@ SCRIPT = os.path.join(REPO, "scripts", "run_grid.py")
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray cluster on 127.0.0.1; yields the address other drivers join it at."""
-    from experiments.ray_executor import start_local_ray
+    from experiments.grid.ray_executor import start_local_ray
     tests = os.path.dirname(os.path.abspath(__file__))  # workers import the toy engine
     try:
         start_local_ray(num_cpus=2, include_dashboard=False, logging_level="ERROR",
@@ -73,7 +73,7 @@ def test_smoke_on_ray_equals_the_local_executor(cluster, tmp_path):
     assert len(lines) == 6 and all(line.startswith("finished ") for line in lines[1:5])
     assert not {"\r", "\x1b"} & set(on_ray.stdout + on_ray.stderr)  # a plain log
     from experiments.config import load_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     local = run_grid(load_config(os.path.join(REPO, "configs", "smoke.yaml")),
                      results_dir=str(tmp_path / "local"), data_dir=REAL, quiet=True,
                      out=io.StringIO())
@@ -136,7 +136,7 @@ def resource_train(run, store, on_epoch=None, **kwargs):
 
 def test_each_task_asks_for_the_configured_resources(cluster, tmp_path):
     from experiments.config import parse_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     data = {"name": "res", "model": "logreg", "epochs": 2, "grid": {"updater": ["adam"]},
             "seeds": [0, 1], "resources": {"num_cpus": 2}}
     config = parse_config(data, path="res.yaml")
@@ -161,7 +161,7 @@ def toy_train(run, store, **kwargs):
 
 def test_ray_runner_and_local_runner_share_a_results_folder(cluster, tmp_path):
     from experiments.config import load_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     config_path = test_faults.toy_config(tmp_path, epochs=4, seeds="[0, 1, 2, 3, 4]")
     reference = test_faults.toy_run(config_path, tmp_path / "reference")
     assert reference.returncode == 0, reference.stderr
@@ -193,7 +193,7 @@ def full_disk_train(run, store, **kwargs):
 
 def test_a_full_disk_on_a_worker_stops_the_grid_as_it_would_here(cluster, tmp_path):
     from experiments.config import parse_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     config = parse_config({"name": "full", "model": "logreg", "epochs": 2,
                            "grid": {"updater": ["adam"]}, "seeds": [0]}, path="full.yaml")
     with pytest.raises(OSError) as caught:  # scripts/run_grid.py: one line, exit 3
@@ -215,7 +215,7 @@ def argv_train(run, store, **kwargs):
 def test_a_ray_task_records_the_drivers_command_line(cluster, tmp_path):
     from experiments import provenance
     from experiments.config import load_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     config_path = test_faults.toy_config(tmp_path, epochs=2)
     summary = run_grid(load_config(config_path), results_dir=str(tmp_path), quiet=True,
                        out=io.StringIO(), executor="ray", train_fn=argv_train,
@@ -240,7 +240,7 @@ def test_a_ray_grid_logged_to_a_file_has_no_control_codes(cluster, tmp_path):
     config = test_faults.toy_config(tmp_path, epochs=3)
     driver = ("import sys, test_faults, test_ray_executor as t\n"
               "from experiments.config import load_config\n"
-              "from experiments.runner import run_grid\n"
+              "from experiments.grid.runner import run_grid\n"
               "run_grid(load_config(sys.argv[1]), results_dir=sys.argv[2], executor='ray',\n"
               "         address=sys.argv[3], train_fn=t.noisy_train,\n"
               "         load_fn=test_faults.toy_dataset)\n")

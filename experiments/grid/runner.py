@@ -1,9 +1,9 @@
 """The loop that trains what a grid is missing: :func:`run_grid`.
 
-Finished and diverged runs are done and skipped (:func:`experiments.grid.plan`); any
+Finished and diverged runs are done and skipped (:func:`experiments.grid.runs.plan`); any
 other run is (re)trained, and a run with a checkpoint resumes from it (the trainer does
-that). The runs are trained by an executor (:mod:`experiments.executors`: here, or as
-Ray tasks), each under a claim (:mod:`experiments.claims`), so several runners can work
+that). The runs are trained by an executor (:mod:`experiments.grid.executors`: here, or as
+Ray tasks), each under a claim (:mod:`experiments.grid.claims`), so several runners can work
 on one results folder at once: a run a live process holds is left to it. A run whose
 starts keep ending without progress is given up after ``max_attempts`` of them.
 """
@@ -13,11 +13,13 @@ import sys
 
 from tqdm.auto import tqdm
 
-from experiments import claims, setup, storage
+from experiments import setup
+from experiments.grid import claims
+from experiments.results import storage
 from experiments.config import ConfigError
-from experiments.executors import MAX_ATTEMPTS, Job, LocalExecutor, load_grid_dataset
-from experiments.grid import check_grid_dir, plan
-from experiments.results import RunStore
+from experiments.grid.executors import MAX_ATTEMPTS, Job, LocalExecutor, load_grid_dataset
+from experiments.grid.runs import check_grid_dir, plan
+from experiments.results.store import RunStore
 
 EXECUTORS = ("local", "ray")
 
@@ -60,7 +62,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
         No progress bars (there are bars only when stderr is a terminal anyway); the
         line of each run that ends and the grid's summary are printed in every mode.
     only : list of str
-        ``key=value`` filters, see :func:`experiments.grid.select`.
+        ``key=value`` filters, see :func:`experiments.grid.runs.select`.
     dry_run : bool
         Print the plan and every run's state; train nothing, write nothing.
     train_fn : callable, optional
@@ -76,17 +78,17 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     executor : {'local', 'ray'}
         Train here, one run after another, or each run as a Ray task.
     address : str, optional
-        Ray: the cluster to join (default: see :class:`~experiments.ray_executor.RayExecutor`).
+        Ray: the cluster to join (default: see :class:`~experiments.grid.ray_executor.RayExecutor`).
     num_cpus, num_gpus : float, optional
         Ray: what each task asks for (default: the config's ``resources:``, else 1 CPU).
     max_attempts : int
         Starts of a run that may end without progress before it is given up.
     stale_after, heartbeat : float
         Claims: seconds of silence after which another runner takes a run over, and
-        seconds between a runner's signs of life (see :mod:`experiments.claims`).
+        seconds between a runner's signs of life (see :mod:`experiments.grid.claims`).
     group_size : int or 'auto'
         JAX engine: train up to this many compatible runs together in one compiled
-        program (:func:`experiments.grouping.group_runs`; 'auto': as many as fit in
+        program (:func:`experiments.grid.grouping.group_runs`; 'auto': as many as fit in
         the device's memory); 1 trains one run after another.
 
     Returns
@@ -94,7 +96,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     dict
         ``total``, ``done_before``, ``trained`` (run ids now finished or diverged),
         ``failed`` (run ids), ``busy`` (run ids other live runners hold),
-        ``given_up`` (run ids given up before), ``plan`` (:class:`experiments.grid.Plan`).
+        ``given_up`` (run ids given up before), ``plan`` (:class:`experiments.grid.runs.Plan`).
     """
     out = out or sys.stdout
     if config.kind == "synthetic":
@@ -125,7 +127,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
         runner = LocalExecutor(load_grid_dataset(*data, data_dir=data_dir, load_fn=load_fn,
                                                  quiet=quiet), quiet=quiet)
     else:
-        from experiments.ray_executor import RayExecutor
+        from experiments.grid.ray_executor import RayExecutor
         runner = RayExecutor(address, resources.get("num_cpus", 1),
                              resources.get("num_gpus", 0), max_retries=max_attempts,
                              quiet=quiet)
@@ -152,10 +154,10 @@ def _summarize(name, summary, done_elsewhere, out):
 
 def _groups(jobs, group_size, executor):
     """``jobs`` as the executor takes them: a job alone, or a list of jobs that train
-    together (see :func:`experiments.grouping.group_runs`)."""
+    together (see :func:`experiments.grid.grouping.group_runs`)."""
     if group_size == 1:
         return jobs
-    from experiments.grouping import group_runs
+    from experiments.grid.grouping import group_runs
     device = None
     if group_size == "auto" and executor == "local":
         import jax
