@@ -38,9 +38,17 @@ def command_line():
     relative paths in it are relative to."""
     command = _COMMAND.get()
     if command is None:
-        command = {"command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
-                   "cwd": os.getcwd()}
+        command = {"command": shlex.join(_typed()), "cwd": os.getcwd()}
     return dict(command)
+
+
+def _typed():
+    """``sys.argv`` as typed: ``python script.py ...`` (or ``python -c``), or an
+    installed command's name and its arguments."""
+    first = sys.argv[0] if sys.argv else ""
+    if first.endswith(".py") or first in ("", "-c"):
+        return [os.path.basename(sys.executable), *sys.argv]
+    return [os.path.basename(first), *sys.argv[1:]]
 
 
 @contextlib.contextmanager
