@@ -4,10 +4,11 @@
 
 RESULTS_DIR is a grid's folder (``results/<grid>/``, run folders below it), a folder
 with the synthetic problem's ``trajectories.csv``, or a root holding several of these.
-Figures go to ``<folder>/figures/`` (or ``--out``; ``--out/<folder name>/`` when
-RESULTS_DIR holds several), as PNG and PDF; the synthetic problem's figure is redrawn
-where ``run_grid.py`` drew it, ``<folder>/synthetic.png``, unless ``--out`` is given.
-The progress bar shows on a terminal only.
+Per metric: the full curves, the last epochs, the best epochs and the mean over seeds
+with its 95% band. Figures go to ``<folder>/figures/`` (or ``--out``; ``--out/<folder
+name>/`` when RESULTS_DIR holds several), as PNG and PDF; the synthetic problem's figure
+is redrawn where ``run_grid.py`` drew it, ``<folder>/synthetic.png``, unless ``--out``
+is given. The progress bar shows on a terminal only.
 
 Exit status: 0 when written, 2 when the results cannot be read, 3 when a figures
 folder cannot be written (a full disk, a read-only file system, no permission, a file
