@@ -291,8 +291,8 @@ def run(args):
     names = columns(engines)
     print(format_line(dict(zip(names, names)), names), flush=True)
     rows = []
-    with tqdm(total=len(args.models) * len(engines), disable=args.quiet, unit="timing",
-              leave=False) as bar:
+    with tqdm(total=len(args.models) * len(engines), unit="timing", leave=False,
+              disable=True if args.quiet else None) as bar:  # on a terminal only
         for name in args.models:
             spec, steps = models.get_model(name), args.steps or DEFAULT_STEPS[name]
             timings = {}
