@@ -162,6 +162,7 @@ def test_derived_names(path):
     assert name("grid.beta2=[0.9]") != name("beta2=0.9")  # an axis or fixed: other run ids
     # nothing of the experiment changed: the file's grid
     assert name("resources.num_gpus=1") == name("epochs=4") == name("beta1=0.9") == "tiny"
+    assert name("analysis.baseline=amsgrad", "analysis.candidates=[adam]") == "tiny"
     assert name("name=mine", "epochs=5") == "mine"
     long = name("grid.learning_rate=[0.1,0.01,0.001,0.0001,0.00001]", "seeds=[0,1,2,3,4,5]",
                 "lr_schedule={name: step, at: [1, 2]}")
