@@ -53,6 +53,7 @@ class Job:
     train_fn: object = None  # train_run's form; default experiments.training.train_runs
     load_fn: object = None  # default experiments.data.load_dataset
     patient: bool = False  # wait out a claim whose owner stops beating (claims.outlive)
+    metric_log: tuple = ()  # experiments.metric_logs.KINDS to log the curves to
 
     @property
     def run_id(self):
@@ -195,6 +196,7 @@ def _train(ready, dataset, event_of, quiet, position):
     from experiments.training import train_runs
     first = ready[0][0]
     train = train_runs if first.train_fn is None else _one_at_a_time(first.train_fn)
+    logs = {"metric_log": first.metric_log} if first.train_fn is None else {}
     by_id = {job.run_id: (job, store) for job, store in ready}
 
     def on_epoch(run, row):
@@ -214,7 +216,7 @@ def _train(ready, dataset, event_of, quiet, position):
     try:
         statuses = train([j.run for j, _ in ready], [s for _, s in ready],
                          engine=first.engine, data_dir=first.data_dir, dataset=dataset,
-                         quiet=quiet, position=position, on_epoch=on_epoch)
+                         quiet=quiet, position=position, on_epoch=on_epoch, **logs)
     except DataError:
         raise
     except Exception as error:  # every run of the group failed with it
@@ -249,6 +251,11 @@ class LocalExecutor:
 
     def __exit__(self, *exc):
         pass
+
+    def device_room(self):
+        """``(platform, free bytes)`` of the device runs train on here."""
+        from experiments.grouping import device_room
+        return device_room()
 
     def run(self, jobs, on_event=None):
         """Each item of ``jobs`` is a :class:`Job` or a list of them (a group)."""
