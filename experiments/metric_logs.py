@@ -64,20 +64,31 @@ def check(kinds):
 
 
 class _TensorBoard:
+    """tensorboardX's synchronous event file writer: a row is on disk (the OS's) once
+    written, so a killed runner's event file holds every row it wrote to curves.csv
+    (its ``SummaryWriter`` queues events for a thread of its own per run)."""
+
     def __init__(self, run, run_dir, first_epoch):
-        from tensorboardX import SummaryWriter
-        # The file name's nanoseconds keep a run's event files in the order they were
-        # written (tensorboardX names them by the second, and a resume may follow within it).
-        self.writer = SummaryWriter(logdir=run_dir, purge_step=first_epoch,
-                                    filename_suffix=f".{time.time_ns()}")
+        from tensorboardX.event_file_writer import EventsWriter
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+        from tensorboardX.proto.summary_pb2 import Summary
+        self.Event, self.Summary = Event, Summary
+        # tensorboardX names the file by the second; the nanoseconds keep a run's files
+        # in the order they were written (a resume may follow within the second).
+        self.file = EventsWriter(os.path.join(run_dir, "events"), f".{time.time_ns()}")
+        # As SummaryWriter(purge_step=first_epoch): TensorBoard drops the points earlier
+        # files hold from this step on (the epochs a resume redoes).
+        self.file.write_event(Event(step=first_epoch, wall_time=time.time(),
+                                    session_log=SessionLog(status=SessionLog.START)))
 
     def write(self, epoch, values):
-        for key, value in values.items():
-            self.writer.add_scalar(key, value, global_step=epoch)
-        self.writer.flush()  # a killed runner keeps every row it wrote to curves.csv
+        summary = self.Summary(value=[self.Summary.Value(tag=k, simple_value=v)
+                                      for k, v in values.items()])
+        self.file.write_event(self.Event(step=epoch, wall_time=time.time(), summary=summary))
+        self.file.flush()
 
     def close(self, ended):
-        self.writer.close()
+        self.file.close()
 
 
 class _WandB:

@@ -74,6 +74,14 @@ def _group_size(text):
                                          f"got {text!r}") from None
 
 
+def _metric_log(text):
+    from experiments.metric_logs import parse
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _interrupt(signum, frame):  # SIGTERM (kill, a batch system) ends like Ctrl-C
     raise KeyboardInterrupt
 
@@ -98,11 +106,18 @@ def main(argv=None):
     parser.add_argument("--dry-run", action="store_true",
                         help="show the plan and every run's state; train nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--group-size", type=_group_size, default=1, metavar="K",
+    parser.add_argument("--group-size", type=_group_size, default="auto", metavar="K",
                         help="JAX: train up to K runs that differ only in updater, lr, "
                              "beta1/2, epsilon, bias correction and seed together in one "
-                             "compiled program; 'auto': as many as fit in memory "
-                             "(default: 1, one run after another)")
+                             "compiled program; 1: one run after another; 'auto' (default): "
+                             "as many as fit in the memory of the device that trains them, "
+                             "except a conv net on a CPU (1: faster there), and the Theano "
+                             "engine (1)")
+    parser.add_argument("--log", type=_metric_log, default=(), metavar="KINDS",
+                        help="also log each run's curves to tensorboard (event files in the "
+                             "run's folder) and/or wandb (Weights & Biases; WANDB_MODE etc. "
+                             "apply), comma-separated; needs the .[tensorboard] / .[wandb] "
+                             "extra; changes nothing of the experiment")
     scale = parser.add_argument_group("scaling out (see docs/scaling.md)")
     scale.add_argument("--executor", choices=EXECUTORS, default="local",
                        help="train here, one run after another, or each run as a Ray task "
@@ -137,16 +152,16 @@ def main(argv=None):
                 raise ConfigError(f"{args.config}: --epochs applies to training grids only")
             config = with_epochs(config, args.epochs)
         if config.kind != "train" and (args.only or args.engine != "jax"
-                                       or args.executor != "local"):
-            raise ConfigError(f"{args.config}: --only, --engine and --executor apply to "
-                              f"training grids only")
+                                       or args.executor != "local" or args.log):
+            raise ConfigError(f"{args.config}: --only, --engine, --executor and --log apply "
+                              f"to training grids only")
         with storage.writing_to(args.results, "--results"):
             summary = run_grid(config, results_dir=args.results, engine=args.engine,
                                data_dir=args.data_dir, only=args.only, quiet=args.quiet,
                                dry_run=args.dry_run, executor=args.executor,
                                address=args.address, num_cpus=args.num_cpus,
                                num_gpus=args.num_gpus, max_attempts=args.max_attempts,
-                               group_size=args.group_size,
+                               group_size=args.group_size, metric_log=args.log,
                                stale_after=args.heartbeat_timeout,
                                heartbeat=args.heartbeat_timeout / 12)
     except (ConfigError, DataError) as error:
