@@ -255,7 +255,7 @@ def simulate(problems=PROBLEMS, rules=RULES, steps=9_000_000, learning_rate=0.00
 def write_trajectories(path, traj):
     """Write ``traj`` as CSV (columns step, problem, rule, x; shortest exact decimals)
     atomically."""
-    from experiments.results import atomic_write_text
+    from experiments.results.files import atomic_write_text
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["step", "problem", "rule", "x"])
@@ -305,7 +305,7 @@ def run_synthetic(config, results_dir, quiet=False):
     dict
         The status written: ``state``, timings and the final x of every lane.
     """
-    from experiments.results import RunStore
+    from experiments.results.store import RunStore
     settings = check_config(config)
     name = config.get("name", "synthetic")
     if not isinstance(name, str) or not name or name in (".", "..") or "/" in name \

@@ -1,7 +1,7 @@
 """Training: one function trains K >= 1 runs, each with its own files.
 
 :func:`train_runs` trains (or resumes, or leaves as they are) compatible runs
-(:func:`experiments.grouping.check_group`) together: a group of one on its engine
+(:func:`experiments.grid.grouping.check_group`) together: a group of one on its engine
 (JAX or Theano, :mod:`experiments.engines`), a larger group in one compiled program
 (:class:`~experiments.engines.jax_group.GroupEngine`). The trainer talks to both
 through one interface (:class:`~experiments.engines.base.GroupOfOne` adapts a
@@ -47,11 +47,12 @@ import time
 
 import numpy as np
 
-from . import grouping, models, setup
+from . import models, setup
+from .grid import grouping
 from .engines import get_engine
 from .engines.base import GroupOfOne, Hyperparameters
 from .metric_logs import RunLog
-from .storage import is_storage_fault
+from .results.storage import is_storage_fault
 
 #: ``checkpoint_every=None`` in a group: checkpoint once the time since the last one is
 #: this many times what the last one took.
@@ -151,7 +152,7 @@ class _Member:
 
     def write(self, method, *args):
         """A write to the run's store; a lost claim ends the run's part in the group."""
-        from .claims import ClaimLost
+        from .grid.claims import ClaimLost
         if self.lost is not None:
             return
         try:
@@ -247,8 +248,8 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
         the model's), ``train_subset`` / ``val_subset`` (use the first N examples), and
         the setup keys of :mod:`experiments.setup` (missing: as before they existed).
         All equal but in their optimizer hyperparameters and seed
-        (:func:`experiments.grouping.check_group`).
-    stores : list of experiments.results.RunStore
+        (:func:`experiments.grid.grouping.check_group`).
+    stores : list of experiments.results.store.RunStore
         One per run.
     engine : str
         'jax' or 'theano' (a group of one only).
@@ -265,7 +266,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
         ``eval_runs``); the setup comes from the runs.
     on_epoch : callable, optional
         ``on_epoch(run, row)`` for each run's curves row, once it is written; a
-        :class:`~experiments.claims.ClaimLost` it raises ends that run's part only.
+        :class:`~experiments.grid.claims.ClaimLost` it raises ends that run's part only.
     checkpoint_every : float, optional
         Seconds to wait at least between checkpoints (0: every epoch); default: every
         epoch for a run alone, else see :data:`CHECKPOINT_RATIO`.
@@ -283,7 +284,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
         written to any more.
 
     If training raises, every run still in training is marked 'failed' with the
-    error (not for a fault of the file system, see :mod:`experiments.storage`),
+    error (not for a fault of the file system, see :mod:`experiments.results.storage`),
     checkpoints stay (a later call resumes) and the exception propagates.
     """
     if len(runs) != len(stores):
@@ -319,7 +320,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
                 else f"{spec.name} group of {len(live)}")
         bar = tqdm(total=n_epochs, initial=first, position=position, leave=position is None,
                    desc=desc, unit="epoch", dynamic_ncols=True)
-    from .claims import ClaimLost
+    from .grid.claims import ClaimLost
     from .data import epoch_batches
     checkpoints = _Checkpoints(0 if checkpoint_every is None and alone else checkpoint_every)
     ended = False
@@ -396,8 +397,8 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
               position=None, engine_options=None, on_epoch=None, metric_log=()):
     """Train (or resume, or leave as it is) one run: :func:`train_runs` with one run;
     ``on_epoch(row)``. Returns its final status; another process taking the run's claim
-    over raises :class:`~experiments.claims.ClaimLost`."""
-    from .claims import ClaimLost
+    over raises :class:`~experiments.grid.claims.ClaimLost`."""
+    from .grid.claims import ClaimLost
     status, = train_runs([run], [store], engine, data_dir, dataset, quiet, position,
                          engine_options, on_epoch and (lambda _, row: on_epoch(row)),
                          metric_log=metric_log)

@@ -117,7 +117,7 @@ def run_dirs(results):
 
 
 def curves(run_dir):
-    from experiments.results import RunStore
+    from experiments.results.store import RunStore
     return [{k: v for k, v in row.items() if k != "seconds"}
             for row in RunStore(run_dir).read_curves()]
 
@@ -129,7 +129,7 @@ def status(run_dir):
 
 def progress(run_dir):
     """Epochs that survive a crash now: all if finished, else the checkpoint's."""
-    from experiments.results import RunStore
+    from experiments.results.store import RunStore
     store = RunStore(run_dir)
     try:
         if status(run_dir).get("state") == "finished":
@@ -260,7 +260,7 @@ def _grid(tmp_path, results, epochs=5, stop_after=None, **kwargs):
     many epochs of this call, leaving a checkpoint."""
     import io
     from experiments.config import load_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     from experiments.training import train_run
 
     def train_fn(run, store, on_epoch=None, **kw):
@@ -326,7 +326,7 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(tmp_path, toy, capsy
     ("flipped bit", "unreadable (BadZipFile: Bad CRC-32 for file 'param:w.npy')"),
     ("changed array, valid zip", "checksum mismatch")])
 def test_altered_checkpoint_is_detected(tmp_path, toy, capsys, damage, problem):
-    from experiments.results import CorruptFileError, _read_checkpoint
+    from experiments.results.files import CorruptFileError, read_checkpoint
     expected = _reference(tmp_path)
     results = tmp_path / "r"
     _grid(tmp_path, results, stop_after=3)
@@ -341,7 +341,7 @@ def test_altered_checkpoint_is_detected(tmp_path, toy, capsys, damage, problem):
         members["param:w"] = members["param:w"] + 1e-12
         np.savez(ckpt, **members)
     with pytest.raises(CorruptFileError, match=re.escape(problem)):
-        _read_checkpoint(ckpt)
+        read_checkpoint(ckpt)
     _resume_and_check(tmp_path, results, expected, capsys, f"checkpoint.npz: {problem}",
                       "checkpoint.npz: resuming from the previous checkpoint (epoch 2)")
 
@@ -370,7 +370,7 @@ def test_damaged_curves_are_rebuilt_from_the_checkpoint(tmp_path, toy, capsys, d
     else:
         open(path, "w").write(damaged)
     if damage == "cut":
-        from experiments.results import CorruptFileError, RunStore
+        from experiments.results.store import CorruptFileError, RunStore
         with pytest.raises(CorruptFileError, match="cut short"):
             RunStore(_adam(results)).read_curves()
     _resume_and_check(tmp_path, results, expected, capsys,
@@ -393,7 +393,7 @@ def test_damaged_status_of_a_finished_run_is_rebuilt_not_retrained(tmp_path, toy
 
 def test_full_disk_while_checkpointing_keeps_the_previous_files(tmp_path, toy, monkeypatch):
     import errno
-    from experiments import results as results_module
+    from experiments.results import files as results_module
     expected = _reference(tmp_path)
     results = tmp_path / "r"
     real_fdopen, calls = os.fdopen, []
@@ -426,7 +426,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_files(tmp_path, toy, m
     use_toy_engine(monkeypatch)
     run = _adam(results)
     assert status(run)["state"] == "running"  # not the run's fault: not marked failed
-    from experiments.results import RunStore
+    from experiments.results.store import RunStore
     arrays, meta = RunStore(run).load_checkpoint()  # the previous files are intact
     assert meta["epochs_done"] == 3 and len(curves(run)) == 4
     assert sorted(f for f in os.listdir(run) if not f.startswith(".")) == [

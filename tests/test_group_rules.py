@@ -11,8 +11,8 @@ from experiments.data import Dataset, epoch_batches, load_dataset
 from experiments.engines.base import Hyperparameters, initial_arrays
 from experiments.engines.jax_engine import JaxEngine
 from experiments.engines.jax_group import GroupEngine
-from experiments.grouping import group_runs
-from experiments.results import RunStore
+from experiments.grid.grouping import group_runs
+from experiments.results.store import RunStore
 from experiments.training import train_run, train_runs
 from test_jax_group import LOGREG, assert_same_curves
 

@@ -25,8 +25,8 @@ from experiments import models
 from experiments.data import Dataset, epoch_batches, load_dataset
 from experiments.engines.base import Hyperparameters, array_shapes, initial_arrays
 from experiments.engines.jax_group import GroupEngine, slot_layout
-from experiments.grouping import check_group
-from experiments.results import RunStore
+from experiments.grid.grouping import check_group
+from experiments.results.store import RunStore
 from experiments.training import train_run, train_runs
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",
@@ -338,7 +338,7 @@ def test_resume_alone_and_in_a_group_from_group_checkpoints(mnist, tmp_path):
 
 @needs_mnist
 def test_a_run_taken_over_by_another_process_leaves_the_group(mnist, tmp_path):
-    from experiments import claims
+    from experiments.grid import claims
     runs = make_runs(LOGREG, MIXED[:3])
     for r in runs:
         (tmp_path / r["run_id"]).mkdir()
@@ -421,7 +421,7 @@ def test_grid_benchmark_compares_grouped_and_sequential(capsys, monkeypatch):
 @needs_mnist
 def test_grid_trains_groups_like_runs_one_after_another(tmp_path):
     from experiments.config import load_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
     summaries = {k: run_grid(config, results_dir=tmp_path / str(k), data_dir=REAL, quiet=True,
                              group_size=k, out=io.StringIO()) for k in (1, 2, "auto")}
@@ -467,8 +467,8 @@ def test_a_group_takes_a_dead_runners_run_over_and_says_so(mnist, tmp_path):
     import socket
     import subprocess
     import time
-    from experiments import claims
-    from experiments.executors import Job, run_jobs
+    from experiments.grid import claims
+    from experiments.grid.executors import Job, run_jobs
     runs = make_runs(dict(LOGREG, epochs=1), MIXED[:2])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -15,7 +15,7 @@ import pytest
 
 from experiments import metric_logs
 from experiments.config import ConfigError
-from experiments.results import RunStore
+from experiments.results.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA", REPO.parent / "shared" / "data"))
@@ -32,7 +32,7 @@ RUNS = [dict(RUN, run_id=f"{u}_seed=0", updater=u) for u in ("adam", "amsgrad")]
 # epoch 3: the only checkpoint is epoch 1's, so the resume redoes epochs 2 and 3.
 KILLED_AT_3 = """
 import json, os, signal, sys
-from experiments.results import RunStore
+from experiments.results.store import RunStore
 from experiments.training import train_runs
 runs, results, data = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 def on_epoch(run, row):

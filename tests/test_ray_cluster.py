@@ -3,7 +3,7 @@ two nodes where one dies mid-grid.
 
 The two-node cluster lives in a network namespace of the test's own (only its ``lo``:
 nothing leaves it). The second node runs in its own pid namespace as well, so to the
-claims (:mod:`experiments.claims`) it is another host: a claim it leaves when killed is
+claims (:mod:`experiments.grid.claims`) it is another host: a claim it leaves when killed is
 not judged by its pid but must wait for the heartbeat timeout. Every process started
 here is killed at the end, pass or fail (everything in the namespace).
 """
@@ -36,7 +36,7 @@ TIMEOUT = 30.0
 
 
 def test_a_grid_without_address_starts_its_own_ray_on_loopback(monkeypatch):
-    from experiments.ray_executor import RayExecutor
+    from experiments.grid.ray_executor import RayExecutor
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert not ray.is_initialized()
     with RayExecutor(num_cpus=1, quiet=True):
@@ -193,7 +193,7 @@ def test_a_node_killed_mid_grid_has_its_run_taken_over_after_the_heartbeat_timeo
     assert " took the run over from " in waited[-1] and "its heartbeat is" in waited[-1]
     assert out.splitlines()[-1] == "two: 4 trained, 0 failed; 4/4 done"
     from experiments.config import load_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     reference = tmp_path / "reference"
     run_grid(load_config(str(config)), results_dir=str(reference), data_dir=REAL, quiet=True,
              out=io.StringIO())

@@ -27,7 +27,7 @@ SCRIPT = os.path.join(REPO, "scripts", "run_grid.py")
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray cluster on 127.0.0.1; yields the address other drivers join it at."""
-    from experiments.ray_executor import start_local_ray
+    from experiments.grid.ray_executor import start_local_ray
     tests = os.path.dirname(os.path.abspath(__file__))  # workers import the toy engine
     try:
         start_local_ray(num_cpus=2, include_dashboard=False, logging_level="ERROR",
@@ -72,7 +72,7 @@ def test_smoke_on_ray_equals_the_local_executor(cluster, tmp_path):
     assert lines[-1] == "smoke: 4 trained, 0 failed; 4/4 done"
     assert "8/8" in on_ray.stderr  # the grid's progress bar counted every epoch
     from experiments.config import load_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     local = run_grid(load_config(os.path.join(REPO, "configs", "smoke.yaml")),
                      results_dir=str(tmp_path / "local"), data_dir=REAL, quiet=True,
                      out=io.StringIO())
@@ -96,7 +96,7 @@ def test_auto_groups_and_metric_logs_on_a_worker(cluster, tmp_path):
     pytest.importorskip("tensorboardX")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from experiments.config import load_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     summary = run_grid(load_config(os.path.join(REPO, "configs", "smoke.yaml")),
                        results_dir=str(tmp_path), data_dir=REAL, quiet=True, out=io.StringIO(),
                        executor="ray", metric_log=("tensorboard",))
@@ -158,7 +158,7 @@ def resource_train(run, store, on_epoch=None, **kwargs):
 
 def test_each_task_asks_for_the_configured_resources(cluster, tmp_path):
     from experiments.config import parse_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     data = {"name": "res", "model": "logreg", "epochs": 2, "grid": {"updater": ["adam"]},
             "seeds": [0, 1], "resources": {"num_cpus": 2}}
     config = parse_config(data, path="res.yaml")
@@ -183,7 +183,7 @@ def toy_train(run, store, **kwargs):
 
 def test_ray_runner_and_local_runner_share_a_results_folder(cluster, tmp_path):
     from experiments.config import load_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     config_path = test_faults.toy_config(tmp_path, epochs=4, seeds="[0, 1, 2, 3, 4]")
     reference = test_faults.toy_run(config_path, tmp_path / "reference")
     assert reference.returncode == 0, reference.stderr
@@ -215,7 +215,7 @@ def full_disk_train(run, store, **kwargs):
 
 def test_a_full_disk_on_a_worker_stops_the_grid_as_it_would_here(cluster, tmp_path):
     from experiments.config import parse_config
-    from experiments.runner import run_grid
+    from experiments.grid.runner import run_grid
     config = parse_config({"name": "full", "model": "logreg", "epochs": 2,
                            "grid": {"updater": ["adam"]}, "seeds": [0]}, path="full.yaml")
     with pytest.raises(OSError) as caught:  # scripts/run_grid.py: one line, exit 3

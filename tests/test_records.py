@@ -6,8 +6,8 @@ import pytest
 
 from experiments.analysis import records, report, stats
 from experiments.config import parse_config
-from experiments.grid import check_grid_dir, expand_grid
-from experiments.results import RunStore
+from experiments.grid.runs import check_grid_dir, expand_grid
+from experiments.results.store import RunStore
 
 
 def _row(epoch, **values):

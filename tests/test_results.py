@@ -9,9 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from experiments import results
-from experiments.results import (CURVE_FIELDS, RunStore, atomic_write_bytes,
-                                 atomic_write_text)
+from experiments.results import files as results
+from experiments.results.files import CURVE_FIELDS, atomic_write_bytes, atomic_write_text
+from experiments.results.store import RunStore
 
 
 def _row(epoch, **values):

@@ -204,7 +204,7 @@ TINY = """\
 
 
 def read_curves(run_dir):
-    from experiments.results import RunStore
+    from experiments.results.store import RunStore
     return [{k: v for k, v in row.items() if k != "seconds"}
             for row in RunStore(run_dir).read_curves()]
 

@@ -21,10 +21,10 @@ from experiments.engines import jax_layers as L
 from experiments.engines.base import Hyperparameters, initial_arrays, validation_means
 from experiments.engines.jax_engine import JaxEngine
 from experiments.engines.jax_group import GroupEngine
-from experiments.executors import load_grid_dataset
-from experiments.grid import expand_grid, plan
-from experiments.runner import run_grid
-from experiments.results import RunStore
+from experiments.grid.executors import load_grid_dataset
+from experiments.grid.runs import expand_grid, plan
+from experiments.grid.runner import run_grid
+from experiments.results.store import RunStore
 from experiments.setup import Setup
 from experiments.training import config_hash, run_setup, train_run
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments.data import load_dataset
-from experiments.results import CURVE_FIELDS, RunStore
+from experiments.results.store import CURVE_FIELDS, RunStore
 from experiments.training import config_hash, learning_rate, train_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def test_progress_bar(tmp_path, mnist, capsys):
 
 KILL_AFTER_FIRST_EPOCH = textwrap.dedent("""
     import os, signal, sys
-    from experiments.results import RunStore
+    from experiments.results.store import RunStore
     from experiments.training import train_run
     run, run_dir, data_dir = eval(sys.argv[1]), sys.argv[2], sys.argv[3]
     def kill(row):

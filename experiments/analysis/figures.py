@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments.analysis.records import METRICS, ResultsError, is_diverged  # noqa: E402
-from experiments.results import atomic_write_bytes  # noqa: E402
+from experiments.results.files import atomic_write_bytes  # noqa: E402
 
 __all__ = ["VIEWS", "COLORS", "plot_metric", "figure_names", "plot_grid", "save_figure",
            "read_synthetic", "plot_synthetic", "synthetic_dirs"]

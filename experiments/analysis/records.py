@@ -1,7 +1,7 @@
 """The analysis layer's view of a results folder: runs as records, and what a run is.
 
 Everything that reads results for a figure, a report or a table stands on this module:
-:func:`load_runs` reads every run's plain files (see :mod:`experiments.results`),
+:func:`load_runs` reads every run's plain files (see :mod:`experiments.results.store`),
 :func:`find_runs` turns them into :class:`Run` records, :func:`grid_axes` says which
 hyperparameters tell the settings of a grid apart, and :func:`is_complete`,
 :func:`is_diverged` and :func:`final_metrics` say what a run amounts to.
@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from experiments.config import AXES
-from experiments.results import CURVE_FIELDS, GRID_FILE, RunStore
+from experiments.results.store import CURVE_FIELDS, GRID_FILE, RunStore
 
 __all__ = ["METRICS", "STATS", "CLIPPED_LOSS", "ResultsError", "Run", "load_runs",
            "load_results", "find_runs", "load_grid", "group_grids", "grid_axes",
@@ -65,7 +65,7 @@ def load_runs(results_dir):
     list of dict
         Keys ``name`` (grid name: the parent folder), ``run_id`` (the run's folder),
         ``path``, ``config`` (dict), ``status`` (dict or None), ``curves`` (list of
-        dicts, see :meth:`~experiments.results.RunStore.read_curves`).
+        dicts, see :meth:`~experiments.results.store.RunStore.read_curves`).
     """
     runs = []
     for folder, dirs, files in os.walk(os.fspath(results_dir)):

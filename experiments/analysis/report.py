@@ -12,7 +12,7 @@ from experiments.analysis.figures import figure_names
 from experiments.analysis.records import STATS
 from experiments.analysis.stats import (ALPHA, UPDATERS, best_settings, best_vs_best, compare,
                                         setting_axes, summarize)
-from experiments.results import atomic_write_text
+from experiments.results.files import atomic_write_text
 
 __all__ = ["render_report", "write_report"]
 

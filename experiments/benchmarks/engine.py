@@ -269,7 +269,7 @@ def format_line(values, names):
 
 
 def write_csv(path, rows, names):
-    from experiments.results import atomic_write_text
+    from experiments.results.files import atomic_write_text
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=names, lineterminator="\n")
     writer.writeheader()

@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from experiments import grouping, models
+from experiments import models
+from experiments.grid import grouping
 
 FULL = {"runs": 120, "epochs": 150, "train": 50_000, "val": 10_000, "batch": 128}
 PRECISIONS = {"tf32": ("default", None), "highest": ("highest", None),

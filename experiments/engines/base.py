@@ -2,9 +2,11 @@
 
 An engine compiles one model spec (:mod:`experiments.models`) for one dataset and
 one set of optimizer hyperparameters, holds the run's arrays (parameters, batch-norm
-running statistics, optimizer state) and trains them epoch by epoch. The trainer
-(:mod:`experiments.training`) only talks to this interface, so every engine gets the
-same schedule, curves, checkpoints and divergence handling.
+running statistics, optimizer state) and trains them epoch by epoch (:class:`Engine`:
+JAX or Theano). The trainer (:mod:`experiments.training`) talks to one interface,
+:class:`EngineGroup` (K >= 1 runs, one value per run), which the grouped JAX engine
+implements and :class:`GroupOfOne` gives any :class:`Engine`; so every engine gets
+the same schedule, curves, checkpoints and divergence handling.
 
 Checkpoint arrays
 -----------------
@@ -279,17 +281,55 @@ class Engine(abc.ABC):
         follows the ``dropout`` flag (masks as in epoch 0)."""
 
 
-class GroupOfOne:
-    """A single-run :class:`Engine` as a group of one: the interface the trainer
-    (:func:`experiments.training.train_runs`) talks to, which
-    :class:`~experiments.engines.jax_group.GroupEngine` implements for K runs.
+class EngineGroup(abc.ABC):
+    """K >= 1 runs of one model spec trained together: the one interface the trainer
+    (:func:`experiments.training.train_runs`) talks to.
 
-    ``size``, ``seed_order`` (the seeds whose batch plans an epoch takes), ``info()``,
-    ``load(arrays)`` / ``dump()`` with one dict of :meth:`Engine.dump` per run,
-    ``train_epoch(epoch, lrs, active, plans) -> (losses, accs)`` with one value per run
-    (``plans``: seed -> ``(indices, flips)``), ``evaluate(batch_size) -> (val_losses,
-    val_accs)``.
+    :class:`~experiments.engines.jax_group.GroupEngine` implements it for K runs in one
+    compiled program; :class:`GroupOfOne` for any single-run :class:`Engine` (JAX or
+    Theano). Every method has one value per run, in the order the runs were given.
     """
+
+    #: number of runs
+    size = None
+    #: the seeds whose batch plans an epoch takes, in the order the engine uses them
+    seed_order = None
+
+    def info(self):
+        """Facts for the runs' status files (JSON-able), as :meth:`Engine.info`."""
+        return {}
+
+    @abc.abstractmethod
+    def load(self, arrays):
+        """``arrays``: one dict of :meth:`Engine.dump` form per run."""
+
+    @abc.abstractmethod
+    def dump(self):
+        """One dict of :meth:`Engine.dump` form per run."""
+
+    @abc.abstractmethod
+    def train_epoch(self, epoch, lrs, active, plans):
+        """Train one epoch; returns ``(losses, accs)``, one value per run (NaN for an
+        inactive run, whose arrays stay untouched).
+
+        Parameters
+        ----------
+        epoch : int
+        lrs : sequence of float
+            Each run's learning rate for this epoch.
+        active : sequence of bool
+            Which runs train (a run resumed further on, or diverged, sits out).
+        plans : dict
+            seed -> ``(indices, flips)`` of :func:`experiments.data.epoch_batches`.
+        """
+
+    @abc.abstractmethod
+    def evaluate(self, batch_size=1024):
+        """``(val_losses, val_accs)``, one value per run, as :meth:`Engine.evaluate`."""
+
+
+class GroupOfOne(EngineGroup):
+    """A single-run :class:`Engine` as a group of one (:class:`EngineGroup`)."""
 
     def __init__(self, engine, seed):
         self.engine, self.seed = engine, int(seed)

@@ -58,11 +58,12 @@ import optax
 from amsgrad.optax import active_runs, per_run
 
 from .. import models
-from .. import grouping
+from ..grid import grouping
 from . import jax_layers, jax_optimizer
 from ..setup import Setup, engine_problem
-from .base import (check_arrays, initial_arrays, optimizer_family, optimizer_shapes,
+from .base import (EngineGroup, check_arrays, initial_arrays, optimizer_family, optimizer_shapes,
                    validation_means)
+
 LAYOUTS = ("shared", "per_run", "loop")
 _PROGRAMS = {}  # compiled programs by configuration and argument shapes
 
@@ -103,7 +104,7 @@ def slot_layout(seeds):
     return order, width, np.asarray(slot_run, np.int64)
 
 
-class GroupEngine:
+class GroupEngine(EngineGroup):
     """K runs of one model spec, trained together (see the module docstring).
 
     Parameters
@@ -134,7 +135,7 @@ class GroupEngine:
     eval_runs : int, optional
         Runs evaluated per call (bounds validation memory); default: all with
         ``layout='loop'``, else as many as fit in a quarter of the free memory
-        (:func:`experiments.grouping.eval_bytes`).
+        (:func:`experiments.grid.grouping.eval_bytes`).
     custom_grad : bool, optional
         Convolution gradients as forward convolutions, as the single-run engine
         (default: on CPU only).

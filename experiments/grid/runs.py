@@ -2,7 +2,7 @@
 
 A grid config (see :mod:`experiments.config`) expands into one run per seed and
 combination of axis values. Runs go to ``<results>/<name>/<run id>/`` (see
-:mod:`experiments.results`). Run ids name the axes of the config's ``grid:`` (even an
+:mod:`experiments.results.store`). Run ids name the axes of the config's ``grid:`` (even an
 axis with a single value, so that adding values later keeps the ids) and the seed,
 in a fixed order: ``amsgrad_lr=0.001_b2=0.999_bc=on_seed=3``.
 
@@ -12,7 +12,7 @@ a grid are kept in ``<results>/<name>/grid.yaml``; a config that changes them un
 the same name is refused rather than mixing results of two experiments. ``--epochs``
 changes the learning-rate schedule, so its results go to ``<name>_epochs=<N>``.
 
-:func:`experiments.runner.run_grid` trains what the plan says is missing.
+:func:`experiments.grid.runner.run_grid` trains what the plan says is missing.
 """
 import dataclasses
 import errno
@@ -21,11 +21,12 @@ import os
 
 import yaml
 
-from experiments import setup, storage
+from experiments import setup
+from experiments.results import storage
 from experiments.config import AXES, TRAIN_KEYS, ConfigError, check_value, did_you_mean
-from experiments.executors import MAX_ATTEMPTS
-from experiments.results import (DONE_STATES, GRID_FILE, CorruptFileError, RunStore,
-                                 atomic_write_text)
+from experiments.grid.executors import MAX_ATTEMPTS
+from experiments.results.files import atomic_write_text
+from experiments.results.store import DONE_STATES, GRID_FILE, CorruptFileError, RunStore
 
 # How each axis appears in run ids (None: the bare value); also accepted by --only.
 ID_LABELS = {"updater": None, "learning_rate": "lr", "beta1": "b1", "beta2": "b2",

@@ -1,25 +1,25 @@
 """Where the runs of a grid are trained: here, one after another, or as Ray tasks.
 
-A grid (:func:`experiments.runner.run_grid`) turns each run that is not done into a
+A grid (:func:`experiments.grid.runner.run_grid`) turns each run that is not done into a
 :class:`Job` and hands the jobs to an executor; ``executor.run(jobs, on_event)`` yields
 one outcome dict per job (in the order they end) and calls ``on_event(run_id, kind,
 payload)`` as it goes: ``"epoch"`` with each curves row, ``"note"`` with a warning.
 
 Every job, alone or in a group, wherever it runs, goes through :func:`run_jobs`: claim
-the run (see :mod:`experiments.claims`; a run a live process holds is left to it, and
+the run (see :mod:`experiments.grid.claims`; a run a live process holds is left to it, and
 a ``patient`` job waits while the claim it found stops beating), repair its files
-(:meth:`~experiments.results.RunStore.recover`), count the attempt, train, record.
+(:meth:`~experiments.results.store.RunStore.recover`), count the attempt, train, record.
 Attempts count the starts that did not get past the epoch the previous start began
 at, so a run that keeps crashing, even by killing its process, is given up after
 ``max_attempts`` starts while a run that is killed now and then but makes progress
 never is.
 
 - :class:`LocalExecutor` trains in this process, one run after another.
-- :class:`~experiments.ray_executor.RayExecutor` makes each run a Ray task (``num_cpus``/``num_gpus`` each) on a
+- :class:`~experiments.grid.ray_executor.RayExecutor` makes each run a Ray task (``num_cpus``/``num_gpus`` each) on a
   local or remote cluster; the results folder must be visible to every node at the
   same path (a shared file system). Ray is an optional dependency (``.[ray]``).
 
-A fault of the results folder's file system (:mod:`experiments.storage`) is not the
+A fault of the results folder's file system (:mod:`experiments.results.storage`) is not the
 run's: it is raised (from a Ray worker: sent back as a ``"storage_fault"`` outcome)
 and stops the grid, with the run's files whole.
 """
@@ -30,9 +30,10 @@ import time
 import traceback
 import warnings
 
-from experiments import claims, storage
+from experiments.grid import claims
+from experiments.results import storage
 from experiments.config import ConfigError
-from experiments.results import DONE_STATES, CorruptFileWarning, RunStore
+from experiments.results.store import DONE_STATES, CorruptFileWarning, RunStore
 
 MAX_ATTEMPTS = 3
 
@@ -254,7 +255,7 @@ class LocalExecutor:
 
     def device_room(self):
         """``(platform, free bytes)`` of the device runs train on here."""
-        from experiments.grouping import device_room
+        from experiments.grid.grouping import device_room
         return device_room()
 
     def run(self, jobs, on_event=None):

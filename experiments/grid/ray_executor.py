@@ -1,7 +1,7 @@
 """Runs as Ray tasks: :class:`RayExecutor`, on a local or remote cluster.
 
 Each job (a run, or a group of runs as a list) is one task whose body
-(:func:`_ray_task`) goes through :func:`experiments.executors.run_jobs`, as a run
+(:func:`_ray_task`) goes through :func:`experiments.grid.executors.run_jobs`, as a run
 trained here does; the worker loads the dataset once and keeps it. The results folder
 must be visible to every node at the same path (a shared file system). Ray is an
 optional dependency (``.[ray]``); see docs/scaling.md.
@@ -9,9 +9,9 @@ optional dependency (``.[ray]``); see docs/scaling.md.
 import os
 import socket
 
-from experiments import storage
+from experiments.results import storage
 from experiments.config import ConfigError
-from experiments.executors import (MAX_ATTEMPTS, _first_line, _outcome, load_grid_dataset,
+from experiments.grid.executors import (MAX_ATTEMPTS, _first_line, _outcome, load_grid_dataset,
                                    run_jobs)
 
 __all__ = ["RayExecutor", "start_local_ray"]
@@ -52,7 +52,7 @@ def _ray_task(job, events):
 
 
 def _device_room():
-    from experiments.grouping import device_room
+    from experiments.grid.grouping import device_room
     return device_room()
 
 

@@ -4,7 +4,7 @@ A full disk, a read-only file system, a folder this user may not write, or a fil
 a folder should be are not bugs and not the experiment's fault: the command-line tools
 turn them into a :class:`StorageError` naming the folder and the option that chooses
 another one, and exit with :data:`EXIT_STATUS`. Nothing is half-written meanwhile: every
-results file is written to a temp file and renamed (:mod:`experiments.results`), so the
+results file is written to a temp file and renamed (:mod:`experiments.results.store`), so the
 next run after the fault is fixed resumes exactly.
 """
 import contextlib

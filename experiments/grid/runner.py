@@ -1,9 +1,9 @@
 """The loop that trains what a grid is missing: :func:`run_grid`.
 
-Finished and diverged runs are done and skipped (:func:`experiments.grid.plan`); any
+Finished and diverged runs are done and skipped (:func:`experiments.grid.runs.plan`); any
 other run is (re)trained, and a run with a checkpoint resumes from it (the trainer does
-that). The runs are trained by an executor (:mod:`experiments.executors`: here, or as
-Ray tasks), each under a claim (:mod:`experiments.claims`), so several runners can work
+that). The runs are trained by an executor (:mod:`experiments.grid.executors`: here, or as
+Ray tasks), each under a claim (:mod:`experiments.grid.claims`), so several runners can work
 on one results folder at once: a run a live process holds is left to it. A run whose
 starts keep ending without progress is given up after ``max_attempts`` of them.
 """
@@ -13,11 +13,13 @@ import sys
 
 from tqdm.auto import tqdm
 
-from experiments import claims, grouping, metric_logs, setup, storage
+from experiments import metric_logs, setup
+from experiments.grid import claims, grouping
+from experiments.results import storage
 from experiments.config import ConfigError
-from experiments.executors import MAX_ATTEMPTS, Job, LocalExecutor, load_grid_dataset
-from experiments.grid import check_grid_dir, plan
-from experiments.results import RunStore
+from experiments.grid.executors import MAX_ATTEMPTS, Job, LocalExecutor, load_grid_dataset
+from experiments.grid.runs import check_grid_dir, plan
+from experiments.results.store import RunStore
 
 EXECUTORS = ("local", "ray")
 
@@ -57,7 +59,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     engine, data_dir, quiet
         Passed on to the trainer (and ``data_dir`` to the data loader).
     only : list of str
-        ``key=value`` filters, see :func:`experiments.grid.select`.
+        ``key=value`` filters, see :func:`experiments.grid.runs.select`.
     dry_run : bool
         Print the plan and every run's state; train nothing, write nothing.
     train_fn : callable, optional
@@ -73,18 +75,18 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     executor : {'local', 'ray'}
         Train here, one run after another, or each run as a Ray task.
     address : str, optional
-        Ray: the cluster to join (default: see :class:`~experiments.ray_executor.RayExecutor`).
+        Ray: the cluster to join (default: see :class:`~experiments.grid.ray_executor.RayExecutor`).
     num_cpus, num_gpus : float, optional
         Ray: what each task asks for (default: the config's ``resources:``, else 1 CPU).
     max_attempts : int
         Starts of a run that may end without progress before it is given up.
     stale_after, heartbeat : float
         Claims: seconds of silence after which another runner takes a run over, and
-        seconds between a runner's signs of life (see :mod:`experiments.claims`).
+        seconds between a runner's signs of life (see :mod:`experiments.grid.claims`).
     group_size : int or 'auto'
         JAX engine: train up to this many compatible runs together in one compiled
-        program (:func:`experiments.grouping.group_runs`); 1 trains one run after
-        another. 'auto' (default): :func:`experiments.grouping.choose_group_size` on
+        program (:func:`experiments.grid.grouping.group_runs`); 1 trains one run after
+        another. 'auto' (default): :func:`experiments.grid.grouping.choose_group_size` on
         the device that trains them (a Ray worker's, with Ray): as many as fit in its
         memory on a GPU, and on a CPU for a dense model; 1 for a conv net on a CPU, the
         Theano engine and a custom ``train_fn``.
@@ -97,7 +99,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     dict
         ``total``, ``done_before``, ``trained`` (run ids now finished or diverged),
         ``failed`` (run ids), ``busy`` (run ids other live runners hold),
-        ``given_up`` (run ids given up before), ``plan`` (:class:`experiments.grid.Plan`).
+        ``given_up`` (run ids given up before), ``plan`` (:class:`experiments.grid.runs.Plan`).
     """
     out = out or sys.stdout
     if config.kind == "synthetic":
@@ -131,7 +133,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
         runner = LocalExecutor(load_grid_dataset(*data, data_dir=data_dir, load_fn=load_fn,
                                                  quiet=quiet), quiet=quiet)
     else:
-        from experiments.ray_executor import RayExecutor
+        from experiments.grid.ray_executor import RayExecutor
         runner = RayExecutor(address, resources.get("num_cpus", 1),
                              resources.get("num_gpus", 0), max_retries=max_attempts,
                              quiet=quiet)
@@ -154,7 +156,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
 
 def _groups(jobs, group_size, runner):
     """``jobs`` as the executor takes them: a job alone, or a list of jobs that train
-    together (see :func:`experiments.grouping.group_runs`); 'auto' sizes them on the
+    together (see :func:`experiments.grid.grouping.group_runs`); 'auto' sizes them on the
     device the executor trains on."""
     if group_size == 1:
         return jobs

@@ -19,8 +19,8 @@ net on a CPU, for the Theano engine and for a custom trainer.
 import math
 import os
 
-from . import models, setup
-from .engines.base import optimizer_family
+from experiments import models, setup
+from experiments.engines.base import optimizer_family
 
 #: Keys in which the runs of one group may differ (the rule's too: same family).
 PER_RUN_KEYS = ("run_id", "updater", "learning_rate", "lr", "beta1", "beta2", "epsilon",

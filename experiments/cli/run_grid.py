@@ -1,0 +1,180 @@
+"""Train every run of a grid config that is not done yet.
+
+    python scripts/run_grid.py configs/vgg.yaml
+    python scripts/run_grid.py configs/vgg.yaml --only updater=amsgrad --only seed=0
+    python scripts/run_grid.py configs/smoke.yaml --results /tmp/results --dry-run
+    python scripts/run_grid.py configs/vgg.yaml --executor ray --address auto --num-gpus 0.5
+
+Runs go to ``<results>/<config name>/<run id>/``. Finished and diverged runs are
+skipped; an interrupted run resumes from its checkpoint, so the same command can be
+rerun at any time, and several at once on one results folder (each run is claimed
+by one of them; see docs/scaling.md). Exit status: 0 when every selected run is done
+or being trained by another runner, 1 when a run failed (its error is in its
+status.json), 2 for a mistake in the config or the arguments, 3 when the results
+folder cannot be written (a full disk, a read-only file system, no permission, a file
+where a folder should be: nothing is half-written, and once that is fixed the same
+command resumes), 130 when interrupted.
+"""
+import argparse
+import os
+import signal
+import sys
+import warnings
+
+from experiments.results import storage
+from experiments.config import ConfigError, load_config
+from experiments.data import DataError
+from experiments.grid.claims import STALE_AFTER
+from experiments.grid.executors import MAX_ATTEMPTS
+from experiments.grid.runs import with_epochs
+from experiments.grid.runner import EXECUTORS, run_grid
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _group_size(text):
+    from experiments.grid.grouping import parse_group_size
+    try:
+        return parse_group_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', "
+                                         f"got {text!r}") from None
+
+
+def _metric_log(text):
+    from experiments.metric_logs import parse
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _interrupt(signum, frame):  # SIGTERM (kill, a batch system) ends like Ctrl-C
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    parser = _Parser(prog="run_grid.py", description=__doc__.split("\n\n")[0],
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser.add_argument("config", help="a YAML config, e.g. configs/vgg.yaml")
+    parser.add_argument("--results", default="results", metavar="DIR",
+                        help="results folder (default: %(default)s)")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="data folder (default: $AMSGRAD_DATA_DIR, else the user cache)")
+    parser.add_argument("--engine", choices=("jax", "theano"), default="jax",
+                        help="training engine (default: %(default)s)")
+    parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
+                        help="train only runs with this axis value (repeatable; a key given "
+                             "twice matches either value), e.g. lr=0.001, bc=off, seed=0")
+    parser.add_argument("--epochs", type=_positive_int, metavar="N",
+                        help="train N epochs instead (the schedule changes with it, so "
+                             "results go to <name>_epochs=N)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="show the plan and every run's state; train nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--group-size", type=_group_size, default="auto", metavar="K",
+                        help="JAX: train up to K runs that differ only in updater, lr, "
+                             "beta1/2, epsilon, bias correction and seed together in one "
+                             "compiled program; 1: one run after another; 'auto' (default): "
+                             "as many as fit in the memory of the device that trains them, "
+                             "except a conv net on a CPU (1: faster there), and the Theano "
+                             "engine (1)")
+    parser.add_argument("--log", type=_metric_log, default=(), metavar="KINDS",
+                        help="also log each run's curves to tensorboard (event files in the "
+                             "run's folder) and/or wandb (Weights & Biases; WANDB_MODE etc. "
+                             "apply), comma-separated; needs the .[tensorboard] / .[wandb] "
+                             "extra; changes nothing of the experiment")
+    scale = parser.add_argument_group("scaling out (see docs/scaling.md)")
+    scale.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="train here, one run after another, or each run as a Ray task "
+                            "(needs the .[ray] extra) (default: %(default)s)")
+    scale.add_argument("--address", metavar="ADDR",
+                       help="Ray cluster to join: host:port, or auto for the one 'ray start' "
+                            "runs on this host (default: $RAY_ADDRESS, else a new local Ray "
+                            "on 127.0.0.1 for this grid alone)")
+    scale.add_argument("--num-gpus", type=_non_negative_float, metavar="N",
+                       help="GPUs per run on Ray, e.g. 0.25 (default: the config's "
+                            "resources.num_gpus, else 0)")
+    scale.add_argument("--num-cpus", type=_positive_float, metavar="N",
+                       help="CPUs per run on Ray (default: resources.num_cpus, else 1)")
+    scale.add_argument("--max-attempts", type=_positive_int, default=MAX_ATTEMPTS, metavar="N",
+                       help="give a run up after N starts that did not get past the epoch "
+                            "the one before began at (default: %(default)s)")
+    scale.add_argument("--heartbeat-timeout", type=_positive_float, default=STALE_AFTER,
+                       metavar="S", help="take a run over when its runner's claim has not "
+                       "been refreshed for S seconds (the runner is presumed dead; it "
+                       "refreshes it every S/12 s); every runner on a results folder should "
+                       "use the same S (default: %(default)g)")
+    args = parser.parse_args(argv)
+    if args.executor != "ray" and (args.address or args.num_gpus is not None
+                                   or args.num_cpus is not None):
+        parser.error("--address, --num-gpus and --num-cpus need --executor ray")
+    warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        config = load_config(args.config)
+        if args.epochs is not None:
+            if config.kind != "train":
+                raise ConfigError(f"{args.config}: --epochs applies to training grids only")
+            config = with_epochs(config, args.epochs)
+        if config.kind != "train" and (args.only or args.engine != "jax"
+                                       or args.executor != "local" or args.log):
+            raise ConfigError(f"{args.config}: --only, --engine, --executor and --log apply "
+                              f"to training grids only")
+        with storage.writing_to(args.results, "--results"):
+            summary = run_grid(config, results_dir=args.results, engine=args.engine,
+                               data_dir=args.data_dir, only=args.only, quiet=args.quiet,
+                               dry_run=args.dry_run, executor=args.executor,
+                               address=args.address, num_cpus=args.num_cpus,
+                               num_gpus=args.num_gpus, max_attempts=args.max_attempts,
+                               group_size=args.group_size, metric_log=args.log,
+                               stale_after=args.heartbeat_timeout,
+                               heartbeat=args.heartbeat_timeout / 12)
+    except (ConfigError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except storage.StorageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return storage.EXIT_STATUS
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into e.g. head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 1 if summary["failed"] or summary.get("given_up") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The installed commands ([project.scripts]) and the scripts/ wrappers run the same code."""
+import importlib
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+COMMANDS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+WRAPPERS = {"amsgrad-grid": "run_grid", "amsgrad-plot": "plot", "amsgrad-report": "report",
+            "amsgrad-benchmark": "benchmark"}
+
+
+def test_every_command_has_a_wrapper_and_a_main():
+    assert set(COMMANDS) == set(WRAPPERS)
+    for command, target in COMMANDS.items():
+        module, _, function = target.partition(":")
+        assert module == f"experiments.cli.{WRAPPERS[command]}" and function == "main"
+        assert callable(getattr(importlib.import_module(module), function))
+        wrapper = (REPO / "scripts" / f"{WRAPPERS[command]}.py").read_text()
+        assert f"from {module} import main" in wrapper
+
+
+def _run(argv, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("command", sorted(WRAPPERS))
+def test_installed_command_is_the_script(command, tmp_path):
+    installed = Path(sys.executable).parent / command  # pip puts it next to python
+    assert installed.exists(), f"{command} is not installed: pip install -e ."
+    script = REPO / "scripts" / f"{WRAPPERS[command]}.py"
+    args = {"amsgrad-grid": [str(REPO / "configs" / "smoke.yaml"), "--dry-run",
+                             "--results", str(tmp_path / "r")],
+            "amsgrad-plot": [str(tmp_path / "nothing")],
+            "amsgrad-report": [str(tmp_path / "nothing")],
+            "amsgrad-benchmark": []}[command]
+    by_command = _run([str(installed), *args], tmp_path)
+    by_script = _run([sys.executable, str(script), *args], tmp_path)
+    assert by_command.returncode == by_script.returncode
+    assert by_command.stdout == by_script.stdout
+    # messages name the program as it was called
+    assert by_command.stderr.replace(command, "X") == \
+        by_script.stderr.replace(script.name, "X").replace(str(script), "X")
+    if command == "amsgrad-grid":
+        assert by_command.returncode == 0 and "smoke" in by_command.stdout
