@@ -20,7 +20,7 @@ The trainer writes a run's curves row every epoch (:mod:`experiments.training`);
   the same id, starting at its first epoch.
 
 Both work for a run alone and for every run of a group, in this process or in a Ray
-worker (the worker logs). They are views of the run's files, not the record: a
+worker (the worker logs, so its Python needs the package too). They are views of the run's files, not the record: a
 logger that fails is dropped for that run with a warning, and training goes on. What
 is logged changes nothing of the experiment (not in ``grid.yaml``, run ids or the
 config hash).

@@ -117,7 +117,7 @@ def main(argv=None):
                              "extra; changes nothing of the experiment")
     scale = parser.add_argument_group("scaling out (see docs/scaling.md)")
     scale.add_argument("--executor", choices=EXECUTORS, default="local",
-                       help="train here, one run after another, or each run as a Ray task "
+                       help="train here, or each run (or group of runs) as a Ray task "
                             "(needs the .[ray] extra) (default: %(default)s)")
     scale.add_argument("--address", metavar="ADDR",
                        help="Ray cluster to join: host:port, or auto for the one 'ray start' "
