@@ -2,7 +2,9 @@
 
 Updates follow optax's sign convention (``optax.apply_updates`` adds them).
 Hyperparameters may be Python numbers or JAX arrays; the Adam family also takes a
-schedule (a callable of the step count) as learning rate.
+schedule (a callable of the step count) as learning rate, and optax's names for its
+hyperparameters (``b1``, ``b2``, ``eps``) as well as Lasagne's (``beta1``, ``beta2``,
+``epsilon``).
 
 Many runs at once: a hyperparameter array holds one value per run (see
 :func:`per_run`), so one compiled program can step a whole grid of runs. An array of
@@ -22,6 +24,8 @@ Examples
 >>> updates, state = tx.update({'w': jnp.ones(3)}, state, params)
 >>> params = optax.apply_updates(params, updates)
 """
+import functools
+import inspect
 from typing import Any, NamedTuple
 
 import jax
@@ -31,6 +35,34 @@ import optax
 from . import rules
 
 _JNP = rules.namespace("jax")
+
+
+#: optax's keyword names and ours (Lasagne's), for the Adam family.
+OPTAX_NAMES = {"b1": "beta1", "b2": "beta2", "eps": "epsilon"}
+
+
+def optax_names(fn):
+    """Let ``fn`` also take optax's keyword names (:data:`OPTAX_NAMES`).
+
+    ``amsgrad(1e-3, b2=0.99, eps=1e-7)`` is ``amsgrad(1e-3, beta2=0.99, epsilon=1e-7)``,
+    so optax code ports by changing the import. A hyperparameter given under both names
+    (``beta2=0.99, b2=0.9``, or positionally and as ``b2``) is a ``TypeError``.
+    """
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        theirs = {k: kwargs.pop(k) for k in OPTAX_NAMES if k in kwargs}
+        given = signature.bind_partial(*args, **kwargs).arguments
+        for name, value in theirs.items():
+            ours = OPTAX_NAMES[name]
+            if ours in given:
+                raise TypeError(f"{fn.__name__}() got {ours!r} and its optax name {name!r}: "
+                                "give one of them")
+            kwargs[ours] = value
+        return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class AdamFamilyState(NamedTuple):
@@ -71,6 +103,7 @@ def per_run(h, param):
     return h.astype(param.dtype) if jnp.issubdtype(h.dtype, jnp.floating) else h
 
 
+@optax_names
 def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
                 bias_correction=True, amsgrad=False, variant="lasagne", weight_decay=0.0,
                 runs=()):
@@ -144,6 +177,7 @@ def active_runs(inner):
     return optax.GradientTransformationExtraArgs(inner.init, update_fn)
 
 
+@optax_names
 def adam(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, bias_correction=True,
          variant="lasagne"):
     """Adam (Kingma & Ba, 2015) with a bias-correction switch; the rule of
@@ -152,6 +186,7 @@ def adam(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, bias_correct
                        amsgrad=False, variant=variant)
 
 
+@optax_names
 def amsgrad(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, bias_correction=True,
             variant="lasagne"):
     """AMSGrad (Reddi et al., 2018), max on the raw second moment; the rule of
@@ -160,6 +195,7 @@ def amsgrad(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, bias_corr
                        amsgrad=True, variant=variant)
 
 
+@optax_names
 def adamw(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8, weight_decay=0.01,
           bias_correction=True, amsgrad=False):
     """Adam/AMSGrad with decoupled weight decay (Loshchilov & Hutter, 2019)."""

@@ -1,13 +1,18 @@
-"""Logistic regression on MNIST in plain Lasagne-style Theano, trained with AMSGrad.
+"""Logistic regression on MNIST in plain Lasagne-style Theano or PyTensor, trained with
+AMSGrad.
 
 The pattern of the original experiment code: parameters are shared variables, the
 loss is a symbolic expression, ``amsgrad(loss, params, ...)`` returns the updates,
 and one compiled ``theano.function(..., updates=updates)`` is called per mini-batch.
-The learning rate is a shared variable, decayed linearly once per epoch.
+The learning rate is a shared variable, decayed linearly once per epoch. PyTensor,
+Theano's maintained successor, runs the same code under its own name
+(``pytensor.shared``, ``pytensor.function``, ``pytensor.tensor``).
 
     python examples/lasagne_style_logreg.py --data-dir ../shared/data --epochs 1
+    python examples/lasagne_style_logreg.py --library pytensor --data-dir ../shared/data
 
-Needs Theano 1.0.5 (the Theano environment of the README).
+Theano needs Theano 1.0.5 (the Theano environment of the README); PyTensor installs
+with the test extra of the modern environment.
 """
 import argparse
 import sys
@@ -16,17 +21,28 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from experiments.theano_env import theano  # noqa: E402  (Theano's flags first)
-
-import theano.tensor as T  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from amsgrad import amsgrad  # noqa: E402
 from experiments.data import DataError, epoch_batches, load_dataset  # noqa: E402
 
 
-def build(seed, lr, beta2, bias_correction):
+def tensor_library(name):
+    """``(library, tensor module, softmax)`` of Theano or PyTensor, computing in float32."""
+    if name == "theano":
+        from experiments.theano_env import theano  # Theano's flags first
+        import theano.tensor as T
+        return theano, T, T.nnet.softmax
+    import pytensor
+    pytensor.config.floatX = "float32"  # as THEANO_FLAGS does for Theano
+    import pytensor.tensor as pt
+    from pytensor.tensor.special import softmax
+    return pytensor, pt, lambda z: softmax(z, axis=-1)
+
+
+def build(seed, lr, beta2, bias_correction, library="theano"):
     """Shared parameters, a compiled training step and a validation function."""
+    theano, T, softmax = tensor_library(library)
     floatX = theano.config.floatX
     rng = np.random.default_rng(seed)
     bound = np.sqrt(6.0 / (784 + 10))  # Glorot uniform, Lasagne's DenseLayer default
@@ -35,20 +51,23 @@ def build(seed, lr, beta2, bias_correction):
     learning_rate = theano.shared(np.asarray(lr, floatX), name="learning_rate")
 
     x, y = T.matrix("x"), T.ivector("y")
-    prediction = T.nnet.softmax(T.dot(x, W) + b)
-    # Clipped before the log, as the experiments do.
-    loss = T.nnet.categorical_crossentropy(T.clip(prediction, 1e-7, 1 - 1e-7), y).mean()
+    prediction = softmax(T.dot(x, W) + b)
+    # Categorical cross-entropy, clipped before the log as the experiments do.
+    clipped = T.clip(prediction, 1e-7, 1 - 1e-7)
+    loss = -T.mean(T.log(clipped[T.arange(y.shape[0]), y]))
     accuracy = T.mean(T.eq(T.argmax(prediction, axis=1), y))
 
     updates = amsgrad(loss, [W, b], learning_rate=learning_rate, beta1=0.9, beta2=beta2,
                       epsilon=1e-8, bias_correction=bias_correction)
     train = theano.function([x, y], loss, updates=updates)
     validate = theano.function([x, y], [loss, accuracy])
-    return learning_rate, train, validate
+    return learning_rate, train, validate, floatX
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--library", choices=("theano", "pytensor"), default="theano",
+                        help="tensor library of the graph (default: theano)")
     parser.add_argument("--data-dir", help="folder with mnist/ (default: see experiments.data)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=0.001)
@@ -75,11 +94,11 @@ def main(argv=None):
     x_train = data.x_train.reshape(len(data.x_train), -1)
     x_val = data.x_val.reshape(len(data.x_val), -1)
 
-    learning_rate, train, validate = build(args.seed, args.lr, args.beta2,
-                                           not args.no_bias_correction)
+    learning_rate, train, validate, floatX = build(args.seed, args.lr, args.beta2,
+                                                   not args.no_bias_correction, args.library)
     for epoch in range(args.epochs):
         lr = args.lr * (1 - epoch / args.epochs)  # linear decay, once per epoch
-        learning_rate.set_value(np.asarray(lr, theano.config.floatX))
+        learning_rate.set_value(np.asarray(lr, floatX))
         indices, _ = epoch_batches(args.seed, epoch, len(x_train), batch_size=128)
         losses = [float(train(x_train[idx], data.y_train[idx]))
                   for idx in tqdm(indices, desc=f"epoch {epoch + 1}", disable=args.quiet,

@@ -8,7 +8,9 @@ A training grid (``kind: train``, the default)::
     epochs: 150
     batch_size: 128
     val_batch_size: 1024
-    lr_schedule: linear       # linear: lr0 * (1 - e / epochs) in epoch e; or constant
+    lr_schedule: linear       # linear: lr0 * (1 - e / epochs) in epoch e; constant; or
+                              # cosine, step with parameters (experiments.schedules):
+                              # {name: step, every: 50, factor: 0.1}
     augmentation: flip        # flip | none (default: flip for CIFAR-10, none for MNIST)
     train_subset: null        # use only the first N training examples (smoke tests)
     val_subset: null          # use only the first N validation examples
@@ -28,6 +30,9 @@ A training grid (``kind: train``, the default)::
     resources:                # optional: what each run asks of a Ray cluster
       num_gpus: 0.25          # a quarter of a GPU (default 0)
       num_cpus: 1             # (default 1)
+    analysis:                 # optional: the comparison the report makes
+      baseline: adam          # (default: Adam against AMSGrad, then any other rule)
+      candidates: [amsgrad]
 
 Hyperparameters (``updater``, ``learning_rate``, ``beta1``, ``beta2``, ``epsilon``,
 ``bias_correction``) may be fixed or an axis, not both. The setup keys
@@ -35,7 +40,12 @@ Hyperparameters (``updater``, ``learning_rate``, ``beta1``, ``beta2``, ``epsilon
 did before it existed (no mean subtraction for CIFAR-10, MNIST's subtracted; gain
 ``relu``; ``examples``; ``all``; ``default``), and one that does not apply to the
 model (``he_gain`` for logreg) may only be given at that value. ``resources`` only says where
-runs may go (``--executor ray``); it is not part of the experiment. Numbers such as ``1e-8`` may
+runs may go (``--executor ray``), ``analysis`` what the report compares; neither is part
+of the experiment (not in ``grid.yaml``, run ids or a run's config). ``lr_schedule`` is a
+name or a mapping with its parameters (:mod:`experiments.schedules`). Any key may also be
+set on the command line (``run_grid.py --set key=value``, :mod:`experiments.overrides`):
+the data is changed before it is validated here, and a changed experiment gets a grid
+name of its own. Numbers such as ``1e-8`` may
 be written without a dot (plain YAML 1.1 would read them as strings).
 
 The synthetic problem of the AMSGrad paper (``kind: synthetic``) is one run of
@@ -50,25 +60,31 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from experiments import setup
+from experiments import schedules, setup
 from experiments.models import MODEL_NAMES, get_model
+from experiments.synthetic import RULES as SYNTHETIC_RULES  # the library's variants too
 
 KINDS = ("train", "synthetic")
 DATASETS = {"mnist": "none", "cifar10": "flip"}  # dataset -> default augmentation
 UPDATERS = ("adam", "amsgrad")
-LR_SCHEDULES = ("linear", "constant")
+LR_SCHEDULES = tuple(schedules.SCHEDULES)
 AUGMENTATIONS = ("none", "flip")
 PROBLEMS = ("online", "stochastic")
 DTYPES = ("float32", "float64")
-LR_DECAYS = ("constant", "sqrt")
+LR_DECAYS = schedules.STEP_DECAYS
 
-__all__ = ["ConfigError", "GridConfig", "load_config", "parse_config", "check_value",
-           "did_you_mean", "KINDS", "TRAIN_KEYS", "SYNTHETIC_KEYS",
+__all__ = ["ConfigError", "GridConfig", "load_config", "read_config", "parse_config",
+           "check_value", "did_you_mean", "KINDS", "TRAIN_KEYS", "SYNTHETIC_KEYS",
            "UPDATERS", "LR_SCHEDULES", "AUGMENTATIONS", "PROBLEMS", "LR_DECAYS", "AXES"]
 
 
 class ConfigError(ValueError):
-    """A mistake in a config: the message is one line naming file, key and problem."""
+    """A mistake in a config: the message is one line naming file, key and problem;
+    ``key`` (e.g. ``'grid.beta2'``) and ``problem`` are those parts, when there is a key."""
+
+    def __init__(self, message, key=None, problem=None):
+        super().__init__(message)
+        self.key, self.problem = key, problem
 
 
 # Value checkers: return the normalised value or raise _Bad with what was expected.
@@ -144,6 +160,15 @@ def _list_of(check):
     return check_list
 
 
+def _raising(check):  # a checker raising ValueError (another module's) as one of ours
+    def checked(v):
+        try:
+            return check(v)
+        except ValueError as e:
+            raise _Bad(str(e)) from None
+    return checked
+
+
 def _name(v):
     if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=-]*", v):
         raise _Bad(f"expected a folder name (letters, digits, _ . = -), got {_shown(v)}")
@@ -188,7 +213,7 @@ TRAIN_KEYS = {
     "epochs": (_integer(1), 150),
     "batch_size": (_integer(1), 128),
     "val_batch_size": (_integer(1), 1024),
-    "lr_schedule": (_choice("lr_schedule", LR_SCHEDULES), "linear"),
+    "lr_schedule": (_raising(schedules.check), "linear"),
     "augmentation": (_choice("augmentation", AUGMENTATIONS), None),  # None: dataset's
     "train_subset": (_optional(_integer(1)), None),
     "val_subset": (_optional(_integer(1)), None),
@@ -198,7 +223,7 @@ TRAIN_KEYS = {
 # experiments.synthetic.DEFAULTS, which also supplies the defaults (None here).
 SYNTHETIC_KEYS = {
     "problems": (_list_of(_choice("problem", PROBLEMS)), None),
-    "rules": (_list_of(_choice("rule", UPDATERS)), None),
+    "rules": (_list_of(_choice("rule", SYNTHETIC_RULES)), None),
     "steps": (_integer(1), None),
     "record_every": (_integer(1), None),
     "learning_rate": (_number(0, INF, low_open=True), None),
@@ -234,12 +259,14 @@ class GridConfig:
     seeds: tuple
     path: str = field(default="<config>", compare=False)
     resources: dict = field(default_factory=dict, compare=False)
+    analysis: dict = field(default_factory=dict, compare=False)
 
     def to_dict(self):
         """The config as plain YAML-able data (fixed settings at the top level)."""
         data = {"name": self.name, "kind": self.kind, **self.fixed,
                 "grid": {k: list(v) for k, v in self.grid.items()}, "seeds": list(self.seeds)}
-        return dict(data, resources=dict(self.resources)) if self.resources else data
+        data = dict(data, resources=dict(self.resources)) if self.resources else data
+        return dict(data, analysis=dict(self.analysis)) if self.analysis else data
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -259,6 +286,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_config(path):
     """Read and validate the config at ``path``; raises :class:`ConfigError`."""
     path = os.fspath(path)
+    default_name = os.path.splitext(os.path.basename(path))[0]
+    return parse_config(read_config(path), path=path, default_name=default_name)
+
+
+def read_config(path):
+    """The YAML data of the config at ``path``, not yet validated; raises
+    :class:`ConfigError` if it cannot be read or is not YAML."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -273,14 +307,13 @@ def load_config(path):
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"{path}:{where} bad YAML: {problem}") from None
-    default_name = os.path.splitext(os.path.basename(path))[0]
-    return parse_config(data, path=path, default_name=default_name)
+    return data
 
 
 def parse_config(data, path="<config>", default_name=None):
     """Validate config data (as loaded from YAML) into a :class:`GridConfig`."""
     def fail(key, message):
-        raise ConfigError(f"{path}: key {key!r}: {message}")
+        raise ConfigError(f"{path}: key {key!r}: {message}", key=key, problem=message)
 
     def check(checker, value, key):
         try:
@@ -296,7 +329,8 @@ def parse_config(data, path="<config>", default_name=None):
         fail("kind", f"unknown kind {_shown(kind)}{_did_you_mean(kind, KINDS)}; "
                      f"choose from {', '.join(KINDS)}")
     schema = TRAIN_KEYS if kind == "train" else SYNTHETIC_KEYS
-    top = ("name", "kind", "grid", "seeds", "resources") + setup.KEYS if kind == "train" \
+    top = ("name", "kind", "grid", "seeds", "resources", "analysis") + setup.KEYS \
+        if kind == "train" \
         else ("name", "kind")
     for key in data:
         if key not in schema and key not in top:
@@ -374,5 +408,51 @@ def parse_config(data, path="<config>", default_name=None):
             fail(f"resources.{key}", "unknown resource" + _did_you_mean(key, RESOURCES)
                  + f"; choose from {', '.join(RESOURCES)}")
         resources[key] = check(RESOURCES[key], value, f"resources.{key}")
+    updaters = grid.get("updater") or (fixed.get("updater"),)
+    try:
+        analysis = check_analysis(data.get("analysis"), updaters)
+    except ValueError as e:
+        fail(*e.args)
     return GridConfig(name=name, kind=kind, fixed=fixed, grid=grid, seeds=tuple(seeds),
-                      path=path, resources=resources)
+                      path=path, resources=resources, analysis=analysis)
+
+
+def check_analysis(value, updaters):
+    """The ``analysis:`` mapping (``baseline``: a rule, ``candidates``: rules, each one
+    of the grid's ``updaters``), normalised; raises ValueError(key, message)."""
+    if value is None:
+        return {}
+
+    def bad(key, message):
+        return ValueError(key, message)
+
+    if not isinstance(value, dict):
+        raise bad("analysis", "expected a mapping such as {baseline: adam, candidates: "
+                              f"[amsgrad]}}, got {value!r}")
+    for key in value:
+        if key not in ("baseline", "candidates"):
+            raise bad(f"analysis.{key}", "unknown key" + did_you_mean(
+                str(key), ("baseline", "candidates")) + "; choose from baseline, candidates")
+
+    def rule(v, key):
+        if not isinstance(v, str) or v not in updaters:
+            raise bad(key, f"{v!r} is not an updater of this grid"
+                           + did_you_mean(str(v), updaters)
+                           + f"; the grid has {', '.join(map(str, updaters))}")
+        return v
+
+    out = {}
+    if "baseline" in value:
+        out["baseline"] = rule(value["baseline"], "analysis.baseline")
+    if "candidates" in value:
+        cands = value["candidates"]
+        cands = [cands] if isinstance(cands, str) else cands
+        if not isinstance(cands, list):
+            raise bad("analysis.candidates", f"expected a list of updaters, got {cands!r}")
+        if not cands:
+            raise bad("analysis.candidates", "empty: give at least one updater")
+        out["candidates"] = [rule(c, "analysis.candidates") for c in cands]
+        if out.get("baseline") in out["candidates"]:
+            raise bad("analysis.candidates", f"{out['baseline']!r} is the baseline; it "
+                                             "cannot also be a candidate")
+    return out

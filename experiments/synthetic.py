@@ -9,12 +9,17 @@ every step. The loss is linear, so its gradient does not depend on ``x``:
 The optimum is ``x = -1``. With lr 0.001, beta1 0.9, beta2 0.99 and no bias correction
 Adam drifts to ``+1`` while AMSGrad moves towards ``-1``.
 
+Rules: ``adam`` and ``amsgrad`` are the experiment's (Lasagne's) rules; ``adam_pytorch``,
+``amsgrad_pytorch``, ``adam_optax`` and ``amsgrad_optax`` are the same rules as PyTorch
+and optax apply them (:data:`amsgrad.rules.VARIANTS`, ``docs/variants.md``). With bias
+correction off, a rule's variants coincide.
+
 The original ran 9 million steps per optimizer, one Python call per step. Here every
 (problem, rule) pair is one lane of a vector and all lanes advance together in one
 compiled ``lax.scan``: an outer scan over recorded points, an inner (unrolled) scan over
 the steps between them, so trajectories are decimated on the device. The step math is
-:func:`amsgrad.rules.adam_step` (``variant='lasagne'``), the ``amsgrad`` switch a boolean
-per lane.
+:func:`amsgrad.rules.adam_step`, the ``amsgrad`` switch a boolean per lane, called once
+per variant present (a lane takes its variant's result).
 
 The stochastic draws come from numpy, host-side, from ``np.random.default_rng(seed)``
 (see :func:`stochastic_draws`), so they are the same for every jax version, and Adam
@@ -33,20 +38,23 @@ from typing import NamedTuple
 import numpy as np
 
 from amsgrad import rules as _rules
+from experiments import schedules
 
 PROBLEMS = ("online", "stochastic")
-RULES = ("adam", "amsgrad")
-LR_DECAYS = ("constant", "sqrt")
+#: ``adam``/``amsgrad``: the experiment's variant; ``<rule>_<variant>``: another library's.
+RULES = ("adam", "amsgrad") + tuple(f"{rule}_{variant}" for variant in _rules.VARIANTS[1:]
+                                    for rule in ("adam", "amsgrad"))
+LR_DECAYS = schedules.STEP_DECAYS
 DTYPES = ("float32", "float64")
 #: Gradients of the two linear losses, and the large gradient's period / probability.
 LARGE_GRAD, SMALL_GRAD, PERIOD, PROBABILITY = 1010.0, -10.0, 101, 0.01
 #: The config keys of a synthetic run and their defaults (the paper's setting).
-DEFAULTS = dict(problems=list(PROBLEMS), rules=list(RULES), steps=9_000_000,
+DEFAULTS = dict(problems=list(PROBLEMS), rules=["adam", "amsgrad"], steps=9_000_000,
                 learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
                 bias_correction=False, lr_decay="constant", seed=0, record_every=1000,
                 dtype="float32")
 
-__all__ = ["PROBLEMS", "RULES", "DEFAULTS", "Trajectories", "check_config",
+__all__ = ["PROBLEMS", "RULES", "DEFAULTS", "Trajectories", "check_config", "rule_of",
            "stochastic_draws", "make_step", "compile_loop", "simulate", "run_synthetic",
            "write_trajectories", "read_trajectories", "precision"]
 
@@ -131,9 +139,18 @@ def stochastic_draws(seed, steps, probability=PROBABILITY):
     return out
 
 
-def lanes_of(problems=PROBLEMS, rules=RULES):
+def lanes_of(problems=PROBLEMS, rules=("adam", "amsgrad")):
     """The (problem, rule) pairs, problem-major: the lanes of the compiled loop."""
     return tuple(itertools.product(problems, rules))
+
+
+def rule_of(name):
+    """``(amsgrad, variant)`` of a rule of :data:`RULES`: ``'amsgrad_optax'`` is
+    ``(True, 'optax')``, ``'adam'`` is ``(False, 'lasagne')``."""
+    if name not in RULES:
+        raise ValueError(f"unknown rule {name!r}; expected one of {list(RULES)}")
+    rule, _, variant = name.partition("_")
+    return rule == "amsgrad", variant or _rules.VARIANTS[0]
 
 
 def make_step(lanes, learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
@@ -149,9 +166,13 @@ def make_step(lanes, learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
     ns = _rules.namespace("jax")
     dt = jnp.dtype(dtype)
     stochastic = np.array([p == "stochastic" for p, _ in lanes])
-    use_max = np.array([r == "amsgrad" for _, r in lanes])
+    use_max = np.array([rule_of(r)[0] for _, r in lanes])
+    variants = [rule_of(r)[1] for _, r in lanes]
+    lanes_of_variant = {name: np.array([v == name for v in variants])
+                        for name in dict.fromkeys(variants)}  # one call if all share one
     c = lambda value: jnp.asarray(value, dt)
     lr0, b1, b2, eps = c(learning_rate), c(beta1), c(beta2), c(epsilon)
+    decay = schedules.step_decay(lr_decay, lr0)
 
     def step(state, draw):
         t, x, m, v, v_hat = state
@@ -161,10 +182,15 @@ def make_step(lanes, learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
             large = jnp.where(stochastic, draw, large)
         g = jnp.where(large, c(LARGE_GRAD), c(SMALL_GRAD))  # d/dx of 1010 x or -10 x
         tf = t.astype(dt)
-        lr = lr0 / jnp.sqrt(tf) if lr_decay == "sqrt" else lr0
-        delta, m, v, v_hat = _rules.adam_step(
-            ns, g, m, v, v_hat, tf, lr, b1, b2, eps, bias_correction=bias_correction,
-            amsgrad=use_max, variant="lasagne")
+        lr = decay(tf)
+        new = None  # (delta, m, v, v_hat) of every lane, from its variant's call
+        for name, mine in lanes_of_variant.items():
+            out = _rules.adam_step(ns, g, m, v, v_hat, tf, lr, b1, b2, eps,
+                                   bias_correction=bias_correction, amsgrad=use_max,
+                                   variant=name)
+            new = out if new is None else tuple(jnp.where(mine, a, b)
+                                                for a, b in zip(out, new))
+        delta, m, v, v_hat = new
         return t, jnp.clip(x - delta, c(-1), c(1)), m, v, v_hat
 
     return step
@@ -222,8 +248,8 @@ def record_steps(steps, record_every):
     return recorded if recorded[-1] == steps else np.append(recorded, steps)
 
 
-def simulate(problems=PROBLEMS, rules=RULES, steps=9_000_000, learning_rate=0.001,
-             beta1=0.9, beta2=0.99, epsilon=1e-8, bias_correction=False,
+def simulate(problems=PROBLEMS, rules=("adam", "amsgrad"), steps=9_000_000,
+             learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8, bias_correction=False,
              lr_decay="constant", seed=0, record_every=1000, dtype="float32", unroll=5):
     """Run every (problem, rule) pair for ``steps`` steps in one compiled loop.
 
@@ -289,8 +315,9 @@ def run_synthetic(config, results_dir, quiet=False):
     config : dict
         ``name`` (the output folder, default ``'synthetic'``), ``kind: synthetic``, and
         the keys of :data:`DEFAULTS`: ``problems`` (``[online, stochastic]``), ``rules``
-        (``[adam, amsgrad]``), ``steps`` (9000000), ``learning_rate`` (0.001), ``beta1``
-        (0.9), ``beta2`` (0.99), ``epsilon`` (1e-8), ``bias_correction`` (false),
+        (``[adam, amsgrad]``; any of :data:`RULES`), ``steps`` (9000000),
+        ``learning_rate`` (0.001), ``beta1`` (0.9), ``beta2`` (0.99), ``epsilon`` (1e-8),
+        ``bias_correction`` (false),
         ``lr_decay`` (``'constant'`` or ``'sqrt'``: lr / sqrt(t)), ``seed`` (0),
         ``record_every`` (1000), ``dtype`` (``'float32'`` or ``'float64'``).
     results_dir : str or path-like

@@ -47,32 +47,17 @@ import time
 
 import numpy as np
 
-from . import models, setup
+from . import models, schedules, setup
 from .grid import grouping
 from .engines import get_engine
 from .engines.base import GroupOfOne, Hyperparameters
 from .metric_logs import RunLog
 from .results.storage import is_storage_fault
+from .schedules import learning_rate
 
 #: ``checkpoint_every=None`` in a group: checkpoint once the time since the last one is
 #: this many times what the last one took.
 CHECKPOINT_RATIO = 10.0
-
-SCHEDULES = ("linear", "constant")
-
-
-def learning_rate(lr0, epoch, n_epochs, schedule="linear"):
-    """The learning rate during epoch ``epoch`` (0-based) of ``n_epochs``.
-
-    ``'linear'``: ``lr0 * (1 - epoch / n_epochs)``, changed once per epoch, so the
-    last epoch uses ``lr0 / n_epochs``; ``'constant'``: ``lr0``.
-    """
-    if schedule == "linear":
-        return lr0 * (1.0 - epoch / n_epochs)
-    if schedule == "constant":
-        return lr0
-    raise ValueError(f"unknown lr_schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
-
 
 def config_hash(run):
     """A short hash of the run config; a checkpoint only resumes the config it was made by.
@@ -119,8 +104,10 @@ def run_setup(run, dataset=None, data_dir=None, quiet=False):
         raise ValueError(f"model {spec.name!r} trains on {spec.dataset!r}, "
                          f"not dataset {run['dataset']!r}")
     n_epochs = int(run["epochs"])
-    schedule = run.get("lr_schedule") or "linear"
-    learning_rate(1.0, 0, n_epochs, schedule)  # checks the schedule name
+    try:
+        schedule = schedules.check(run.get("lr_schedule") or "linear")
+    except ValueError as e:
+        raise ValueError(f"lr_schedule: {e}") from None
     augmentation = run.get("augmentation")
     if augmentation not in (None, "flip", "none"):
         raise ValueError(f"unknown augmentation {augmentation!r}; choose from flip, none")
@@ -243,7 +230,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     runs : list of dict
         Resolved run configs: ``model``, ``updater``, ``learning_rate``, ``beta1``,
         ``beta2``, ``epsilon``, ``bias_correction``, ``seed``, ``epochs``,
-        ``batch_size``, ``lr_schedule`` ('linear' | 'constant'), ``augmentation``
+        ``batch_size``, ``lr_schedule`` (:mod:`experiments.schedules`), ``augmentation``
         ('flip' | 'none'), ``val_batch_size``; optional ``dataset`` (checked against
         the model's), ``train_subset`` / ``val_subset`` (use the first N examples), and
         the setup keys of :mod:`experiments.setup` (missing: as before they existed).

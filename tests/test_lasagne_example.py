@@ -1,4 +1,5 @@
-"""examples/lasagne_style_logreg.py: plain Lasagne-style Theano code trains with AMSGrad."""
+"""examples/lasagne_style_logreg.py: plain Lasagne-style Theano or PyTensor code trains
+with AMSGrad (Theano in the Theano environment, PyTensor in the modern one)."""
 import os
 import re
 import subprocess
@@ -7,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.theano
-
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "lasagne_style_logreg.py"
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA", REPO.parent / "shared" / "data"))
+LIBRARIES = [pytest.param("theano", marks=pytest.mark.theano),
+             pytest.param("pytensor", marks=pytest.mark.pytensor)]
 
 
 def run_example(*args):
@@ -23,8 +24,10 @@ def run_example(*args):
 
 @pytest.mark.skipif(not (REAL / "mnist" / "train-images-idx3-ubyte.gz").is_file(),
                     reason=f"real data not found in {REAL}")
-def test_trains_logreg_on_real_mnist():
-    result = run_example("--data-dir", str(REAL), "--epochs", "2", "--quiet")
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_trains_logreg_on_real_mnist(library):
+    result = run_example("--library", library, "--data-dir", str(REAL), "--epochs", "2",
+                         "--quiet")
     assert result.returncode == 0, result.stderr
     rows = re.findall(r"epoch (\d)/2  lr ([\d.]+)  loss ([\d.]+)  val_loss ([\d.]+)  "
                       r"val_acc ([\d.]+)", result.stdout)
@@ -35,8 +38,10 @@ def test_trains_logreg_on_real_mnist():
     assert 0.89 < acc2 < 0.95  # logreg on MNIST after two epochs
 
 
-def test_a_missing_data_directory_is_one_clear_error(tmp_path):
-    result = run_example("--data-dir", str(tmp_path / "nowhere"), "--no-download")
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_a_missing_data_directory_is_one_clear_error(tmp_path, library):
+    result = run_example("--library", library, "--data-dir", str(tmp_path / "nowhere"),
+                         "--no-download")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -46,3 +51,6 @@ def test_a_missing_data_directory_is_one_clear_error(tmp_path):
 def test_bad_arguments_are_rejected():
     result = run_example("--epochs", "0")
     assert result.returncode == 2 and "--epochs must be at least 1, got 0" in result.stderr
+    result = run_example("--library", "tensorflow")
+    assert result.returncode == 2 and "argument --library: invalid choice: 'tensorflow'" \
+        in result.stderr

@@ -213,12 +213,12 @@ def _check_files(paths):
         assert data.startswith(magic) and len(data) > 1000, path
 
 
-def write_synthetic(folder):
+def write_synthetic(folder, rules=(("adam", 1.0), ("amsgrad", -0.9))):
     """A tiny trajectories.csv as experiments.synthetic writes it: x = end * step / 4."""
     folder.mkdir(parents=True)
     rows = ["step,problem,rule,x"]
     for problem in ("online", "stochastic"):
-        for rule, end in (("adam", 1.0), ("amsgrad", -0.9)):
+        for rule, end in rules:
             rows += [f"{s},{problem},{rule},{end * s / 4!r}" for s in range(5)]
     (folder / "trajectories.csv").write_text("\n".join(rows) + "\n")
     (folder / "config.yaml").write_text("name: synthetic\nkind: synthetic\n")
@@ -235,6 +235,24 @@ def test_synthetic_figure(tmp_path):
         optimum = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
         assert len(optimum) == 1 and list(optimum[0].get_ydata()) == [-1, -1]
         np.testing.assert_allclose(ax.lines[0].get_ydata(), [0, 0.25, 0.5, 0.75, 1.0])
+
+
+def test_synthetic_figure_tells_the_library_variants_apart(tmp_path):
+    write_synthetic(tmp_path / "syn", rules=[("adam", 1.0), ("amsgrad", -0.9),
+                                             ("amsgrad_pytorch", -0.9),
+                                             ("amsgrad_optax", -0.5)])
+    fig = figures.plot_synthetic(tmp_path / "syn")
+    for ax in fig.axes:
+        lines = {line.get_label(): line for line in ax.lines}
+        assert set(lines) == {"Adam", "AMSGrad", "AMSGrad (PyTorch)", "AMSGrad (optax)",
+                              "optimum x = -1"}
+        amsgrads = [lines[name] for name in ("AMSGrad", "AMSGrad (PyTorch)",
+                                             "AMSGrad (optax)")]
+        assert len({to_hex(ln.get_color()) for ln in amsgrads}) == 3
+        # dashed, so a variant drawn over ours leaves ours visible
+        assert [ln.get_linestyle() for ln in amsgrads] == ["-", "--", "--"]
+        np.testing.assert_allclose(lines["AMSGrad (optax)"].get_ydata(),
+                                   [0, -0.125, -0.25, -0.375, -0.5])
 
 
 def test_cli_on_a_results_root(grid, tmp_path):

@@ -116,8 +116,8 @@ def test_comparisons_match_scipy(grid):
 def test_best_against_best(grid):
     _, written, runs = grid
     res = grid_stats.best_vs_best(runs, grid_stats.summarize(runs))
-    best = {u: (res[u]["learning_rate"], res[u]["beta2"], res[u]["bias_correction"])
-            for u in ("adam", "amsgrad")}
+    best = {u: (res[k]["learning_rate"], res[k]["beta2"], res[k]["bias_correction"])
+            for u, k in (("adam", "baseline"), ("amsgrad", "candidate"))}
     a, b = _final(written, "adam", best["adam"]), _final(written, "amsgrad", best["amsgrad"])
     assert res["seeds"] == list(SEEDS)
     assert res["mean"] == pytest.approx((a - b).mean())
@@ -231,13 +231,14 @@ def test_cli_bad_results_dir(tmp_path, case):
 def test_verdicts_at_the_five_percent_line():
     def row(lr, mean, p):
         return {"learning_rate": lr, "beta2": 0.999, "bias_correction": True, "n": 5, "mean": mean,
-                "sd": 0.1, "ci": (mean - 1, mean + 1), "t": 2.0, "p": p, "p_wilcoxon": np.nan}
+                "sd": 0.1, "ci": (mean - 1, mean + 1), "t": 2.0, "p": p, "p_wilcoxon": np.nan,
+                "d_z": mean / 0.1}
     rows = [row(0.01, 0.02, 0.0049), row(0.001, -0.01, 0.0499), row(0.0001, 0.01, 0.0501),
             row(0.1, 0.0, np.nan)]
     for r, p in zip(rows, grid_stats.holm([r["p"] for r in rows])):
         r["p_holm"] = p  # 0.0147, 0.0998, 0.0998
     lines = report._comparison_section(rows, AXES, "Final validation accuracy")
-    verdicts = [[c.strip() for c in ln.strip("|").split("|")][10:] for ln in lines[4:8]]
+    verdicts = [[c.strip() for c in ln.strip("|").split("|")][10:12] for ln in lines[4:8]]
     assert verdicts == [["yes: Adam better", "yes: Adam better"], ["yes: AMSGrad better", "no"],
                         ["no", "no"], ["n/a", "n/a"]]
     text = "\n".join(lines)
@@ -252,5 +253,5 @@ def test_verdicts_at_the_five_percent_line():
     assert same["mean"] == 0 and same["sd"] == 0 and np.isnan(same["p"])
     lines = report._comparison_section(
         [{**same, "learning_rate": 0.01, "beta2": 0.99, "bias_correction": True, "p_holm": np.nan}], AXES, "X")
-    assert lines[4].endswith("| no: identical | no: identical |")
+    assert lines[4].endswith("| no: identical | no: identical | n/a |")  # d_z undefined
     assert "In 1 settings Adam and AMSGrad ended identical for every seed." in lines[-1]

@@ -19,7 +19,10 @@ PAPER = dict(learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8, bias_corr
 def reference(rule, steps, draws=None, learning_rate=0.001, beta1=0.9, beta2=0.99,
               epsilon=1e-8, bias_correction=False, lr_decay="constant"):
     """x after each step, from the spec's formulas in Python floats (float64).
-    ``draws`` (bool per step) makes it the stochastic problem, else the online one."""
+    ``draws`` (bool per step) makes it the stochastic problem, else the online one.
+    ``rule``: adam or amsgrad, ``_pytorch`` or ``_optax`` for those libraries' forms
+    (docs/variants.md)."""
+    rule, _, variant = rule.partition("_")
     x = m = v = v_hat = 0.0
     out = []
     for t in range(1, steps + 1):
@@ -27,10 +30,18 @@ def reference(rule, steps, draws=None, learning_rate=0.001, beta1=0.9, beta2=0.9
         g = 1010.0 if large else -10.0
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g * g
-        v_hat = max(v_hat, v) if rule == "amsgrad" else v
+        c1, c2 = (1 - beta1 ** t, 1 - beta2 ** t) if bias_correction else (1.0, 1.0)
         lr = learning_rate / math.sqrt(t) if lr_decay == "sqrt" else learning_rate
-        a = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t) if bias_correction else lr
-        x = min(1.0, max(-1.0, x - a * m / (math.sqrt(v_hat) + epsilon)))
+        if variant == "optax":  # the max of the corrected v
+            v_hat = max(v_hat, v / c2) if rule == "amsgrad" else v / c2
+            step = lr * (m / c1) / (math.sqrt(v_hat) + epsilon)
+        else:
+            v_hat = max(v_hat, v) if rule == "amsgrad" else v
+            if variant == "pytorch":  # epsilon after the correction
+                step = lr / c1 * m / (math.sqrt(v_hat) / math.sqrt(c2) + epsilon)
+            else:
+                step = lr * math.sqrt(c2) / c1 * m / (math.sqrt(v_hat) + epsilon)
+        x = min(1.0, max(-1.0, x - step))
         out.append(x)
     return np.array(out)
 
@@ -185,3 +196,74 @@ def test_benchmark_dispatcher_lists_modes_and_rejects_unknown_ones():
     assert bad.returncode == 2
     assert bad.stderr.splitlines() == [
         f"benchmark.py: unknown mode 'nosuchmode' (available: {', '.join(modes)})"]
+
+
+VARIANT_RULES = ["adam", "amsgrad", "adam_pytorch", "amsgrad_pytorch", "adam_optax",
+                 "amsgrad_optax"]
+
+
+def test_the_rules_name_the_library_variants():
+    assert set(synthetic.RULES) == set(VARIANT_RULES)
+    assert synthetic.rule_of("amsgrad") == (True, "lasagne")
+    assert synthetic.rule_of("adam_optax") == (False, "optax")
+    assert synthetic.rule_of("amsgrad_pytorch") == (True, "pytorch")
+    with pytest.raises(ValueError, match=r"synthetic config: rules must be .*"
+                                         r"'amsgrad_optax'.*got \['amsgrad_keras'\]"):
+        synthetic.check_config({"rules": ["amsgrad_keras"]})
+
+
+def test_optax_amsgrad_first_two_steps_by_hand():
+    """With bias correction, optax keeps the max of v / (1 - beta2**t): at step 1 that is
+    g**2 = 1010**2, far above any later corrected v; ours keeps the raw v_1 = 101**2."""
+    traj = synthetic.simulate(problems=["online"], rules=["amsgrad", "amsgrad_optax"],
+                              steps=2, record_every=1, dtype="float64", bias_correction=True)
+    # step 1: m = 101, v = 10201, c1 = 0.1, c2 = 0.01; both step by lr (to eps)
+    ours, optax_ = lane(traj, "online", "amsgrad"), lane(traj, "online", "amsgrad_optax")
+    assert ours[1] == pytest.approx(-1e-3 * 101 / (101 + 1e-8), rel=1e-14)
+    assert optax_[1] == pytest.approx(-1e-3 * 1010 / (1010 + 1e-8), rel=1e-14)
+    # step 2: g = -10, m = 89.9, c1 = 0.19, c2 = 0.0199; v_2 = 10099.99 < v_1
+    assert ours[2] == pytest.approx(
+        ours[1] - 1e-3 * math.sqrt(0.0199) / 0.19 * 89.9 / (101 + 1e-8), rel=1e-13)
+    assert optax_[2] == pytest.approx(optax_[1] - 1e-3 * (89.9 / 0.19) / (1010 + 1e-8),
+                                      rel=1e-13)
+
+
+@pytest.mark.parametrize("bias_correction", [True, False])
+def test_variant_lanes_equal_their_formulas(bias_correction):
+    """Every rule of the library, side by side in one loop, against the Python loop
+    (online and stochastic, float64, past the third large gradient)."""
+    steps, seed = 400, 3
+    draws = synthetic.stochastic_draws(seed, steps)
+    traj = synthetic.simulate(rules=VARIANT_RULES, steps=steps, seed=seed, record_every=1,
+                              dtype="float64", bias_correction=bias_correction)
+    for problem in ("online", "stochastic"):
+        for rule in VARIANT_RULES:
+            expected = reference(rule, steps, draws if problem == "stochastic" else None,
+                                 bias_correction=bias_correction)
+            np.testing.assert_allclose(lane(traj, problem, rule)[1:], expected, rtol=1e-13,
+                                       atol=1e-13, err_msg=f"{problem}/{rule}")
+
+
+def test_without_bias_correction_the_variants_are_one_rule():
+    traj = synthetic.simulate(rules=VARIANT_RULES, steps=20_000, record_every=100, seed=1,
+                              bias_correction=False)
+    for problem in ("online", "stochastic"):
+        for rule in ("adam", "amsgrad"):
+            for variant in ("pytorch", "optax"):
+                np.testing.assert_array_equal(lane(traj, problem, f"{rule}_{variant}"),
+                                              lane(traj, problem, rule))
+    corrected = synthetic.simulate(rules=VARIANT_RULES, steps=20_000, record_every=100,
+                                   seed=1, bias_correction=True)
+    gap = np.abs(lane(corrected, "online", "amsgrad_optax")
+                 - lane(corrected, "online", "amsgrad")).max()
+    assert gap > 1e-3  # with it, optax's AMSGrad is another rule
+
+
+def test_a_loop_of_the_paper_rules_is_unchanged_by_the_variant_lanes():
+    alone = synthetic.simulate(steps=3000, record_every=10, seed=2, bias_correction=True)
+    mixed = synthetic.simulate(rules=VARIANT_RULES, steps=3000, record_every=10, seed=2,
+                               bias_correction=True)
+    for problem in ("online", "stochastic"):
+        for rule in ("adam", "amsgrad"):
+            np.testing.assert_allclose(lane(mixed, problem, rule), lane(alone, problem, rule),
+                                       rtol=1e-6, atol=1e-7)

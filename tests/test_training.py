@@ -39,8 +39,8 @@ def test_linear_schedule_values():
     assert [learning_rate(0.3, e, 3) for e in range(3)] == [0.3, 0.3 * (1 - 1 / 3),
                                                             0.3 * (1 - 2 / 3)]
     assert learning_rate(0.01, 149, 150, "constant") == 0.01
-    with pytest.raises(ValueError, match="unknown lr_schedule 'cosine'"):
-        learning_rate(0.01, 0, 150, "cosine")
+    with pytest.raises(ValueError, match="unknown schedule 'cosin'"):
+        learning_rate(0.01, 0, 150, "cosin")
 
 
 def test_run_writes_curves_and_status(tmp_path, mnist, capsys):

@@ -2,10 +2,13 @@
 
 For each metric (training loss, validation loss, training accuracy, validation
 accuracy) one figure with a panel per (learning rate, beta2) setting -- rows learning
-rate, columns beta2 -- and one line per run: Adam blue, AMSGrad red, lighter shades
-with bias correction off. Besides the full curves there are zoomed views: the last
-epochs (``last``; the post zooms into the final epochs of training loss) and, for the
-validation metrics, the region around the best epochs (``best``).
+rate, columns beta2 (a rule without beta2 in a column of its own) -- and one line per
+run: Adam blue, AMSGrad red, other rules in colours of their own, lighter shades with
+bias correction off. Besides the full curves there are zoomed views: the last epochs
+(``last``; the post zooms into the final epochs of training loss) and, for the
+validation metrics, the region around the best epochs (``best``); and ``mean``: per
+rule and setting, the mean over seeds with its 95% t interval as a band (other axes of
+the grid, such as beta1 or variant, drawn in line styles of their own).
 
 Diverged runs (non-finite curves, or stuck at the clipped loss of 14.5) are drawn,
 but never set an axis' limits: the limits come from the runs that trained.
@@ -24,20 +27,30 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments.analysis.records import METRICS, ResultsError, is_diverged  # noqa: E402
+from experiments.analysis.records import (METRICS, ResultsError, grid_axes,  # noqa: E402
+                                          is_diverged, rule_label)
 from experiments.results.files import atomic_write_bytes  # noqa: E402
 
-__all__ = ["VIEWS", "COLORS", "plot_metric", "figure_names", "plot_grid", "save_figure",
-           "read_synthetic", "plot_synthetic", "synthetic_dirs"]
+__all__ = ["VIEWS", "COLORS", "color", "mean_band", "plot_metric", "figure_names", "plot_grid",
+           "save_figure", "read_synthetic", "plot_synthetic", "synthetic_dirs"]
 
 LABELS = {"loss": "training loss", "val_loss": "validation loss",
           "acc": "training accuracy", "val_acc": "validation accuracy"}
 # Views per metric: the full curves, the last epochs, the region of the best epochs.
-VIEWS = {"loss": ("full", "last"), "acc": ("full", "last"),
-         "val_loss": ("full", "last", "best"), "val_acc": ("full", "last", "best")}
+# Views per metric: the full curves, the last epochs, the region of the best epochs,
+# the mean over seeds with its band.
+VIEWS = {"loss": ("full", "last", "mean"), "acc": ("full", "last", "mean"),
+         "val_loss": ("full", "last", "best", "mean"),
+         "val_acc": ("full", "last", "best", "mean")}
 LAST_FRACTION = 0.2  # the 'last' view shows the last 20% of the epochs
 COLORS = {("adam", True): "#1f4fbf", ("adam", False): "#92b1ee",
           ("amsgrad", True): "#d0231f", ("amsgrad", False): "#f3a29f"}
+# Other rules (bias correction on or not taken, off): tab10's green, purple, orange, grey.
+_MORE = {"adamw": ("#2ca02c", "#98df8a"), "momentum": ("#9467bd", "#c5b0d5"),
+         "nesterov_momentum": ("#ff7f0e", "#ffbb78"), "sgd": ("#7f7f7f", "#c7c7c7")}
+_SPARE = (("#17becf", "#9edae5"), ("#8c564b", "#c49c94"), ("#e377c2", "#f7b6d2"),
+          ("#bcbd22", "#dbdb8d"))
+_STYLES = ("-", "--", ":", "-.")
 
 
 def _pad(lo, hi, frac=0.05, min_span=1e-6):
@@ -91,13 +104,79 @@ def _best_view(ax, runs, metric, n_epochs):
     ax.set_ylim((lo - span, hi + 0.1 * span) if maximize else (lo - 0.1 * span, hi + span))
 
 
-def _legend_handles():
+def color(updater, bias_correction=True):
+    """A rule's colour; the lighter shade with bias correction off."""
+    if (updater, bias_correction) in COLORS:
+        return COLORS[updater, bias_correction]
+    pair = _MORE.get(updater) or _SPARE[sum(map(ord, updater)) % len(_SPARE)]
+    return pair[bias_correction is False]
+
+
+def _order_key(value):
+    return (value is None, 0.0 if value is None else value)
+
+
+def _legend_handles(runs):
+    """One entry per (rule, bias correction) among ``runs``, Adam and AMSGrad first."""
+    keys = {(r.updater, r.bias_correction) for r in runs} or \
+        {(u, bc) for u in ("adam", "amsgrad") for bc in (True, False)}
+    order = {"adam": 0, "amsgrad": 1}
     handles, labels = [], []
-    for updater, name in (("adam", "Adam"), ("amsgrad", "AMSGrad")):
-        for bc in (True, False):
-            handles.append(Line2D([], [], color=COLORS[updater, bc], lw=2))
-            labels.append(f"{name}, bias correction {'on' if bc else 'off'}")
+    for updater, bc in sorted(keys, key=lambda k: (order.get(k[0], 2), k[0], k[1] is None,
+                                                   k[1] is False)):
+        handles.append(Line2D([], [], color=color(updater, bc), lw=2))
+        labels.append(rule_label(updater) + ("" if bc is None else
+                                             f", bias correction {'on' if bc else 'off'}"))
     return handles, labels
+
+
+def _other_axes(runs):
+    """The axes a panel does not show that vary within a rule (beta1, variant, ...):
+    they get line styles in the 'mean' view."""
+    panel = ("updater", "learning_rate", "beta2", "bias_correction")
+    rules = {r.updater for r in runs}
+    return tuple(a for a in grid_axes(runs) if a not in panel and any(
+        len({r.hparams.get(a) for r in runs if r.updater == u}) > 1 for u in rules))
+
+
+def mean_band(runs, metric, alpha=0.05):
+    """The mean of ``metric`` over ``runs`` (seeds) per epoch, and its two-sided
+    ``1 - alpha`` t interval: ``(epochs, mean, lo, hi)``.
+
+    At each epoch the runs that reached it with a finite value count (a diverged run's
+    NaN does not); the interval is ``mean ± t_{1-alpha/2, n-1} s / sqrt(n)``, NaN where
+    fewer than 2 runs count.
+    """
+    from experiments.analysis.stats import _scipy_stats
+
+    epochs = np.unique(np.concatenate([r.epoch for r in runs])) if runs else np.array([])
+    mean, half = np.full(len(epochs), np.nan), np.full(len(epochs), np.nan)
+    t = _scipy_stats().t
+    for i, e in enumerate(epochs):
+        y = np.array([r.curves[metric][r.epoch == e][0] for r in runs if np.any(r.epoch == e)])
+        y = y[np.isfinite(y)]
+        if y.size:
+            mean[i] = y.mean()
+        if y.size >= 2:
+            half[i] = t.ppf(1 - alpha / 2, y.size - 1) * y.std(ddof=1) / np.sqrt(y.size)
+    return epochs, mean, mean - half, mean + half
+
+
+def _draw_means(ax, panel, metric, others, styles):
+    """The 'mean' view of one panel: per rule and setting, mean line and 95% band."""
+    groups = {}
+    for r in panel:
+        extra = tuple(r.hparams.get(a) for a in others)
+        groups.setdefault((r.updater, r.bias_correction, extra), []).append(r)
+    for (updater, bc, extra), members in sorted(groups.items(), key=lambda kv: (
+            kv[0][1] is not False, kv[0][0], str(kv[0][2]))):
+        x, mean, lo, hi = mean_band(members, metric)
+        c = color(updater, bc)
+        label = rule_label(updater) + "".join(f", {a}={v:g}" if isinstance(v, float) else
+                                              f", {a}={v}" for a, v in zip(others, extra))
+        ax.fill_between(x, lo, hi, color=c, alpha=0.25, lw=0)
+        ax.plot(x, mean, color=c, lw=1.2, ls=styles.get(extra, "-"),
+                label=f"{label} (n={len(members)})")
 
 
 def _fmt(value):
@@ -111,10 +190,12 @@ def plot_metric(runs, metric, view="full", title=None):
     ----------
     runs : list of Run
     metric : {'loss', 'val_loss', 'acc', 'val_acc'}
-    view : {'full', 'last', 'best'}
+    view : {'full', 'last', 'best', 'mean'}
         ``full``: all epochs, y-limits shared by the panels, from the runs that did not
         diverge. ``last``: the last 20% of the epochs, y-limits per panel fitted to the
         data there. ``best``: around each panel's best epochs (validation metrics).
+        ``mean``: as ``full``, but per rule and setting the mean over seeds and its 95%
+        band (:func:`mean_band`) instead of a line per run.
     title : str, optional
         Prefix of the figure's title (e.g. the grid's name).
 
@@ -124,16 +205,18 @@ def plot_metric(runs, metric, view="full", title=None):
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
-    if view not in ("full", "last", "best"):
-        raise ValueError(f"unknown view {view!r}; expected 'full', 'last' or 'best'")
+    if view not in ("full", "last", "best", "mean"):
+        raise ValueError(f"unknown view {view!r}; expected 'full', 'last', 'best' or 'mean'")
     runs = [r for r in runs if len(r.epoch)]
     lrs = sorted({r.learning_rate for r in runs}, reverse=True) or [None]
-    beta2s = sorted({r.beta2 for r in runs}) or [None]
+    beta2s = sorted({r.beta2 for r in runs}, key=_order_key) or [None]
+    others = _other_axes(runs) if view == "mean" else ()
+    styles = dict(_styles(runs, others))
     n_epochs = int(max((r.epoch[-1] for r in runs), default=1))
     fig = Figure(figsize=(3.6 * len(beta2s) + 0.4, 2.8 * len(lrs) + 0.9),
                  layout="constrained")
-    axes = fig.subplots(len(lrs), len(beta2s), squeeze=False, sharex=view == "full")
-    if view == "full":
+    axes = fig.subplots(len(lrs), len(beta2s), squeeze=False, sharex=view in ("full", "mean"))
+    if view in ("full", "mean"):
         shared = _limits(_finite([r.curves[metric] for r in _good(runs)]), metric) \
             or _limits(_finite([r.curves[metric] for r in runs]), metric)
     k = max(2, math.ceil(LAST_FRACTION * n_epochs))
@@ -142,12 +225,16 @@ def plot_metric(runs, metric, view="full", title=None):
         for j, beta2 in enumerate(beta2s):
             ax = axes[i, j]
             panel = [r for r in runs if (r.learning_rate, r.beta2) == (lr, beta2)]
+            if view == "mean":
+                _draw_means(ax, panel, metric, others, styles)
             # Bias correction off first, so the lighter lines lie underneath.
-            for r in sorted(panel, key=lambda r: (r.bias_correction, r.updater, r.seed)):
-                ax.plot(r.epoch, r.curves[metric], color=COLORS[r.updater, r.bias_correction],
+            for r in sorted(panel, key=lambda r: (r.bias_correction is not False, r.updater,
+                                                  r.seed)) if view != "mean" else ():
+                ax.plot(r.epoch, r.curves[metric], color=color(r.updater, r.bias_correction),
                         lw=0.9, alpha=0.9, label=os.path.basename(r.path))
             if lr is not None:
-                ax.set_title(f"lr={_fmt(lr)}, β2={_fmt(beta2)}", fontsize=10)
+                ax.set_title(f"lr={_fmt(lr)}" + ("" if beta2 is None else f", β2={_fmt(beta2)}"),
+                             fontsize=10)
             if not panel:
                 ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center",
                         va="center", color="0.5")
@@ -157,7 +244,7 @@ def plot_metric(runs, metric, view="full", title=None):
                 ax.set_ylabel(LABELS[metric])
             ax.grid(True, lw=0.3, alpha=0.5)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if view == "full":
+            if view in ("full", "mean"):
                 ax.set_xlim(1, max(n_epochs, 2))
                 if shared:
                     ax.set_ylim(*shared)
@@ -169,11 +256,27 @@ def plot_metric(runs, metric, view="full", title=None):
                     ax.set_ylim(*lim)
             elif view == "best" and panel:
                 _best_view(ax, panel, metric, n_epochs)
-    suffix = {"full": "", "last": f" (last {x1 - x0 + 1} epochs)", "best": " (best epochs)"}
+    suffix = {"full": "", "last": f" (last {x1 - x0 + 1} epochs)", "best": " (best epochs)",
+              "mean": " (mean over seeds, 95% band)"}
     fig.suptitle((f"{title}: " if title else "") + LABELS[metric] + suffix[view])
-    fig.legend(*_legend_handles(), loc="outside lower center", ncol=2, fontsize=9,
-               frameon=False)
+    handles, labels = _legend_handles(runs)
+    for extra, style in styles.items():
+        handles.append(Line2D([], [], color="0.3", lw=1.2, ls=style))
+        labels.append(", ".join(f"{a}={_fmt(v) if isinstance(v, float) else v}"
+                                for a, v in zip(others, extra)))
+    # As many legend columns as the figure's width holds (one panel: one column),
+    # so the legend stays inside the figure.
+    fit = max(1, int((3.6 * len(beta2s) + 0.4) // 2.6))
+    fig.legend(handles, labels, loc="outside lower center", fontsize=9, frameon=False,
+               ncol=min(fit, 2 if len(handles) == 4 else len(handles)))
     return fig
+
+
+def _styles(runs, others):
+    """``[(values on the other axes, line style)]``, the values in ascending order."""
+    extras = {tuple(r.hparams.get(a) for a in others) for r in runs} if others else ()
+    extras = sorted(extras, key=lambda e: tuple(_order_key(v) for v in e))
+    return [(e, _STYLES[i % len(_STYLES)]) for i, e in enumerate(extras)]
 
 
 def save_figure(fig, stem, formats=("png", "pdf"), dpi=120):
@@ -228,12 +331,25 @@ def read_synthetic(results_dir):
     return data
 
 
-def _rule_color(rule):
-    return COLORS["amsgrad" if rule == "amsgrad" else "adam", True]
+#: Another library's variant of a rule (experiments.synthetic.RULES): its own colour and
+#: dash, so it stays visible where it runs on top of the experiment's rule.
+VARIANT_STYLES = {"pytorch": ("PyTorch", "#e08214", (0, (5, 2))),
+                  "optax": ("optax", "#7b3294", (0, (1, 1.5)))}
+
+
+def _rule_style(rule):
+    """(label, colour, dash) of a synthetic rule such as ``amsgrad`` or ``adam_optax``."""
+    base, _, variant = rule.partition("_")
+    label = {"adam": "Adam", "amsgrad": "AMSGrad"}.get(base, base)
+    if variant in VARIANT_STYLES:
+        name, color, dash = VARIANT_STYLES[variant]
+        return f"{label} ({name})", color if base == "amsgrad" else COLORS["adam", False], dash
+    return label, COLORS["amsgrad" if base == "amsgrad" else "adam", True], "-"
 
 
 def plot_synthetic(results_dir, title="synthetic problem"):
-    """x over the steps, a panel per problem; Adam blue, AMSGrad red; optimum x = -1 dashed."""
+    """x over the steps, a panel per problem; Adam blue, AMSGrad red, other libraries'
+    variants in their own dashes; optimum x = -1 dashed."""
     data = read_synthetic(results_dir)
     problems = sorted({p for p, _ in data})
     fig = Figure(figsize=(5.0 * len(problems) + 0.4, 3.6), layout="constrained")
@@ -241,8 +357,8 @@ def plot_synthetic(results_dir, title="synthetic problem"):
     for ax, problem in zip(axes, problems):
         for (p, rule), (steps, x) in sorted(data.items()):
             if p == problem:
-                ax.plot(steps, x, color=_rule_color(rule), lw=1.0,
-                        label={"adam": "Adam", "amsgrad": "AMSGrad"}.get(rule, rule))
+                label, color, dash = _rule_style(rule)
+                ax.plot(steps, x, color=color, ls=dash, lw=1.0, label=label)
         ax.axhline(-1.0, color="k", ls="--", lw=0.8, label="optimum x = -1")
         ax.set_ylim(-1.1, 1.1)
         ax.set_title(f"{problem} problem", fontsize=10)

@@ -17,8 +17,8 @@ from experiments.config import AXES
 from experiments.results.store import CURVE_FIELDS, GRID_FILE, RunStore
 
 __all__ = ["METRICS", "STATS", "CLIPPED_LOSS", "ResultsError", "Run", "load_runs",
-           "load_results", "find_runs", "load_grid", "group_grids", "grid_axes",
-           "setting_of", "is_diverged", "is_complete", "final_metrics"]
+           "load_results", "load_curves", "find_runs", "load_grid", "group_grids", "grid_axes",
+           "setting_of", "rule_label", "is_diverged", "is_complete", "final_metrics"]
 
 METRICS = ("loss", "val_loss", "acc", "val_acc")
 # Per-run statistics: name -> (metric, 'final' | 'max' | 'min').
@@ -29,8 +29,20 @@ STATS = {"final_val_acc": ("val_acc", "final"), "best_val_acc": ("val_acc", "max
 # sit (0.9 * -ln(1e-7) = 14.506 with 10 balanced classes).
 CLIPPED_LOSS = -0.9 * math.log(1e-7)
 # Hyperparameters a run's config.yaml holds, with the value of runs written before
-# the key existed (the code's default then).
+# the key existed (the code's default then; those runs were all Adam or AMSGrad).
 _DEFAULTS = {"beta1": 0.9, "epsilon": 1e-8, "bias_correction": True}
+_LEGACY_UPDATERS = ("adam", "amsgrad")
+_REQUIRED = ("updater", "learning_rate")
+
+
+# How a rule is named in text (the library's names otherwise).
+_RULE_LABELS = {"adam": "Adam", "amsgrad": "AMSGrad", "adamw": "AdamW", "sgd": "SGD",
+                "momentum": "Momentum", "nesterov_momentum": "Nesterov momentum"}
+
+
+def rule_label(updater):
+    """``'amsgrad'`` -> ``'AMSGrad'``: an updater as text and legends name it."""
+    return _RULE_LABELS.get(updater, updater)
 
 
 class ResultsError(Exception):
@@ -39,8 +51,9 @@ class ResultsError(Exception):
 
 @dataclass
 class Run:
-    """One run: its hyperparameters (``hparams``, the keys of
-    :data:`~experiments.config.AXES`), seed, state and curves (``epoch`` 1-based)."""
+    """One run: its hyperparameters (``hparams``: the keys of
+    :data:`~experiments.config.AXES` and the axes of its grid's ``grid.yaml``; ``None``
+    for a key its rule does not take), seed, state and curves (``epoch`` 1-based)."""
     grid: str
     path: str
     hparams: dict
@@ -50,6 +63,8 @@ class Run:
     epoch: np.ndarray = field(repr=False)
     curves: dict = field(repr=False)  # metric -> float array, aligned with epoch
     config: dict = field(default_factory=dict, repr=False)
+    rows: list = field(default_factory=list, repr=False)  # curves.csv as read
+
 
     updater = property(lambda self: self.hparams["updater"])
     learning_rate = property(lambda self: self.hparams["learning_rate"])
@@ -80,6 +95,16 @@ def load_runs(results_dir):
     return sorted(runs, key=lambda r: r["path"])
 
 
+def _frame(rows, what):
+    try:
+        import pandas as pd  # optional: pip install "amsgrad-experiments[pandas]"
+    except ImportError:
+        raise ImportError(f"{what} as a DataFrame needs pandas: pip install pandas "
+                          "(or the package's [pandas] extra); without as_frame it "
+                          "returns a list of dicts") from None
+    return pd.DataFrame(rows)
+
+
 def load_results(results_dir, as_frame=False):
     """One row per run for analysis: config fields, ``state``, final metrics, curves.
 
@@ -87,7 +112,7 @@ def load_results(results_dir, as_frame=False):
     ``seed``, ...), ``grid`` (grid name), ``run_id``, ``state`` (``None`` if never
     started), ``epochs_done``, ``final_<metric>`` for each curve metric (NaN when there
     are no curves) and ``curves`` (list of dicts). With ``as_frame=True`` a pandas
-    DataFrame is returned instead.
+    DataFrame is returned instead (pandas is optional: ImportError saying so).
     """
     rows = []
     for run in load_runs(results_dir):
@@ -98,29 +123,63 @@ def load_results(results_dir, as_frame=False):
         row.update({f"final_{k}": last.get(k, math.nan) for k in CURVE_FIELDS[1:]})
         row["curves"] = run["curves"]
         rows.append(row)
-    if as_frame:
-        import pandas as pd  # optional dependency
-        return pd.DataFrame(rows)
-    return rows
+    return _frame(rows, "load_results") if as_frame else rows
 
 
-def _hparams(config, path):
+def load_curves(results_dir, as_frame=False):
+    """Every curve of every training run in long format: one row per run and epoch.
+
+    Columns: ``grid``, ``run_id``, ``state``, the run's hyperparameters (as in
+    :attr:`Run.hparams`: ``updater``, ``learning_rate``, ``beta1``, ... ; ``None``
+    where the run's rule does not take the key), ``seed``, then the columns of
+    ``curves.csv`` (``epoch`` 1-based, ``lr`` the epoch's rate, ``loss``, ``acc``,
+    ``val_loss``, ``val_acc``, ``seconds``). Runs without curves have no rows.
+
+    With ``as_frame=True`` a pandas DataFrame (pandas is optional: an ImportError
+    saying so when it is missing). One row per metric, for seaborn and the like, is
+    ``frame.melt(id_vars=[...], value_vars=["loss", "acc", "val_loss", "val_acc"],
+    var_name="metric")``. Raises :class:`ResultsError` as :func:`find_runs` does.
+    """
+    rows = []
+    for run in find_runs(results_dir):
+        head = {"grid": run.grid, "run_id": os.path.basename(run.path), "state": run.state,
+                **run.hparams, "seed": run.seed}
+        rows += [{**head, **{k: row.get(k) for k in CURVE_FIELDS}} for row in run.rows]
+    return _frame(rows, "load_curves") if as_frame else rows
+
+
+def _value(value):
+    """A hyperparameter as records hold it: bool, float, or the string as written."""
+    if isinstance(value, bool) or value is None:
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _hparams(config, path, keys):
+    """The run's value on each of ``keys``: a key its config lacks is ``None`` (the
+    rule does not take it), or for Adam and AMSGrad runs written before the key
+    existed, the value the code used then."""
     where = os.path.join(path, "config.yaml")
     out = {}
-    for key in AXES:
+    for key in keys:
         names = (key, "lr") if key == "learning_rate" else (key,)  # 'lr': early runs
-        value = next((config[n] for n in names if n in config), _DEFAULTS.get(key))
-        if value is None:
+        value = next((config[n] for n in names if n in config), None)
+        if value is None and config.get("updater") in _LEGACY_UPDATERS:
+            value = _DEFAULTS.get(key)
+        if value is None and key in _REQUIRED:
             raise ResultsError(f"{where}: missing key {key!r}")
         try:
             out[key] = (str(value) if key == "updater" else bool(value)
-                        if key == "bias_correction" else float(value))
+                        if key == "bias_correction" and value is not None else _value(value))
         except (TypeError, ValueError) as e:
             raise ResultsError(f"{where}: {key}: {e}") from None
     return out
 
 
-def _to_run(record):
+def _to_run(record, keys=AXES):
     path, config = record["path"], record["config"]
     try:
         seed = int(config["seed"])
@@ -131,10 +190,10 @@ def _to_run(record):
     rows = record["curves"]
     epoch = np.array([r["epoch"] for r in rows], dtype=float)  # 1-based: epochs done
     curves = {m: np.array([r[m] for r in rows], dtype=float) for m in METRICS}
-    return Run(grid=record["name"], path=path, hparams=_hparams(config, path), seed=seed,
-               state=(record["status"] or {}).get("state"),
+    return Run(grid=record["name"], path=path, hparams=_hparams(config, path, keys),
+               seed=seed, state=(record["status"] or {}).get("state"),
                epochs=int(config.get("epochs") or 0), epoch=epoch, curves=curves,
-               config=config)
+               config=config, rows=rows)
 
 
 _READ_ERRORS = (OSError, ValueError, KeyError, TypeError, yaml.YAMLError)  # json, csv too
@@ -173,7 +232,14 @@ def find_runs(results_dir):
     for r in records:
         if not isinstance(r["config"], dict):
             raise ResultsError(f"{os.path.join(r['path'], 'config.yaml')}: not a mapping")
-    return [_to_run(r) for r in records if r["config"].get("kind") != "synthetic"]
+    keys = {}  # a grid's hyperparameters: AXES, and any other axis its grid.yaml names
+    for r in records:
+        folder = os.path.dirname(r["path"])
+        if folder not in keys:
+            keys[folder] = AXES + tuple(a for a in _declared_axes(folder, known=False)
+                                        if a not in AXES)
+    return [_to_run(r, keys[os.path.dirname(r["path"])]) for r in records
+            if r["config"].get("kind") != "synthetic"]
 
 
 def load_grid(results_dir):
@@ -193,28 +259,34 @@ def group_grids(runs):
     return grids
 
 
-def _declared_axes(folder):
+def _declared_axes(folder, known=True):
+    """The axes ``grid.yaml`` names (with ``known``, those of config.AXES only)."""
     try:
         with open(os.path.join(folder, GRID_FILE), encoding="utf-8") as f:
             axes = ((yaml.safe_load(f) or {}).get("settings") or {}).get("axes") or ()
     except (OSError, yaml.YAMLError, AttributeError):
         return ()
-    return tuple(a for a in axes if a in AXES)
+    if not isinstance(axes, (list, tuple)):
+        return ()
+    return tuple(a for a in axes if isinstance(a, str) and (a in AXES or not known))
 
 
 def grid_axes(runs):
     """The hyperparameters that tell the settings of ``runs`` apart, in
     :data:`~experiments.config.AXES` order: the axes of each grid's ``grid.yaml``
     (so a one-value axis still names its setting) and every hyperparameter whose
-    value differs between the runs. ``updater`` included; ``seed`` never."""
-    declared = {a for folder in group_grids(runs) for a in _declared_axes(folder)}
-    varying = {k for k in AXES if len({r.hparams[k] for r in runs}) > 1}
-    return tuple(a for a in AXES if a in declared | varying)
+    value differs between the runs (in a grid that mixes rules, one a rule does not
+    take, ``None``, differs from a value). ``updater`` included; ``seed`` never."""
+    keys = list(AXES) + [k for r in runs for k in r.hparams if k not in AXES]
+    keys = sorted(set(keys), key=keys.index)
+    declared = {a for folder in group_grids(runs) for a in _declared_axes(folder, known=False)}
+    varying = {k for k in keys if len({r.hparams.get(k) for r in runs}) > 1}
+    return tuple(a for a in keys if a in declared | varying)
 
 
 def setting_of(run, axes):
     """``run``'s values on ``axes``: the key of its setting."""
-    return tuple(run.hparams[a] for a in axes)
+    return tuple(run.hparams.get(a) for a in axes)
 
 
 def is_diverged(run):

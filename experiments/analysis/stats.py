@@ -1,13 +1,21 @@
-"""Statistics of a grid: per-setting summaries and paired Adam-AMSGrad tests.
+"""Statistics of a grid: per-setting summaries and paired comparisons of rules.
 
 A *setting* is a run's values on the grid's axes (:func:`~experiments.analysis.records.grid_axes`:
 the axes of ``grid.yaml`` and any hyperparameter that varies), so a grid over ``beta1`` or
-``epsilon`` keeps those settings apart. Runs that share a seed share initial parameters and
-data order, whatever the updater, so Adam and AMSGrad are compared on paired differences
-across seeds: per setting, ``d_s = metric(Adam, seed s) - metric(AMSGrad, seed s)``, with a
-t interval on the mean of ``d``, a paired t-test (Student 1908) and, where there are at
-least 5 pairs, the Wilcoxon signed-rank test. The p-values of the settings are also given
-Holm-adjusted (Holm 1979), as a dozen settings are tested at once.
+``variant`` keeps those settings apart. A comparison names a *baseline* rule and
+*candidates* (:func:`choose_comparison`; the post's is Adam against AMSGrad). Runs that
+share a seed share initial parameters and data order, whatever the rule, so rules are
+compared on paired differences across seeds, ``d_s = metric(baseline, seed s) -
+metric(candidate, seed s)``, with a t interval on the mean of ``d``, a paired t-test
+(Student 1908), the paired effect size ``d_z`` (Cohen 1988) and, where there are at least
+5 pairs, the Wilcoxon signed-rank test:
+
+- setting by setting (:func:`compare`), where the candidate takes every hyperparameter the
+  baseline takes (the Adam family), the p-values Holm-adjusted (Holm 1979) across the
+  settings of that comparison, as a dozen settings are tested at once;
+- best against best (:func:`best_vs_best`), for every candidate: each rule's setting with
+  the highest mean final validation accuracy. The settings are picked on the same runs
+  that are then compared, so its p-value is optimistic.
 
 Only completed runs (finished or diverged) enter the statistics; running ones are
 counted. Diverged runs enter with the values they ended at.
@@ -17,6 +25,8 @@ References
 Student (1908). The probable error of a mean. Biometrika 6(1), 1-25.
 Holm, S. (1979). A simple sequentially rejective multiple test procedure.
     Scandinavian Journal of Statistics 6(2), 65-70.
+Cohen, J. (1988). Statistical Power Analysis for the Behavioral Sciences, 2nd ed.,
+    section 2.3.5 (d for paired observations). Lawrence Erlbaum.
 """
 import numpy as np
 
@@ -24,10 +34,11 @@ from experiments.analysis.records import (STATS, final_metrics, grid_axes, is_co
                                           is_diverged, setting_of)
 
 __all__ = ["ALPHA", "UPDATERS", "setting_axes", "summarize", "best_settings", "holm",
-           "paired_test", "compare", "best_vs_best"]
+           "effect_size", "paired_test", "choose_comparison", "rule_axes", "shares_axes",
+           "compare", "best_vs_best", "analyse"]
 
 ALPHA = 0.05
-UPDATERS = ("adam", "amsgrad")
+UPDATERS = ("adam", "amsgrad")  # the post's comparison: baseline, candidate
 
 
 def _scipy_stats():
@@ -45,10 +56,15 @@ def setting_axes(runs):
 
 def _order(axes):
     """Sort key of a setting: learning rates from large to small, bias correction on
-    first, any other value ascending (the post's order)."""
+    first, any other value ascending (the post's order); a key the rule does not
+    take (None) last."""
+    def one(a, v):
+        if v is None:
+            return (1,)
+        return (0, -v if a == "learning_rate" else (not v) if a == "bias_correction" else v)
+
     def key(values):
-        return tuple(-v if a == "learning_rate" else (not v) if a == "bias_correction" else v
-                     for a, v in zip(axes, values))
+        return tuple(one(a, v) for a, v in zip(axes, values))
     return key
 
 
@@ -110,25 +126,44 @@ def holm(pvalues):
     return out
 
 
+def effect_size(d):
+    """Cohen's ``d_z`` of paired differences ``d``: their mean over their sample
+    standard deviation,
+
+    .. math:: d_z = \\bar d / s_d, \\qquad s_d^2 = \\sum_s (d_s - \\bar d)^2 / (n - 1),
+
+    which is also ``t / sqrt(n)`` of the paired t-test. Unlike the p-value it does not
+    grow with the number of seeds: it says how large the difference is against the
+    seed-to-seed spread of the differences (Cohen's rough marks: 0.2 small, 0.5
+    medium, 0.8 large). NaN for fewer than 2 differences or no spread.
+    """
+    d = np.asarray(d, dtype=float)
+    if d.size < 2 or not np.all(np.isfinite(d)):
+        return np.nan
+    sd = float(d.std(ddof=1))
+    return float(d.mean()) / sd if sd > 0 else np.nan
+
+
 def paired_test(a, b, alpha=ALPHA):
     """Paired comparison of ``a`` and ``b`` (aligned by seed): statistics of ``a - b``.
 
     Returns a dict: ``n``, ``mean`` (mean difference), ``sd``, ``ci`` (two-sided
     ``1 - alpha`` t interval of the mean), ``t``, ``p`` (paired t-test, two-sided),
-    ``p_wilcoxon`` (signed-rank, two-sided; only for n >= 5). NaN where undefined
-    (n < 2; zero spread).
+    ``d_z`` (:func:`effect_size`), ``p_wilcoxon`` (signed-rank, two-sided; only for
+    n >= 5). NaN where undefined (n < 2; zero spread).
     """
     stats = _scipy_stats()
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     d = a - b
     n = len(d)
     out = {"n": n, "mean": float(d.mean()) if n else np.nan, "sd": np.nan,
-           "ci": (np.nan, np.nan), "t": np.nan, "p": np.nan, "p_wilcoxon": np.nan}
+           "ci": (np.nan, np.nan), "t": np.nan, "p": np.nan, "d_z": np.nan,
+           "p_wilcoxon": np.nan}
     if n < 2 or not np.all(np.isfinite(d)):
         return out
     sd = float(d.std(ddof=1))
     half = stats.t.ppf(1 - alpha / 2, n - 1) * sd / np.sqrt(n)
-    out.update(sd=sd, ci=(out["mean"] - half, out["mean"] + half))
+    out.update(sd=sd, ci=(out["mean"] - half, out["mean"] + half), d_z=effect_size(d))
     if sd > 0:
         res = stats.ttest_rel(a, b)
         out.update(t=float(res.statistic), p=float(res.pvalue))
@@ -148,17 +183,74 @@ def _select(runs, updater, axes, setting):
     return [r for r in runs if r.updater == updater and setting_of(r, axes) == setting]
 
 
-def compare(runs, stat="final_val_acc", axes=None):
-    """Adam minus AMSGrad on ``stat`` per setting of ``axes`` (default
+def choose_comparison(updaters, baseline=None, candidates=None):
+    """``(baseline, candidates)`` among the rules ``updaters`` of a grid.
+
+    By default Adam against AMSGrad (then any other rule) when the grid has both,
+    as in the post; otherwise the first rule (alphabetically) against the others.
+    Raises ValueError naming a rule that is not in the grid, or a baseline that is
+    also a candidate.
+    """
+    updaters = sorted(set(updaters))
+
+    def known(name):
+        if name not in updaters:
+            raise ValueError(f"{name!r} is not a rule of this grid "
+                             f"({', '.join(updaters) or 'no runs'})")
+        return name
+
+    if baseline is None:  # alphabetically first: Adam wherever it is in the grid
+        free = [u for u in updaters if u not in (candidates or ())]
+        baseline = free[0] if free else None
+    else:
+        known(baseline)
+    if candidates is None:
+        candidates = sorted((u for u in updaters if u != baseline),
+                            key=lambda u: (u != "amsgrad", u))
+    candidates = [known(c) for c in dict.fromkeys(candidates)]
+    if baseline in candidates:
+        raise ValueError(f"{baseline!r} is the baseline; it cannot also be a candidate")
+    return baseline, candidates
+
+
+def rule_axes(runs, updater, axes):
+    """The axes among ``axes`` that ``updater`` takes (its runs have a value there)."""
+    return tuple(a for a in axes
+                 if any(r.hparams.get(a) is not None for r in runs if r.updater == updater))
+
+
+def shares_axes(runs, baseline, candidate, axes):
+    """True if ``candidate`` takes every axis the baseline takes (the Adam family):
+    then each of its settings has a baseline setting to be paired with."""
+    return set(rule_axes(runs, baseline, axes)) <= set(rule_axes(runs, candidate, axes))
+
+
+def compare(runs, stat="final_val_acc", axes=None, baseline=UPDATERS[0],
+            candidate=UPDATERS[1]):
+    """``baseline`` minus ``candidate`` on ``stat`` per setting of ``axes`` (default
     :func:`setting_axes`), paired by seed.
 
-    Returns one dict per setting: the setting's value on each axis, ``seeds``, the keys
-    of :func:`paired_test`, and ``p_holm`` (Holm-adjusted across the settings).
+    Each of the candidate's settings is paired with the baseline's setting of the
+    same values on the baseline's axes (an axis only the candidate takes, such as
+    AdamW's weight decay, gives rows of its own). With the same axes, a setting that
+    only one of the two has run yet gets a row too (with no pairs). Returns one dict
+    per setting: its value on each axis (None where the candidate does not take it),
+    ``seeds``, the keys of :func:`paired_test`, and ``p_holm`` (Holm-adjusted across
+    the settings). Raises ValueError if the candidate lacks an axis of the baseline.
     """
     axes = setting_axes(runs) if axes is None else tuple(axes)
+    if not shares_axes(runs, baseline, candidate, axes):
+        raise ValueError(f"{candidate!r} does not take every hyperparameter of {baseline!r}; "
+                         "compare them best against best")
+    base_axes = rule_axes(runs, baseline, axes)
+    settings = {setting_of(r, axes) for r in runs if r.updater == candidate}
+    if set(base_axes) == set(rule_axes(runs, candidate, axes)):
+        settings |= {setting_of(r, axes) for r in runs if r.updater == baseline}
     rows = []
-    for setting in sorted({setting_of(r, axes) for r in runs}, key=_order(axes)):
-        seeds, a, b = _pairs(*(_select(runs, u, axes, setting) for u in UPDATERS), stat)
+    for setting in sorted(settings, key=_order(axes)):
+        base = tuple(v if a in base_axes else None for a, v in zip(axes, setting))
+        seeds, a, b = _pairs(_select(runs, baseline, axes, base),
+                             _select(runs, candidate, axes, setting), stat)
         row = {**dict(zip(axes, setting)), "seeds": seeds}
         row.update(paired_test(a, b))
         rows.append(row)
@@ -167,13 +259,46 @@ def compare(runs, stat="final_val_acc", axes=None):
     return rows
 
 
-def best_vs_best(runs, summary, stat="final_val_acc", axes=None):
-    """Adam's best setting against AMSGrad's (by mean final val acc), paired by seed."""
+def best_vs_best(runs, summary, stat="final_val_acc", axes=None, baseline=UPDATERS[0],
+                 candidate=UPDATERS[1]):
+    """The baseline's best setting against the candidate's (by mean final validation
+    accuracy, :func:`best_settings`), ``stat`` paired by seed.
+
+    Returns None if either has no completed runs, else a dict: ``baseline`` and
+    ``candidate`` (their rows of ``summary``), ``seeds`` and the keys of
+    :func:`paired_test`. The settings were picked on these same runs: the p-value is
+    optimistic.
+    """
     axes = setting_axes(runs) if axes is None else tuple(axes)
     best = best_settings(summary)
-    if set(best) != set(UPDATERS):
+    if baseline not in best or candidate not in best:
         return None
-    sel = [_select(runs, u, axes, tuple(best[u][a] for a in axes)) for u in UPDATERS]
+    sel = [_select(runs, u, axes, tuple(best[u][a] for a in axes)) for u in (baseline, candidate)]
     seeds, a, b = _pairs(*sel, stat)
-    return {"adam": best["adam"], "amsgrad": best["amsgrad"], "seeds": seeds,
+    return {"baseline": best[baseline], "candidate": best[candidate], "seeds": seeds,
             **paired_test(a, b)}
+
+
+# The report's statistics: (stat, label, higher is better).
+COMPARED = (("final_val_acc", "Final validation accuracy", True),
+            ("final_val_loss", "Final validation loss", False))
+
+
+def analyse(runs, baseline=None, candidates=None):
+    """Everything the report shows, computed once (the Markdown, CSV and JSON forms
+    lay it out): a dict with ``axes``, ``baseline``, ``candidates``, ``summary``,
+    ``best`` (:func:`best_settings`), and per candidate ``setting`` (``{stat: rows of
+    compare}``, or None where it does not share the baseline's axes) and
+    ``best_vs_best`` (the result of :func:`best_vs_best` on final validation accuracy,
+    or None)."""
+    axes = setting_axes(runs)
+    baseline, candidates = choose_comparison({r.updater for r in runs}, baseline, candidates)
+    summary = summarize(runs, axes)
+    out = {"axes": axes, "baseline": baseline, "candidates": candidates, "summary": summary,
+           "best": best_settings(summary), "setting": {}, "best_vs_best": {}}
+    for c in candidates:
+        pair = dict(axes=axes, baseline=baseline, candidate=c)
+        out["setting"][c] = {stat: compare(runs, stat, **pair) for stat, _, _ in COMPARED} \
+            if shares_axes(runs, baseline, c, axes) else None
+        out["best_vs_best"][c] = best_vs_best(runs, summary, **pair)
+    return out

@@ -4,8 +4,9 @@
 
 RESULTS_DIR is a grid's folder (``results/<grid>/``, run folders below it), a folder
 with the synthetic problem's ``trajectories.csv``, or a root holding several of these.
-Figures go to ``<folder>/figures/`` (or ``--out``; ``--out/<folder name>/`` when
-RESULTS_DIR holds several), as PNG and PDF.
+Per metric: the full curves, the last epochs, the best epochs and the mean over seeds
+with its 95% band. Figures go to ``<folder>/figures/`` (or ``--out``; ``--out/<folder
+name>/`` when RESULTS_DIR holds several), as PNG and PDF.
 
 Exit status: 0 when written, 2 when the results cannot be read, 3 when a figures
 folder cannot be written (a full disk, a read-only file system, no permission, a file

@@ -4,6 +4,7 @@
     python scripts/run_grid.py configs/vgg.yaml --only updater=amsgrad --only seed=0
     python scripts/run_grid.py configs/smoke.yaml --results /tmp/results --dry-run
     python scripts/run_grid.py configs/vgg.yaml --executor ray --address auto --num-gpus 0.5
+    python scripts/run_grid.py configs/logreg.yaml --set grid.beta2=[0.9,0.99] --set epochs=50
 
 Runs go to ``<results>/<config name>/<run id>/``. Finished and diverged runs are
 skipped; an interrupted run resumes from its checkpoint, so the same command can be
@@ -14,6 +15,9 @@ status.json), 2 for a mistake in the config or the arguments, 3 when the results
 folder cannot be written (a full disk, a read-only file system, no permission, a file
 where a folder should be: nothing is half-written, and once that is fixed the same
 command resumes), 130 when interrupted.
+
+A config changed by ``--set`` is another grid, ``<config name>_<what changed>_<hash>``
+(see experiments/overrides.py), as one changed by ``--epochs`` is ``<config name>_epochs=N``.
 """
 import argparse
 import os
@@ -22,12 +26,13 @@ import sys
 import warnings
 
 from experiments.results import storage
-from experiments.config import ConfigError, load_config
+from experiments.config import ConfigError
 from experiments.data import DataError
 from experiments.grid.claims import STALE_AFTER
 from experiments.grid.executors import MAX_ATTEMPTS
 from experiments.grid.runs import with_epochs
 from experiments.grid.runner import EXECUTORS, run_grid
+from experiments.overrides import load_with_overrides, parse_item
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,6 +102,11 @@ def main(argv=None):
     parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                         help="train only runs with this axis value (repeatable; a key given "
                              "twice matches either value), e.g. lr=0.001, bc=off, seed=0")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a config key (repeatable; the value as YAML; nested keys "
+                             "with dots), e.g. epochs=50, grid.beta2=[0.9,0.99], "
+                             "resources.num_gpus=1; a changed experiment goes to a grid "
+                             "named <name>_<what changed>_<hash>")
     parser.add_argument("--epochs", type=_positive_int, metavar="N",
                         help="train N epochs instead (the schedule changes with it, so "
                              "results go to <name>_epochs=N)")
@@ -143,7 +153,10 @@ def main(argv=None):
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        config = load_config(args.config)
+        config = load_with_overrides(args.config, args.set)
+        if args.epochs is not None and any(parse_item(s)[0] == ("epochs",)
+                                           for s in args.set):
+            raise ConfigError("--epochs and --set epochs=...: give the number of epochs once")
         if args.epochs is not None:
             if config.kind != "train":
                 raise ConfigError(f"{args.config}: --epochs applies to training grids only")

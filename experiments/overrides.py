@@ -1,0 +1,162 @@
+"""Command-line overrides of a config: ``--set key=value``.
+
+Each override sets one key of the config's YAML data before it is validated, so every
+key a config may hold can be set, and is checked as in the file::
+
+    --set epochs=20                          # a fixed setting
+    --set grid.beta2=[0.9,0.99]              # an axis (values as YAML)
+    --set beta2=0.99                         # fixes what the file has as an axis ...
+    --set grid.beta1=[0.8,0.9]               # ... and an axis of what it fixes
+    --set lr_schedule.factor=0.5             # a key inside a mapping
+    --set 'lr_schedule={name: cosine}'       # a mapping whole
+    --set resources.num_gpus=1               # not part of the experiment: same grid
+
+A changed experiment is another grid: its results go to a derived name,
+``<name>_<what changed>_<hash>``, e.g. ``logreg_b2=0.9-0.99_1c0d2f6a``: a short readable
+form of the settings that differ from the file's, and the first 8 hex digits of
+their SHA-256, so the same change (however written: ``lr=1e-3`` or ``0.001``) always
+lands in the same folder and two different changes never share one. The name is
+derived from the validated settings, so overrides that change nothing of the
+experiment (``resources``, a value the file already has) keep the file's name; an
+explicit ``--set name=...`` is used as it is (``grid.yaml`` still refuses a folder of
+other settings).
+"""
+import dataclasses
+import hashlib
+import json
+import os
+import re
+
+import yaml
+
+from experiments.config import (ConfigError, _UniqueKeyLoader, load_config, parse_config,
+                                read_config)
+from experiments.grid.runs import ID_LABELS, _id_value
+
+__all__ = ["parse_item", "apply_overrides", "derived_name", "load_with_overrides"]
+
+#: Longest readable part of a derived name (the hash follows it).
+READABLE_CHARS = 40
+_MISSING = object()
+
+
+def parse_item(item):
+    """``'grid.beta2=[0.9,0.99]'`` -> ``(('grid', 'beta2'), [0.9, 0.99])``; the value is
+    read as YAML. Raises :class:`ConfigError` naming the item."""
+    text, sep, value = item.partition("=")
+    path = tuple(part.strip() for part in text.split("."))
+    if not sep or not all(path):
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. epochs=20 or "
+                          f"grid.beta2=[0.9,0.99]")
+    try:
+        return path, yaml.load(value, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"--set {item!r}: bad YAML value: {problem}") from None
+
+
+def _copy(data):
+    return {k: _copy(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def apply_overrides(data, items):
+    """A copy of config ``data`` (as loaded from YAML) with ``items`` (``key=value``
+    strings) set. Setting a key the data has as an axis fixes it (the axis goes), and
+    setting an axis of a fixed key makes it an axis. Raises :class:`ConfigError`."""
+    data = _copy(data)
+    parsed = [(item, *parse_item(item)) for item in items]
+    paths = [path for _, path, _ in parsed]
+    for item, path, value in parsed:
+        if paths.count(path) > 1:
+            raise ConfigError(f"--set {item!r}: {'.'.join(path)} is set more than once")
+        node = data
+        for depth, key in enumerate(path[:-1]):
+            if node.get(key) is None:
+                node[key] = {}
+            if not isinstance(node[key], dict):
+                where = ".".join(path[:depth + 1])
+                raise ConfigError(f"--set {item!r}: {where} is {node[key]!r}, not a mapping; "
+                                  f"set {where} as a whole")
+            node = node[key]
+        node[path[-1]] = value
+    grid = data.get("grid")
+    for path in paths:  # the file's fixed value or axis of a key set the other way goes
+        if len(path) == 1 and isinstance(grid, dict) and ("grid", path[0]) not in paths:
+            grid.pop(path[0], None)
+        elif len(path) == 2 and path[0] == "grid" and (path[1],) not in paths:
+            data.pop(path[1], None)
+    return data
+
+
+def _experiment(config):
+    """What defines ``config``'s experiment, flat: kind, fixed settings, ``grid.<axis>``,
+    ``seeds`` (not its name, nor where its runs may go or how they are analysed)."""
+    return {"kind": config.kind, **config.fixed,
+            **{f"grid.{axis}": list(values) for axis, values in config.grid.items()},
+            "seeds": list(config.seeds)}
+
+
+def _short(value):
+    if value is _MISSING:
+        return "unset"
+    if isinstance(value, (list, tuple)):
+        return "-".join(_short(v) for v in value)
+    if isinstance(value, dict):
+        return str(value.get("name", "mapping"))
+    return "null" if value is None else _id_value(value)
+
+
+def derived_name(original, changed):
+    """The name of ``changed`` (a :class:`~experiments.config.GridConfig` from
+    ``original`` with overrides): ``original``'s if the experiment is the same, else
+    ``<name>_<what changed>_<hash>`` (letters, digits, ``_ . = -``)."""
+    before, after = _experiment(original), _experiment(changed)
+    keys = [k for k in after if before.get(k, _MISSING) != after[k]] + \
+        [k for k in before if k not in after]
+    if not keys:
+        return original.name
+    diff = {k: after.get(k, _MISSING) for k in keys}
+    bare = {k: k[len("grid."):] if k.startswith("grid.") else k for k in keys}
+    set_ = {bare[k] for k, v in diff.items() if v is not _MISSING}
+    parts = [f"{ID_LABELS.get(bare[k]) or bare[k]}={_short(v)}" for k, v in diff.items()
+             if v is not _MISSING or bare[k] not in set_]  # an axis made fixed: once
+    readable = re.sub(r"[^A-Za-z0-9.=_-]+", "-", "_".join(parts))[:READABLE_CHARS]
+    digest = hashlib.sha256(json.dumps({k: "(unset)" if v is _MISSING else v
+                                        for k, v in diff.items()},
+                                       sort_keys=True, default=str).encode()).hexdigest()
+    return f"{original.name}_{readable.strip('_-=.')}_{digest[:8]}"
+
+
+def _blame(error, items):
+    """``error`` of the overridden config said of the ``--set`` item that set its key."""
+    key = getattr(error, "key", None)
+    if key is None:
+        return error
+    for item in reversed(items):
+        path = ".".join(parse_item(item)[0])
+        if key == path or key.startswith(path + ".") or path.startswith(key + "."):
+            where = "" if key == path else f"key {key!r}: "
+            return ConfigError(f"--set {item!r}: {where}{error.problem}", key=key,
+                               problem=error.problem)
+    return error
+
+
+def load_with_overrides(path, items=()):
+    """The config at ``path`` with ``items`` (``key=value``) set, validated like the
+    file, under its derived name (:func:`derived_name`). Raises :class:`ConfigError`:
+    for a key an item set, naming the item."""
+    data = read_config(path)
+    if not items or not isinstance(data, dict):
+        return load_config(path)
+    try:
+        changed = parse_config(apply_overrides(data, items), path=os.fspath(path),
+                               default_name=os.path.splitext(os.path.basename(path))[0])
+    except ConfigError as error:
+        blamed = _blame(error, items)
+        if blamed is error:  # the file's own mistake, or one of the file and an item
+            load_config(path)
+            blamed = ConfigError(f"{error} (with --set {' --set '.join(items)})")
+        raise blamed from None
+    if any(parse_item(item)[0] == ("name",) for item in items):
+        return changed
+    return dataclasses.replace(changed, name=derived_name(load_config(path), changed))
