@@ -124,7 +124,7 @@ def _fetch_once(url, target, verify, quiet):
                 size = int(size) if size and size.isdigit() else None
                 got = 0
                 with tqdm(total=size, unit="B", unit_scale=True, desc=target.name,
-                          disable=quiet, leave=False) as bar:
+                          disable=True if quiet else None, leave=False) as bar:
                     for block in iter(lambda: resp.read(CHUNK), b""):
                         out.write(block)
                         got += len(block)

@@ -330,7 +330,8 @@ def run_synthetic(config, results_dir, quiet=False):
     Returns
     -------
     dict
-        The status written: ``state``, timings and the final x of every lane.
+        The status written: ``state``, timings, the final x of every lane and the
+        provenance (:func:`experiments.provenance.record`).
     """
     from experiments.results.store import RunStore
     settings = check_config(config)
@@ -340,18 +341,22 @@ def run_synthetic(config, results_dir, quiet=False):
         raise ValueError(f"synthetic config: name must be a folder name, got {name!r}")
     store = RunStore(os.path.join(os.fspath(results_dir), name))
     store.write_config({"name": name, "kind": "synthetic", **settings})
-    store.write_status({"state": "running"})
+    from experiments import provenance
+    facts = provenance.record()  # what made the run, as a grid's runs record it
+    store.write_status({"state": "running", **facts})
     try:
         traj = simulate(**settings)
         csv_path = os.path.join(store.run_dir, "trajectories.csv")
         write_trajectories(csv_path, traj)
     except BaseException as error:
-        store.write_status({"state": "failed", "error": f"{type(error).__name__}: {error}"})
+        store.write_status({"state": "failed", "error": f"{type(error).__name__}: {error}",
+                            **facts})
         raise
     status = {"state": "finished", "steps": settings["steps"],
               "compile_seconds": round(traj.compile_s, 3),
               "run_seconds": round(traj.run_s, 3),
-              "final_x": {f"{p}/{r}": float(x) for (p, r), x in zip(traj.lanes, traj.x[-1])}}
+              "final_x": {f"{p}/{r}": float(x) for (p, r), x in zip(traj.lanes, traj.x[-1])},
+              **facts}
     store.write_status(status)
     if not quiet:
         finals = ", ".join(f"{k} {v:+.3f}" for k, v in status["final_x"].items())

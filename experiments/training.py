@@ -40,14 +40,12 @@ import datetime
 import hashlib
 import json
 import math
-import platform
 import socket
-import sys
 import time
 
 import numpy as np
 
-from . import models, schedules, setup
+from . import models, provenance, schedules, setup
 from .grid import grouping
 from .engines import get_engine
 from .engines.base import GroupOfOne, Hyperparameters
@@ -71,21 +69,18 @@ def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def library_versions():
-    return {"python": platform.python_version(), "numpy": np.__version__,
-            "executable": sys.executable}
-
-
 #: What an earlier attempt left in status.json that a new one must not carry on.
 STALE_STATUS_KEYS = ("finished", "seconds", "error", "traceback", "failed_at")
 
 
 def restarted(status, **fields):
     """The status of a run that starts (or resumes) training: ``status`` running again,
-    with ``fields``, this host and the library versions, one more training, and what an
-    earlier attempt left (:data:`STALE_STATUS_KEYS`) gone. Alone or in a group."""
+    with ``fields``, this host and its provenance (code, command line, library versions:
+    :func:`experiments.provenance.record`), one more training, and what an earlier
+    attempt left (:data:`STALE_STATUS_KEYS`) gone. Alone or in a group."""
     out = {k: v for k, v in status.items() if k not in STALE_STATUS_KEYS}
-    out.update(state="running", versions=library_versions(), host=socket.gethostname(),
+    out.update(provenance.record(fields.get("engine")))
+    out.update(state="running", host=socket.gethostname(),
                trainings=int(status.get("trainings", 0)) + 1, updated=utc_now(), **fields)
     out.setdefault("started", utc_now())
     return out
@@ -245,7 +240,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     dataset : experiments.data.Dataset, optional
         Already loaded (a grid loads each dataset once).
     quiet : bool
-        No progress bar.
+        No progress bar (there is one only when stderr is a terminal anyway).
     position : int, optional
         tqdm line of the progress bar.
     engine_options : dict, optional
@@ -265,8 +260,9 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     list of dict
         Each run's final status as written to status.json: ``state`` ('finished' |
         'diverged'), ``epochs_done``, ``epochs``, ``started``, ``finished``,
-        ``engine``, ``engine_info``, ``versions``, ``host``, ``trainings``,
-        ``seconds``; runs already done are left untouched. A run whose claim another
+        ``engine``, ``engine_info``, ``host``, ``trainings``, ``seconds``, and
+        :func:`experiments.provenance.record`'s ``code``, ``command``, ``cwd``,
+        ``versions``; runs already done are left untouched. A run whose claim another
         process took over gives ``{'state': 'lost', 'error': ...}`` and is not
         written to any more.
 
@@ -306,7 +302,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
         desc = (f"{spec.name} {run0['updater']} seed {run0['seed']}" if alone
                 else f"{spec.name} group of {len(live)}")
         bar = tqdm(total=n_epochs, initial=first, position=position, leave=position is None,
-                   desc=desc, unit="epoch", dynamic_ncols=True)
+                   desc=desc, unit="epoch", dynamic_ncols=True, disable=None)  # a tty only
     from .grid.claims import ClaimLost
     from .data import epoch_batches
     checkpoints = _Checkpoints(0 if checkpoint_every is None and alone else checkpoint_every)

@@ -276,6 +276,25 @@ def test_cli_on_a_results_root(grid, tmp_path):
     _check_files([str(p) for p in (tmp_path / "figs" / "synthetic").iterdir()])
 
 
+def test_cli_redraws_the_synthetic_figure_where_the_grid_runner_drew_it(tmp_path):
+    """Not a second copy in figures/: the runner's synthetic.png is replaced."""
+    folder = tmp_path / "syn"
+    write_synthetic(folder)
+    figures.save_synthetic(folder)  # as scripts/run_grid.py leaves it
+    (folder / "synthetic.png").write_bytes(b"stale")
+    before = sorted(p.name for p in folder.iterdir())
+    assert before == ["config.yaml", "synthetic.pdf", "synthetic.png", "trajectories.csv"]
+    for target in (folder, tmp_path):  # the folder itself, or a root holding it
+        proc = subprocess.run([sys.executable, str(REPO / "scripts" / "plot.py"), str(target)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == f"wrote 2 files to {folder}\n"
+        assert sorted(p.name for p in folder.iterdir()) == before
+        _check_files([str(folder / "synthetic.png"), str(folder / "synthetic.pdf")])
+        (folder / "synthetic.png").write_bytes(b"stale")
+    assert not (tmp_path / "figures").exists()
+
+
 @pytest.mark.parametrize("case", ["missing", "empty", "bad_yaml"])
 def test_cli_bad_results_dir(tmp_path, case):
     target = tmp_path / "results"

@@ -70,7 +70,8 @@ def test_smoke_on_ray_equals_the_local_executor(cluster, tmp_path):
     lines = on_ray.stdout.splitlines()
     assert lines[0] == f"smoke: 4 runs in {tmp_path}/ray/smoke: 0 done, 4 to do (4 new)"
     assert lines[-1] == "smoke: 4 trained, 0 failed; 4/4 done"
-    assert "8/8" in on_ray.stderr  # the grid's progress bar counted every epoch
+    assert len(lines) == 6 and all(line.startswith("finished ") for line in lines[1:5])
+    assert not {"\r", "\x1b"} & set(on_ray.stdout + on_ray.stderr)  # a plain log
     from experiments.config import load_config
     from experiments.grid.runner import run_grid
     local = run_grid(load_config(os.path.join(REPO, "configs", "smoke.yaml")),
@@ -226,3 +227,54 @@ def test_a_full_disk_on_a_worker_stops_the_grid_as_it_would_here(cluster, tmp_pa
     assert json.loads((run_dir / "status.json").read_text())["attempts"] == 1
     assert "error" not in (run_dir / "status.json").read_text()  # not the run's failure
     assert sorted(os.listdir(run_dir)) == ["config.yaml", "status.json"]  # claim released
+
+
+def argv_train(run, store, **kwargs):
+    """The real trainer (toy engine) in a Ray worker, which notes its own command line."""
+    status = toy_train(run, store, **kwargs)
+    return store.update_status(worker_argv=sys.argv, pid=os.getpid()) or status
+
+
+def test_a_ray_task_records_the_drivers_command_line(cluster, tmp_path):
+    from experiments import provenance
+    from experiments.config import load_config
+    from experiments.grid.runner import run_grid
+    config_path = test_faults.toy_config(tmp_path, epochs=2)
+    summary = run_grid(load_config(config_path), results_dir=str(tmp_path), quiet=True,
+                       out=io.StringIO(), executor="ray", train_fn=argv_train,
+                       load_fn=test_faults.toy_dataset)
+    assert sorted(summary["trained"]) == ["adam_seed=0", "amsgrad_seed=0"]
+    driver = provenance.command_line()  # this process's: pytest's
+    for run_dir in test_faults.run_dirs(tmp_path).values():
+        status = test_faults.status(run_dir)
+        assert status["pid"] != os.getpid() and status["worker_argv"] != sys.argv
+        assert (status["command"], status["cwd"]) == (driver["command"], driver["cwd"])
+        assert status["versions"]["numpy"] == provenance.library_versions()["numpy"]
+
+
+def noisy_train(run, store, **kwargs):
+    """toy_train, saying something on the Ray worker's stderr first."""
+    print(f"a line from the worker for {run['run_id']}", file=sys.stderr, flush=True)
+    os.environ["TOY_EPOCH_SECONDS"] = "0.5"  # time for Ray to forward the line
+    return toy_train(run, store, **kwargs)
+
+
+def test_a_ray_grid_logged_to_a_file_has_no_control_codes(cluster, tmp_path):
+    config = test_faults.toy_config(tmp_path, epochs=3)
+    driver = ("import sys, test_faults, test_ray_executor as t\n"
+              "from experiments.config import load_config\n"
+              "from experiments.grid.runner import run_grid\n"
+              "run_grid(load_config(sys.argv[1]), results_dir=sys.argv[2], executor='ray',\n"
+              "         address=sys.argv[3], train_fn=t.noisy_train,\n"
+              "         load_fn=test_faults.toy_dataset)\n")
+    tests = os.path.dirname(os.path.abspath(__file__))  # the workers' sys.path has it
+    env = dict(join_env(), PYTHONPATH=os.pathsep.join([REPO, tests]))
+    env.pop("RAY_COLOR_PREFIX", None)  # as a user's shell has it (a driver here sets it)
+    done = subprocess.run([sys.executable, "-c", driver, str(config), str(tmp_path / "r"),
+                           cluster], capture_output=True, text=True, cwd=tests, timeout=300,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    log = done.stdout + done.stderr
+    assert "a line from the worker for adam_seed=0" in log  # forwarded by Ray ...
+    assert "\x1b" not in log and "\r" not in log, repr(log)  # ... without colour codes
+    assert done.stdout.splitlines()[-1] == "toy: 2 trained, 0 failed; 2/2 done"

@@ -228,6 +228,19 @@ def test_cli_bad_results_dir(tmp_path, case):
     assert not target.joinpath("report.md").exists()
 
 
+def test_cli_on_the_synthetic_result_alone_says_what_it_found(tmp_path):
+    from test_plots import write_synthetic
+    write_synthetic(tmp_path / "results" / "syn")
+    for target in (tmp_path / "results", tmp_path / "results" / "syn"):
+        proc = _cli(target)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert lines == [f"error: no training runs in results folder '{target}', only the "
+                         f"synthetic problem's result in {tmp_path / 'results' / 'syn'}: it "
+                         f"has a figure (synthetic.png, see scripts/plot.py), not a report"]
+        assert not target.joinpath("report.md").exists()
+
+
 def test_verdicts_at_the_five_percent_line():
     def row(lr, mean, p):
         return {"learning_rate": lr, "beta2": 0.999, "bias_correction": True, "n": 5, "mean": mean,

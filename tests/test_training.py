@@ -1,4 +1,5 @@
 """The single-run trainer: schedule, curves, resume after a kill, divergence, status."""
+import io
 import math
 import os
 import subprocess
@@ -65,10 +66,20 @@ def test_run_writes_curves_and_status(tmp_path, mnist, capsys):
     assert train_run(RUN, store, dataset=mnist, quiet=True) == status
 
 
-def test_progress_bar(tmp_path, mnist, capsys):
-    train_run(dict(RUN, epochs=2), RunStore(tmp_path), dataset=mnist, quiet=False)
-    err = capsys.readouterr().err
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path, mnist, capsys, monkeypatch):
+    terminal = Terminal()
+    with monkeypatch.context() as m:
+        m.setattr(sys, "stderr", terminal)
+        train_run(dict(RUN, epochs=2), RunStore(tmp_path / "a"), dataset=mnist, quiet=False)
+    err = terminal.getvalue()
     assert "2/2" in err and "loss=" in err and "val_acc=" in err
+    train_run(dict(RUN, epochs=2), RunStore(tmp_path / "b"), dataset=mnist, quiet=False)
+    assert capsys.readouterr() == ("", "")  # stderr a file or a pipe: no bar
 
 
 KILL_AFTER_FIRST_EPOCH = textwrap.dedent("""

@@ -32,7 +32,7 @@ from experiments.analysis.records import (METRICS, ResultsError, grid_axes,  # n
 from experiments.results.files import atomic_write_bytes  # noqa: E402
 
 __all__ = ["VIEWS", "COLORS", "color", "mean_band", "plot_metric", "figure_names", "plot_grid",
-           "save_figure", "read_synthetic", "plot_synthetic", "synthetic_dirs"]
+           "save_figure", "read_synthetic", "plot_synthetic", "save_synthetic", "synthetic_dirs"]
 
 LABELS = {"loss": "training loss", "val_loss": "validation loss",
           "acc": "training accuracy", "val_acc": "validation accuracy"}
@@ -369,6 +369,14 @@ def plot_synthetic(results_dir, title="synthetic problem"):
     axes[0].set_ylabel("x")
     fig.suptitle(title)
     return fig
+
+
+def save_synthetic(results_dir, out_dir=None):
+    """Draw the synthetic problem's figure of ``results_dir`` to
+    ``<out_dir>/synthetic.png`` and ``.pdf``, by default beside its trajectories (where
+    the grid runner draws it, so a redraw replaces it); returns the paths written."""
+    return save_figure(plot_synthetic(results_dir),
+                       os.path.join(os.fspath(out_dir or results_dir), "synthetic"))
 
 
 def synthetic_dirs(results_dir):

@@ -243,9 +243,17 @@ def find_runs(results_dir):
 
 
 def load_grid(results_dir):
-    """:func:`find_runs`, raising :class:`ResultsError` if there are none."""
+    """:func:`find_runs`, raising :class:`ResultsError` if there are none (naming the
+    synthetic problem's results if that is what the folder holds)."""
     runs = find_runs(results_dir)
     if not runs:
+        synthetic = [r["path"] for r in load_runs(results_dir)
+                     if r["config"].get("kind") == "synthetic"]
+        if synthetic:
+            raise ResultsError(f"no training runs in results folder "
+                               f"{os.fspath(results_dir)!r}, only the synthetic problem's "
+                               f"result in {', '.join(synthetic)}: it has a figure "
+                               f"(synthetic.png, see scripts/plot.py), not a report")
         raise ResultsError(f"no training runs (no */config.yaml) in results folder "
                            f"{os.fspath(results_dir)!r}")
     return runs

@@ -6,7 +6,9 @@ RESULTS_DIR is a grid's folder (``results/<grid>/``, run folders below it), a fo
 with the synthetic problem's ``trajectories.csv``, or a root holding several of these.
 Per metric: the full curves, the last epochs, the best epochs and the mean over seeds
 with its 95% band. Figures go to ``<folder>/figures/`` (or ``--out``; ``--out/<folder
-name>/`` when RESULTS_DIR holds several), as PNG and PDF.
+name>/`` when RESULTS_DIR holds several), as PNG and PDF; the synthetic problem's figure
+is redrawn where ``run_grid.py`` drew it, ``<folder>/synthetic.png``, unless ``--out``
+is given. The progress bar shows on a terminal only.
 
 Exit status: 0 when written, 2 when the results cannot be read, 3 when a figures
 folder cannot be written (a full disk, a read-only file system, no permission, a file
@@ -47,18 +49,18 @@ def main(argv=None):
         n_figures = sum(1 if kind == "synthetic" else len(figures.figure_names())
                         for kind, _, _ in jobs)
         written = []
-        with tqdm(total=n_figures, desc="figures", unit="fig", disable=args.quiet) as bar:
+        with tqdm(total=n_figures, desc="figures", unit="fig",
+                  disable=True if args.quiet else None) as bar:  # on a terminal only
             for kind, folder, runs in jobs:
-                if args.out is None:
-                    out = os.path.join(folder, "figures")
+                if args.out is None:  # the synthetic figure: in place, not a second copy
+                    out = folder if kind == "synthetic" else os.path.join(folder, "figures")
                 elif len(jobs) == 1:
                     out = args.out
                 else:
                     out = os.path.join(args.out, os.path.basename(os.path.normpath(folder)))
                 with storage.writing_to(out, "--out"):
                     if kind == "synthetic":
-                        written += figures.save_figure(figures.plot_synthetic(folder),
-                                                       os.path.join(out, "synthetic"))
+                        written += figures.save_synthetic(folder, out)
                         bar.update()
                     else:
                         title = os.path.basename(os.path.normpath(folder))

@@ -112,7 +112,9 @@ def main(argv=None):
                              "results go to <name>_epochs=N)")
     parser.add_argument("--dry-run", action="store_true",
                         help="show the plan and every run's state; train nothing")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (they show on a terminal only anyway); "
+                             "the line of each run that ends and the summary stay")
     parser.add_argument("--group-size", type=_group_size, default="auto", metavar="K",
                         help="JAX: train up to K runs that differ only in updater, lr, "
                              "beta1/2, epsilon, bias correction and seed together in one "

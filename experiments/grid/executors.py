@@ -30,6 +30,7 @@ import time
 import traceback
 import warnings
 
+from experiments import provenance
 from experiments.grid import claims
 from experiments.results import storage
 from experiments.config import ConfigError
@@ -54,6 +55,8 @@ class Job:
     train_fn: object = None  # train_run's form; default experiments.training.train_runs
     load_fn: object = None  # default experiments.data.load_dataset
     patient: bool = False  # wait out a claim whose owner stops beating (claims.outlive)
+    # the driver's command line, for status.json wherever the job trains (a Ray worker)
+    command: dict = dataclasses.field(default_factory=provenance.command_line)
     metric_log: tuple = ()  # experiments.metric_logs.KINDS to log the curves to
 
     @property
@@ -172,7 +175,8 @@ def run_jobs(jobs, dataset, on_event=None, quiet=True, position=None):
             else:
                 ready.append((job, store))
         if ready:
-            outcomes.update(_train(ready, dataset, event_of, quiet, position))
+            with provenance.invoked_as(ready[0][0].command):
+                outcomes.update(_train(ready, dataset, event_of, quiet, position))
     return [outcomes[job.run_id] for job in jobs]
 
 

@@ -8,6 +8,7 @@ optional dependency (``.[ray]``); see docs/scaling.md.
 """
 import os
 import socket
+import sys
 
 from experiments.results import storage
 from experiments.config import ConfigError
@@ -110,6 +111,8 @@ class RayExecutor:
         except ImportError:
             raise ConfigError("--executor ray: Ray is not installed in this Python; "
                               "pip install -e '.[ray]'") from None
+        if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a log file: no colour codes
+            os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # in the workers' forwarded lines
         if not ray.is_initialized():
             options = dict(include_dashboard=False, logging_level="ERROR",
                            log_to_driver=not self.quiet)

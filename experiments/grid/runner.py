@@ -56,8 +56,11 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     config : GridConfig
     results_dir : path
         Runs go to ``results_dir/<config.name>/<run id>/``.
-    engine, data_dir, quiet
+    engine, data_dir
         Passed on to the trainer (and ``data_dir`` to the data loader).
+    quiet : bool
+        No progress bars (there are bars only when stderr is a terminal anyway); the
+        line of each run that ends and the grid's summary are printed in every mode.
     only : list of str
         ``key=value`` filters, see :func:`experiments.grid.runs.select`.
     dry_run : bool
@@ -103,7 +106,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     """
     out = out or sys.stdout
     if config.kind == "synthetic":
-        return _run_synthetic(config, results_dir, quiet, dry_run, out)
+        return _run_synthetic(config, results_dir, dry_run, out)
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor!r}: choose from {', '.join(EXECUTORS)}")
     the_plan = plan(config, results_dir, only, max_attempts)
@@ -147,11 +150,16 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
         check_grid_dir(config, the_plan.grid_dir, write=True)
         done_elsewhere = _train_jobs(runner, jobs, the_plan, summary, quiet, out,
                                      _groups(jobs, group_size, runner))
-    done = summary["done_before"] + len(summary["trained"]) + done_elsewhere
-    busy = f"; {len(summary['busy'])} in progress elsewhere" if summary["busy"] else ""
-    print(f"{config.name}: {len(summary['trained'])} trained, {len(summary['failed'])} failed; "
-          f"{done}/{summary['total']} done{busy}", file=out)
+    _summarize(config.name, summary, done_elsewhere, out)
     return summary
+
+
+def _summarize(name, summary, done_elsewhere, out):
+    """The grid's last line, in every mode."""
+    done = summary["done_before"] + len(summary["trained"]) + done_elsewhere
+    busy = f"; {len(summary['busy'])} in progress elsewhere" if summary.get("busy") else ""
+    print(f"{name}: {len(summary['trained'])} trained, {len(summary['failed'])} failed; "
+          f"{done}/{summary['total']} done{busy}", file=out)
 
 
 def _groups(jobs, group_size, runner):
@@ -180,7 +188,9 @@ def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
     remaining = {j.run_id: max(j.run["epochs"] - the_plan.epochs_done[j.run_id], 0)
                  for j in jobs}
     counted, ended, busy, done_elsewhere = dict.fromkeys(remaining, 0), set(), [], 0
-    bar = tqdm(total=sum(remaining.values()), unit="epoch", disable=quiet, dynamic_ncols=True,
+    # a bar on a terminal only: a log file (a batch job) gets the lines of _report
+    bar = tqdm(total=sum(remaining.values()), unit="epoch", disable=True if quiet else None,
+               dynamic_ncols=True,
                desc=f"{name} 0/{len(jobs)} runs", file=sys.stderr)
 
     def on_event(rid, kind, payload):
@@ -207,7 +217,7 @@ def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
                 bar.update(remaining[rid] - counted[rid])
                 bar.set_description_str(f"{name} {len(ended)}/{len(jobs)} runs")
                 done_elsewhere += result == "done"
-                _report(outcome, summary, quiet, out)
+                _report(outcome, summary, out)
             if not busy:
                 break
     finally:
@@ -215,16 +225,15 @@ def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
     return done_elsewhere
 
 
-def _report(outcome, summary, quiet, out):
+def _report(outcome, summary, out):
+    """One line per run that ended, in every mode (``--quiet`` too)."""
     rid, result = outcome["run_id"], outcome["result"]
     if result == "trained":
         summary["trained"].append(rid)
-        if not quiet:
-            last = outcome.get("last") or {}
-            metrics = "".join(f" {k} {last[k]:.4f}" for k in ("val_loss", "val_acc")
-                              if k in last)
-            tqdm.write(f"{outcome['state']} {rid}:{metrics} "
-                       f"({_seconds(outcome['seconds'])})", file=out)
+        last = outcome.get("last") or {}
+        metrics = "".join(f" {k} {last[k]:.4f}" for k in ("val_loss", "val_acc") if k in last)
+        tqdm.write(f"{outcome['state']} {rid}:{metrics} ({_seconds(outcome['seconds'])})",
+                   file=out)
     elif result == "failed":
         summary["failed"].append(rid)
         path = os.path.join(outcome["run_dir"], "status.json")
@@ -235,7 +244,7 @@ def _report(outcome, summary, quiet, out):
         tqdm.write(f"left to another runner: {rid} ({why})", file=sys.stderr)
 
 
-def _run_synthetic(config, results_dir, quiet, dry_run, out):
+def _run_synthetic(config, results_dir, dry_run, out):
     """The synthetic experiment is one run (all lanes in one compiled loop)."""
     from experiments import synthetic
     cfg = {"name": config.name, "kind": "synthetic", **config.fixed}
@@ -259,10 +268,9 @@ def _run_synthetic(config, results_dir, quiet, dry_run, out):
     if done or dry_run:
         return summary
     try:
-        synthetic.run_synthetic(cfg, results_dir, quiet=quiet)
+        status = synthetic.run_synthetic(cfg, results_dir, quiet=True)  # its line is below
         from experiments.analysis import figures  # the figure lives with the other figures
-        figures.save_figure(figures.plot_synthetic(store.run_dir),
-                            os.path.join(store.run_dir, "synthetic"))
+        figures.save_synthetic(store.run_dir)
     except Exception as error:
         if storage.is_storage_fault(error):
             raise
@@ -270,4 +278,8 @@ def _run_synthetic(config, results_dir, quiet, dry_run, out):
         print(f"failed {config.name}: {type(error).__name__}: {error}", file=sys.stderr)
     else:
         summary["trained"].append(config.name)
+        finals = "".join(f" {k} {v:+.4f}" for k, v in status["final_x"].items())
+        seconds = status["compile_seconds"] + status["run_seconds"]
+        print(f"finished {config.name}: final x{finals} ({_seconds(seconds)})", file=out)
+    _summarize(config.name, summary, 0, out)
     return summary
