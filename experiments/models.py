@@ -1,14 +1,20 @@
 """The four models, written once in Lasagne's vocabulary as plain layer specs.
 
 A model is a sequence of frozen dataclasses named after Lasagne's layer classes.
-Each engine (JAX, Theano) compiles the same spec; initial values are drawn here,
-host-side with numpy, so both engines start from identical arrays for a seed.
+Each layer owns what follows from its input shape, as a Lasagne layer does
+(``get_output_shape_for``, its parameters): :meth:`Layer.output_shape`,
+:meth:`Layer.param_shapes`, :meth:`Layer.state_shapes`, :meth:`Layer.flops` and its
+initial values. Each engine (JAX, Theano) maps a layer type to its forward function
+in one table (:func:`implementation`); initial values are drawn here, host-side with
+numpy, so every engine starts from identical arrays for a seed.
 
 Parameter names are ``<layer name>.<param>`` (``conv1.W``, ``conv1_bn.gamma``);
 batch-norm running statistics are state, not parameters (``conv1_bn.mean``,
 ``conv1_bn.inv_std``). Shapes follow Lasagne: conv ``W`` is
 ``(num_filters, in_channels, kh, kw)``, dense ``W`` is ``(num_inputs, num_units)``.
+Shapes here have no batch axis.
 """
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Tuple
@@ -19,8 +25,56 @@ NONLINEARITIES = ("linear", "relu", "softmax")
 
 
 @dataclass(frozen=True)
-class Conv2DLayer:
+class Layer:
+    """A layer without parameters, state or counted FLOPs that keeps its input shape.
+    Layer types override what differs."""
     name: str
+
+    def output_shape(self, input_shape):
+        """The output shape for ``input_shape``; raises ``ValueError`` if it does not fit."""
+        return tuple(input_shape)
+
+    def param_shapes(self, input_shape):
+        """Ordered ``{'<name>.<param>': shape}`` of the trainable parameters."""
+        return OrderedDict()
+
+    def state_shapes(self, input_shape):
+        """Ordered ``{'<name>.<stat>': shape}`` of non-trainable state (running averages)."""
+        return OrderedDict()
+
+    def flops(self, input_shape):
+        """Forward FLOPs per example: 2 per multiply-add of a weighted product;
+        element-wise work is not counted (0)."""
+        return 0
+
+    def init_params(self, input_shape, rng, he_gain=np.sqrt(2)):
+        """Initial float32 parameters, in :meth:`param_shapes` order, drawn from ``rng``."""
+        return OrderedDict()
+
+    def init_state(self, input_shape):
+        """Initial float32 state, in :meth:`state_shapes` order."""
+        return OrderedDict()
+
+
+@dataclass(frozen=True)
+class _Weighted(Layer):
+    """A product with weights ``W`` (He or Glorot) and an optional zero bias ``b``."""
+
+    def init_params(self, input_shape, rng, he_gain=np.sqrt(2)):
+        params = OrderedDict()
+        for name, shape in self.param_shapes(input_shape).items():
+            if name.endswith(".W"):
+                value = (he_normal(rng, shape, he_gain) if self.W == "he"
+                         else glorot_uniform(rng, shape))
+            else:
+                value = np.zeros(shape)
+            params[name] = value.astype(np.float32)
+        return params
+
+
+@dataclass(frozen=True)
+class Conv2DLayer(_Weighted):
+    """Stride-1 convolution, ``flip_filters=True``."""
     num_filters: int
     filter_size: int
     pad: str = "valid"  # 'valid' or 'same' (odd filter sizes)
@@ -28,53 +82,101 @@ class Conv2DLayer:
     b: bool = True
     nonlinearity: str = "relu"
 
+    def output_shape(self, input_shape):
+        c, h, w = input_shape
+        k = self.filter_size
+        if self.pad == "same":
+            if k % 2 == 0:
+                raise ValueError(f"{self.name}: 'same' padding needs an odd filter size")
+            return (self.num_filters, h, w)
+        return (self.num_filters, h - k + 1, w - k + 1)
+
+    def param_shapes(self, input_shape):
+        k = self.filter_size
+        shapes = OrderedDict([(f"{self.name}.W", (self.num_filters, input_shape[0], k, k))])
+        if self.b:
+            shapes[f"{self.name}.b"] = (self.num_filters,)
+        return shapes
+
+    def flops(self, input_shape):
+        k = self.filter_size
+        return 2 * input_shape[0] * k * k * math.prod(self.output_shape(input_shape))
+
 
 @dataclass(frozen=True)
-class DenseLayer:
+class DenseLayer(_Weighted):
     """Flattens its input to 2-d first, as Lasagne's DenseLayer does."""
-    name: str
     num_units: int
     W: str = "glorot"
     b: bool = True
     nonlinearity: str = "relu"
 
+    def output_shape(self, input_shape):
+        return (self.num_units,)
+
+    def param_shapes(self, input_shape):
+        shapes = OrderedDict([(f"{self.name}.W", (math.prod(input_shape), self.num_units))])
+        if self.b:
+            shapes[f"{self.name}.b"] = (self.num_units,)
+        return shapes
+
+    def flops(self, input_shape):
+        return 2 * math.prod(input_shape) * self.num_units
+
 
 @dataclass(frozen=True)
-class BatchNormLayer:
+class BatchNormLayer(Layer):
     """Normalises over batch and spatial axes per channel. Training mode uses batch
     statistics (biased variance) and updates ``mean = (1-alpha)*mean + alpha*batch_mean``
     and ``inv_std = (1-alpha)*inv_std + alpha/sqrt(batch_var + epsilon)``; deterministic
     mode uses those running averages: ``(x - mean) * inv_std * gamma + beta``."""
-    name: str
     epsilon: float = 1e-4
     alpha: float = 0.1
 
+    def param_shapes(self, input_shape):
+        return OrderedDict([(f"{self.name}.beta", (input_shape[0],)),
+                            (f"{self.name}.gamma", (input_shape[0],))])
+
+    def state_shapes(self, input_shape):
+        return OrderedDict([(f"{self.name}.mean", (input_shape[0],)),
+                            (f"{self.name}.inv_std", (input_shape[0],))])
+
+    def init_params(self, input_shape, rng, he_gain=np.sqrt(2)):
+        """beta 0, gamma 1 (no draws)."""
+        return OrderedDict((k, (np.ones if k.endswith(".gamma") else np.zeros)(s, np.float32))
+                           for k, s in self.param_shapes(input_shape).items())
+
+    def init_state(self, input_shape):
+        """``mean`` 0 and ``inv_std`` 1, as Lasagne."""
+        return OrderedDict((k, (np.ones if k.endswith(".inv_std") else np.zeros)(s, np.float32))
+                           for k, s in self.state_shapes(input_shape).items())
+
 
 @dataclass(frozen=True)
-class NonlinearityLayer:
-    name: str
+class NonlinearityLayer(Layer):
     nonlinearity: str = "relu"
 
 
 @dataclass(frozen=True)
-class MaxPool2DLayer:
+class MaxPool2DLayer(Layer):
     """Non-overlapping max-pooling; floor output sizes (``ignore_border=True``)."""
-    name: str
     pool_size: int = 2
+
+    def output_shape(self, input_shape):
+        c, h, w = input_shape
+        return (c, h // self.pool_size, w // self.pool_size)
 
 
 @dataclass(frozen=True)
-class DropoutLayer:
+class DropoutLayer(Layer):
     """Drops units with probability ``p`` and rescales kept ones by ``1/(1-p)`` in training."""
-    name: str
     p: float = 0.5
 
 
 @dataclass(frozen=True)
-class LocalResponseNormalization2DLayer:
+class LocalResponseNormalization2DLayer(Layer):
     """``x / (k + alpha * sum over n neighbouring channels of x**2) ** beta``; alpha is
     not divided by ``n`` (Lasagne's convention). Zero-padded at the channel edges."""
-    name: str
     alpha: float = 1e-4
     k: float = 2.0
     beta: float = 0.75
@@ -82,9 +184,11 @@ class LocalResponseNormalization2DLayer:
 
 
 @dataclass(frozen=True)
-class GlobalPoolLayer:
+class GlobalPoolLayer(Layer):
     """Mean over the spatial axes."""
-    name: str
+
+    def output_shape(self, input_shape):
+        return (input_shape[0],)
 
 
 @dataclass(frozen=True)
@@ -172,58 +276,34 @@ def get_model(name):
     return ModelSpec(name, dataset, input_shape, build())
 
 
-def output_shapes(spec):
-    """``[(layer, output shape without batch axis)]`` in order; checks the spec's sizes."""
+def layer_shapes(spec):
+    """``[(layer, input shape, output shape)]`` in spec order; checks the spec's sizes."""
     shape, out = tuple(spec.input_shape), []
     for layer in spec.layers:
-        if isinstance(layer, Conv2DLayer):
-            c, h, w = shape
-            k = layer.filter_size
-            if layer.pad == "same":
-                if k % 2 == 0:
-                    raise ValueError(f"{layer.name}: 'same' padding needs an odd filter size")
-                shape = (layer.num_filters, h, w)
-            else:
-                shape = (layer.num_filters, h - k + 1, w - k + 1)
-        elif isinstance(layer, MaxPool2DLayer):
-            c, h, w = shape
-            shape = (c, h // layer.pool_size, w // layer.pool_size)
-        elif isinstance(layer, GlobalPoolLayer):
-            shape = (shape[0],)
-        elif isinstance(layer, DenseLayer):
-            shape = (layer.num_units,)
-        out.append((layer, shape))
+        out_shape = tuple(layer.output_shape(shape))
+        out.append((layer, shape, out_shape))
+        shape = out_shape
     return out
+
+
+def output_shapes(spec):
+    """``[(layer, output shape without batch axis)]`` in order; checks the spec's sizes."""
+    return [(layer, out) for layer, _, out in layer_shapes(spec)]
 
 
 def param_shapes(spec):
     """Ordered ``{name: shape}`` of the trainable parameters, in Lasagne's order."""
-    shapes, shape = OrderedDict(), tuple(spec.input_shape)
-    for layer, out_shape in output_shapes(spec):
-        if isinstance(layer, Conv2DLayer):
-            k = layer.filter_size
-            shapes[f"{layer.name}.W"] = (layer.num_filters, shape[0], k, k)
-            if layer.b:
-                shapes[f"{layer.name}.b"] = (layer.num_filters,)
-        elif isinstance(layer, DenseLayer):
-            shapes[f"{layer.name}.W"] = (int(np.prod(shape)), layer.num_units)
-            if layer.b:
-                shapes[f"{layer.name}.b"] = (layer.num_units,)
-        elif isinstance(layer, BatchNormLayer):
-            shapes[f"{layer.name}.beta"] = (shape[0],)
-            shapes[f"{layer.name}.gamma"] = (shape[0],)
-        shape = out_shape
+    shapes = OrderedDict()
+    for layer, shape, _ in layer_shapes(spec):
+        shapes.update(layer.param_shapes(shape))
     return shapes
 
 
 def state_shapes(spec):
     """Ordered ``{name: shape}`` of batch-norm running statistics (``mean``, ``inv_std``)."""
-    shapes, shape = OrderedDict(), tuple(spec.input_shape)
-    for layer, out_shape in output_shapes(spec):
-        if isinstance(layer, BatchNormLayer):
-            shapes[f"{layer.name}.mean"] = (shape[0],)
-            shapes[f"{layer.name}.inv_std"] = (shape[0],)
-        shape = out_shape
+    shapes = OrderedDict()
+    for layer, shape, _ in layer_shapes(spec):
+        shapes.update(layer.state_shapes(shape))
     return shapes
 
 
@@ -248,31 +328,34 @@ def glorot_uniform(rng, shape, gain=1.0):
 
 
 def init_params(spec, seed, he_gain=np.sqrt(2)):
-    """Initial parameters for ``seed``: float32 arrays, drawn in spec order from
-    ``np.random.default_rng([seed, 0])`` (weights He with gain ``he_gain``, or Glorot;
-    biases and BN beta 0, BN gamma 1). The same draws for every gain: a gain only
-    scales the He weights."""
+    """Initial parameters for ``seed``: float32 arrays, drawn layer by layer in spec
+    order from ``np.random.default_rng([seed, 0])`` (weights He with gain ``he_gain``,
+    or Glorot; biases and BN beta 0, BN gamma 1). The same draws for every gain: a
+    gain only scales the He weights."""
     rng = np.random.default_rng([seed, 0])
-    layers = {layer.name: layer for layer in spec.layers}
     params = OrderedDict()
-    for name, shape in param_shapes(spec).items():
-        layer_name, kind = name.rsplit(".", 1)
-        if kind == "W":
-            value = (he_normal(rng, shape, he_gain) if layers[layer_name].W == "he"
-                     else glorot_uniform(rng, shape))
-        elif kind == "gamma":
-            value = np.ones(shape)
-        else:  # biases, BN beta
-            value = np.zeros(shape)
-        params[name] = value.astype(np.float32)
+    for layer, shape, _ in layer_shapes(spec):
+        params.update(layer.init_params(shape, rng, he_gain))
     return params
 
 
 def init_state(spec):
     """Initial batch-norm running statistics: ``mean`` 0 and ``inv_std`` 1, as Lasagne."""
-    return OrderedDict((name, (np.zeros if name.endswith(".mean") else np.ones)(shape, np.float32))
-                       for name, shape in state_shapes(spec).items())
+    state = OrderedDict()
+    for layer, shape, _ in layer_shapes(spec):
+        state.update(layer.init_state(shape))
+    return state
 
 
 def count_params(spec):
     return int(sum(np.prod(s) for s in param_shapes(spec).values()))
+
+
+def implementation(table, layer, engine):
+    """``table[type(layer)]``: an engine's function for ``layer``. A layer type missing
+    from the table is a ``TypeError`` naming the layer, its type and the engine."""
+    try:
+        return table[type(layer)]
+    except KeyError:
+        raise TypeError(f"layer {layer.name!r}: {engine} has no implementation of "
+                        f"{type(layer).__name__} (add it to the engine's layer table)") from None

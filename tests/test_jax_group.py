@@ -24,7 +24,8 @@ import pytest
 from experiments import models
 from experiments.data import Dataset, epoch_batches, load_dataset
 from experiments.engines.base import Hyperparameters, array_shapes, initial_arrays
-from experiments.engines.jax_group import GroupEngine, slot_layout
+from experiments.engines.group_layout import slot_layout
+from experiments.engines.jax_group import GroupEngine
 from experiments.grid.grouping import check_group
 from experiments.results.store import RunStore
 from experiments.training import train_run, train_runs

@@ -7,6 +7,7 @@ running statistics, clipping, dropout seeding, flips, evaluation, and checkpoint
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -154,6 +155,28 @@ def test_dropout_rescales_kept_units(th):
     assert set(np.unique(out)) == {0.0, np.float32(1 / 0.75)}
     assert (out == 0).mean() == pytest.approx(0.25, abs=0.02)
 
+
+
+def test_a_layer_missing_from_the_theano_table_is_named(th):
+    @dataclass(frozen=True)
+    class ScaleLayer(models.Layer):
+        factor: float = 2.0
+
+    spec = spec_of((1, 2, 2), models.DenseLayer("out", 3), ScaleLayer("double"))
+    with th.theano.change_flags(floatX="float32"):
+        x = th.T.tensor4("x")
+        params = {k: th.theano.shared(v) for k, v in models.init_params(spec, 0).items()}
+        with pytest.raises(TypeError, match="layer 'double': the Theano engine has no "
+                                            "implementation of ScaleLayer"):
+            th.layers.get_output(spec, x, params, {}, deterministic=True)
+        th.layers.LAYERS[ScaleLayer] = lambda layer, x, *_: (x * layer.factor, [])
+        try:  # the table is the one place to add it
+            out, _ = th.layers.get_output(spec, x, params, {}, deterministic=True)
+            value = th.theano.function([x], out)(np.ones((2, 1, 2, 2), np.float32))
+        finally:
+            del th.layers.LAYERS[ScaleLayer]
+    W, b = (params[k].get_value() for k in ("out.W", "out.b"))
+    np.testing.assert_allclose(value, 2 * np.maximum(np.ones((2, 4)) @ W + b, 0), rtol=1e-6)
 
 # -- the engine end to end --------------------------------------------------------------
 

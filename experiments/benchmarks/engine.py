@@ -168,7 +168,8 @@ def time_engine(name, spec, steps, batch_size, repeats):
 
 
 def torch_model(spec):
-    """The spec as a ``torch.nn.Sequential`` (Lasagne's alpha is torch's alpha / n)."""
+    """The spec as a ``torch.nn.Sequential`` (Lasagne's alpha is torch's alpha / n):
+    each layer type's modules from one table, then the layer's nonlinearity."""
     import torch
     from torch import nn
 
@@ -176,32 +177,27 @@ def torch_model(spec):
         def forward(self, x):
             return x.mean(dim=(2, 3))
 
-    layers, shape = [], tuple(spec.input_shape)
-    for layer, out_shape in models.output_shapes(spec):
-        if isinstance(layer, models.Conv2DLayer):
-            k = layer.filter_size
-            layers.append(nn.Conv2d(shape[0], layer.num_filters, k, bias=layer.b,
-                                    padding=k // 2 if layer.pad == "same" else 0))
-        elif isinstance(layer, models.DenseLayer):
-            layers += [nn.Flatten(), nn.Linear(int(np.prod(shape)), layer.num_units,
-                                               bias=layer.b)]
-        elif isinstance(layer, models.BatchNormLayer):
-            layers.append(nn.BatchNorm2d(shape[0], eps=layer.epsilon, momentum=layer.alpha))
-        elif isinstance(layer, models.MaxPool2DLayer):
-            layers.append(nn.MaxPool2d(layer.pool_size))
-        elif isinstance(layer, models.DropoutLayer):
-            layers.append(nn.Dropout(layer.p))
-        elif isinstance(layer, models.LocalResponseNormalization2DLayer):
-            layers.append(nn.LocalResponseNorm(layer.n, layer.alpha * layer.n, layer.beta,
-                                               layer.k))
-        elif isinstance(layer, models.GlobalPoolLayer):
-            layers.append(GlobalMean())
-        nl = getattr(layer, "nonlinearity", None)
-        if nl == "relu":
-            layers.append(nn.ReLU())
-        elif nl == "softmax":
-            layers.append(nn.Softmax(dim=1))
-        shape = out_shape
+    table = {  # (layer, input shape) -> modules
+        models.Conv2DLayer: lambda l, shape: [nn.Conv2d(
+            shape[0], l.num_filters, l.filter_size, bias=l.b,
+            padding=l.filter_size // 2 if l.pad == "same" else 0)],
+        models.DenseLayer: lambda l, shape: [nn.Flatten(),
+                                             nn.Linear(math.prod(shape), l.num_units, bias=l.b)],
+        models.BatchNormLayer: lambda l, shape: [nn.BatchNorm2d(shape[0], eps=l.epsilon,
+                                                                momentum=l.alpha)],
+        models.NonlinearityLayer: lambda l, shape: [],
+        models.MaxPool2DLayer: lambda l, shape: [nn.MaxPool2d(l.pool_size)],
+        models.DropoutLayer: lambda l, shape: [nn.Dropout(l.p)],
+        models.LocalResponseNormalization2DLayer: lambda l, shape: [
+            nn.LocalResponseNorm(l.n, l.alpha * l.n, l.beta, l.k)],
+        models.GlobalPoolLayer: lambda l, shape: [GlobalMean()],
+    }
+    activation = {"relu": lambda: [nn.ReLU()], "softmax": lambda: [nn.Softmax(dim=1)],
+                  "linear": lambda: []}
+    layers = []
+    for layer, shape, _ in models.layer_shapes(spec):
+        layers += models.implementation(table, layer, "the PyTorch benchmark")(layer, shape)
+        layers += activation[getattr(layer, "nonlinearity", "linear")]()
     return torch.nn.Sequential(*layers)
 
 
@@ -295,8 +291,8 @@ def run(args):
     names = columns(engines)
     print(format_line(dict(zip(names, names)), names), flush=True)
     rows = []
-    with tqdm(total=len(args.models) * len(engines), disable=args.quiet, unit="timing",
-              leave=False) as bar:
+    with tqdm(total=len(args.models) * len(engines), unit="timing", leave=False,
+              disable=True if args.quiet else None) as bar:  # on a terminal only
         for name in args.models:
             spec, steps = models.get_model(name), args.steps or DEFAULT_STEPS[name]
             timings = {}

@@ -12,27 +12,14 @@ per run, and :func:`amsgrad.optax.active_runs` for runs that sit an epoch out.
 Compiled programs are shared by the engines of one configuration, so the groups of a
 grid compile once.
 
-Layout: runs are arranged in slots ``(S seeds, R runs per seed)``. Runs of one seed
-see the same data (``data.epoch_batches(seed, epoch)``) and the same dropout masks, so
-a step gathers each seed's batch once and applies the model with the parameters of
-all ``R`` runs of that seed: ``vmap`` over runs with the batch *not* mapped, which
-turns the first layer of all ``R`` runs into one matrix product or convolution with
-``R`` times the outputs; an outer ``vmap`` maps the seeds. A seed with fewer runs than
-``R`` is padded with copies of its first run (trained, never read back). Each run
-computes exactly the function of the single-run engine
-(:func:`experiments.engines.jax_layers.apply` under ``vmap``), so a run trained in a
-group equals the run trained alone up to float32 rounding of the larger kernels.
-
-Storage: each parameter and optimizer slot is one array ``(S, *shape, R)``, a seed's
-runs as the minor axis. A weight matrix ``(784, 10)`` of ``R`` runs is then the
-contiguous ``(784, 10 R)`` that the shared-batch matrix product takes, and the
-optimizer update runs along a long contiguous axis with each run's hyperparameters
-broadcast as ``(S, 1, ..., 1, R)``, which XLA's CPU loops vectorize. (Run-major
-``(S R, n_params)`` rows cost a transpose of the weights and of their gradient each
-step; runs before the last axis, ``(784, R 10)``, spare the gradient's transpose but
-the update no longer vectorizes. On the logreg grid an epoch takes 1.3x and 1.06x as
-long.) Batch-norm state, step counters and everything else per run are slot-major:
-slot ``j`` is run ``j % R`` of seed ``j // R``.
+Layout and storage (:mod:`.group_layout`): runs are arranged in slots ``(S seeds, R
+runs per seed)``; a step gathers each seed's batch once and applies the model with the
+parameters of all ``R`` runs of that seed (``vmap`` over runs with the batch not
+mapped, an outer ``vmap`` over seeds), and each parameter and optimizer slot is stored
+as one array ``(S, *shape, R)``. Each run computes exactly the function of the
+single-run engine (:func:`experiments.engines.jax_layers.apply` under ``vmap``), so a
+run trained in a group equals the run trained alone up to float32 rounding of the
+larger kernels.
 
 Dropout keys are those of :class:`~experiments.engines.jax_engine.JaxEngine`:
 ``fold_in(fold_in(fold_in(PRNGKey(seed), epoch), step), layer index)``, threefry in
@@ -46,7 +33,6 @@ stacked arrays each step: an epoch of the logreg grid takes a fifth longer). The
 programs agree to float32 rounding, not bit for bit: after a run diverges, the others
 go on as they would without it up to a last-place difference now and then.
 """
-import functools
 import time
 from collections import OrderedDict
 
@@ -60,6 +46,7 @@ from amsgrad.optax import active_runs, per_run
 from .. import models
 from ..grid import grouping
 from . import jax_layers, jax_optimizer
+from .group_layout import SlotLayout, slot_params
 from ..setup import Setup, engine_problem
 from .base import (EngineGroup, check_arrays, initial_arrays, optimizer_family, optimizer_shapes,
                    validation_means)
@@ -73,14 +60,6 @@ def clear_programs():
     _PROGRAMS.clear()
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3))
-def _slot_params(params, begin, end, width):
-    """The parameters ``{name: (end - begin, *shape)}`` of slots ``begin:end``, from
-    the stored ``{name: (S, *shape, R)}`` (a copy: evaluation maps slots)."""
-    slots = np.arange(begin, end)
-    return {n: v[slots // width, ..., slots % width] for n, v in params.items()}
-
-
 def _compile(lowered, options):
     """``lowered.compile`` with XLA ``options``, without those this jax does not know."""
     if options:
@@ -90,18 +69,6 @@ def _compile(lowered, options):
             if "No such compile option" not in str(e):
                 raise
     return lowered.compile()
-
-
-def slot_layout(seeds):
-    """``(seed order, R, slot_run)``: the distinct seeds in order of first appearance,
-    runs per seed slot row ``R`` (the most runs of any seed), and for each of the
-    ``S * R`` slots the index of its run, or -1 for a padding slot."""
-    order = list(OrderedDict.fromkeys(int(s) for s in seeds))
-    members = {s: [k for k, t in enumerate(seeds) if int(t) == s] for s in order}
-    width = max(len(m) for m in members.values())
-    slot_run = [m[r] if r < len(m) else -1 for s in order for m in [members[s]]
-                for r in range(width)]
-    return order, width, np.asarray(slot_run, np.int64)
 
 
 class GroupEngine(EngineGroup):
@@ -181,19 +148,13 @@ class GroupEngine(EngineGroup):
                                   if device.platform == "cpu" and not convolutional else {})
         self.custom_grad = (self.device.platform == "cpu" if custom_grad is None
                             else bool(custom_grad))
-        self.seed_order, self.width, self.slot_run = slot_layout(self.seeds)
-        # a padding slot copies the first run of its seed (and is never active)
-        first = {s: self.seeds.index(s) for s in self.seed_order}
-        self._source = np.array([k if k >= 0 else first[self.seed_order[j // self.width]]
-                                 for j, k in enumerate(self.slot_run)])
-        self.n_slots = len(self.slot_run)
+        self.slots = SlotLayout(self.seeds)
+        self.seed_order = self.slots.seed_order
         self._shapes = {n: tuple(v) for n, v in models.param_shapes(spec).items()}
-        self._first_slot = np.array([np.flatnonzero(self.slot_run == k)[0]
-                                     for k in range(len(self.seeds))])
         self.eval_runs = None if eval_runs is None else int(eval_runs)
-        self._runs = (len(self.seed_order), self.width)  # the optimizer's run layout
+        self.slots.runs = (len(self.seed_order), self.slots.width)  # the optimizer's run layout
         hyper, self._unused = jax_optimizer.group_hyperparameters(
-            [self.hparams[k] for k in self._source], self._runs)
+            [self.hparams[k] for k in self.slots.source], self.slots.runs)
         self._hyper = {k: jax.device_put(v, device) for k, v in hyper.items()}
         self._keep_max = "amsgrad" not in self._unused
         self._data = jax_layers.place_dataset(dataset, self.device)
@@ -209,7 +170,7 @@ class GroupEngine(EngineGroup):
 
     def info(self):
         return {**jax_layers.device_info(self.device), "group_size": self.size,
-                "group_slots": self.n_slots, "group_seeds": len(self.seed_order)}
+                "group_slots": self.slots.n_slots, "group_seeds": len(self.seed_order)}
 
     def carry_bytes(self):
         """Bytes of the stacked arrays (parameters, state, optimizer state)."""
@@ -225,12 +186,12 @@ class GroupEngine(EngineGroup):
             raise ValueError(f"expected arrays of {self.size} runs, got {len(arrays)}")
         for a, h in zip(arrays, self.hparams):
             check_arrays(a, self.spec, h)
-        src = [arrays[k] for k in self._source]
+        src = [arrays[k] for k in self.slots.source]
         def stored(prefix, fallback=None):
             rows = lambda n: np.stack([np.asarray(
                 a[f"{prefix}{n}"] if f"{prefix}{n}" in a else a[f"{fallback}{n}"],
                 np.float32) for a in src])
-            return {n: jax.device_put(np.ascontiguousarray(self._stored(rows(n))), self.device)
+            return {n: jax.device_put(np.ascontiguousarray(self.slots.stored(rows(n))), self.device)
                     for n in self._shapes}
 
         state = {k[6:]: jax.device_put(np.stack([np.asarray(a[k], np.float32) for a in src]),
@@ -238,7 +199,7 @@ class GroupEngine(EngineGroup):
                  for k in src[0] if k.startswith("state:")}
         steps = np.asarray([a["opt:t"] for a in src], np.int32)
         # the optimizer's step counts and the carry's: two buffers (donated apart)
-        count = jax.device_put(steps.reshape(self._runs), self.device)
+        count = jax.device_put(steps.reshape(self.slots.runs), self.device)
         t = jax.device_put(steps, self.device)
         slots = {slot: stored(f"opt:{slot}:", "opt:v:")
                  for slot in jax_optimizer.slot_names(self.family, self._keep_max)}
@@ -248,12 +209,12 @@ class GroupEngine(EngineGroup):
     def dump(self):
         """Every run's arrays, as :meth:`Engine.dump` returns them: a list of K dicts."""
         params, state, opt, t = jax.device_get(self._carry)
-        slots = lambda tree: {n: self._slot_major(v) for n, v in tree.items()}
+        slots = lambda tree: {n: self.slots.slot_major(v) for n, v in tree.items()}
         params = slots(params)
         opt = {k: slots(v) for k, v in jax_optimizer.opt_slots(self.family, opt).items()}
         out = []
         for k, h in enumerate(self.hparams):
-            j = self._first_slot[k]
+            j = self.slots.first_slot[k]
             a = OrderedDict((f"param:{n}", np.array(v[j])) for n, v in params.items())
             a.update((f"state:{n}", np.array(v[j])) for n, v in state.items())
             a["opt:t"] = np.asarray(t[j], np.int64)
@@ -262,15 +223,6 @@ class GroupEngine(EngineGroup):
                 a[name] = np.array(opt[slot][n][j])
             out.append(a)
         return out
-
-    def _stored(self, rows, xp=np):
-        """Slot-major ``(S R, *shape)`` -> stored ``(S, *shape, R)``."""
-        rows = rows.reshape((len(self.seed_order), self.width) + rows.shape[1:])
-        return xp.moveaxis(rows, 1, -1)
-
-    def _slot_major(self, stored, xp=np):
-        """Stored ``(S, *shape, R)`` -> slot-major ``(S R, *shape)``."""
-        return xp.moveaxis(stored, -1, 1).reshape((self.n_slots,) + stored.shape[1:-1])
 
     # ---- compiled pieces ------------------------------------------------------------
     def _layer_options(self):
@@ -299,7 +251,7 @@ class GroupEngine(EngineGroup):
         """Gradients of every slot (stored as the parameters), and the slots' new state,
         losses and accuracies (slot-major); ``params`` as stored,
         ``x`` (S, B, ...) one batch per seed."""
-        n_seeds, width = len(self.seed_order), self.width
+        n_seeds, width = len(self.seed_order), self.slots.width
         rows = lambda tree: jax.tree_util.tree_map(
             lambda a: a.reshape((n_seeds, width) + a.shape[1:]), tree)
         flat = lambda tree: jax.tree_util.tree_map(
@@ -310,16 +262,16 @@ class GroupEngine(EngineGroup):
                                 out_axes=(run_axes, 0, 0, 0))
             grads, new_state, loss, acc = jax.vmap(per_seed)(params, rows(state), x, y, keys)
             return (grads,) + flat((new_state, loss, acc))
-        slot_major = {n: self._slot_major(v, jnp) for n, v in params.items()}
+        slot_major = {n: self.slots.slot_major(v, jnp) for n, v in params.items()}
         if self.layout == "loop":  # one run after another, each with its seed's batch
-            seed_of = jnp.asarray(np.arange(self.n_slots) // width, jnp.int32)
+            seed_of = jnp.asarray(np.arange(self.slots.n_slots) // width, jnp.int32)
             out = jax.lax.map(lambda a: self._run_step(a[0], a[1], x[a[2]], y[a[2]],
                                                        keys[a[2]]),
                               (slot_major, state, seed_of))
         else:  # 'per_run': every slot its own copy of its seed's batch
             rep = lambda a: jnp.repeat(a, width, axis=0)
             out = jax.vmap(self._run_step)(slot_major, state, rep(x), rep(y), rep(keys))
-        grads = {n: self._stored(g, jnp) for n, g in out[0].items()}
+        grads = {n: self.slots.stored(g, jnp) for n, g in out[0].items()}
         return (grads,) + out[1:]
 
     def _step(self, carry, hyper, x, y, lr, active, keys, masked=True):
@@ -327,10 +279,10 @@ class GroupEngine(EngineGroup):
         grads, new_state, loss, acc = self._grads(params, state, x, y, keys)
         # the library's rule, each run's values broadcast along its parameters' run axis
         tx = active_runs(jax_optimizer.make_optimizer(
-            self.family, lr.reshape(self._runs), jax_optimizer.switched_off(hyper, self._unused),
-            self.variant, runs=self._runs))
+            self.family, lr.reshape(self.slots.runs), jax_optimizer.switched_off(hyper, self._unused),
+            self.variant, runs=self.slots.runs))
         updates, opt = tx.update(grads, opt, params,
-                                 active=active.reshape(self._runs) if masked else None)
+                                 active=active.reshape(self.slots.runs) if masked else None)
         params = optax.apply_updates(params, updates)
         state = {k: jnp.where(per_run(active, v), new_state[k], v) if masked else new_state[k]
                  for k, v in state.items()}
@@ -380,8 +332,8 @@ class GroupEngine(EngineGroup):
         if lr.shape != (self.size,) or active.shape != (self.size,):
             raise ValueError(f"lr and active need one value per run ({self.size})")
         # a padding slot trains as a copy of its source run: no masking for it
-        slot_lr = lr[self._source].astype(np.float32)
-        slot_active = active[self._source]
+        slot_lr = lr[self.slots.source].astype(np.float32)
+        slot_active = active[self.slots.source]
         plans = [plans[s] for s in self.seed_order]
         indices = np.stack([np.asarray(i, np.int32) for i, _ in plans], axis=1)
         use_flips = plans[0][1] is not None
@@ -401,7 +353,7 @@ class GroupEngine(EngineGroup):
         key = (name, self.spec, self.layout, self.dropout, self.setup,
                str(self.compute_dtype), self.custom_grad, self.family, self.variant,
                self._unused,
-               len(self.seed_order), self.width, self.device, tuple(sorted(static.items())),
+               len(self.seed_order), self.slots.width, self.device, tuple(sorted(static.items())),
                leaves, jax.config.jax_threefry_partitionable)
         if key not in _PROGRAMS:
             began = time.perf_counter()
@@ -438,7 +390,7 @@ class GroupEngine(EngineGroup):
         self._carry, (losses, accs) = self.epoch_program(*args)
         losses, accs = jax.device_get((losses, accs))  # (n_batches, slots)
         # per run, the single-run engine's float64 mean over its batches
-        mean = lambda a: np.mean(np.ascontiguousarray(a.T[self._first_slot]), axis=1,
+        mean = lambda a: np.mean(np.ascontiguousarray(a.T[self.slots.first_slot]), axis=1,
                                  dtype=np.float64)
         return mean(losses), mean(accs)
 
@@ -449,21 +401,21 @@ class GroupEngine(EngineGroup):
         x, y = self._data["x_val"], self._data["y_val"]
         chunk_size = self.eval_runs
         if chunk_size is None:
-            chunk_size = self.n_slots
+            chunk_size = self.slots.n_slots
             if self.layout != "loop":
                 room = grouping.available_memory(self.device) / 4
                 chunk_size = max(1, min(chunk_size, int(room // grouping.eval_bytes(
                     self.spec, min(int(batch_size), x.shape[0])))))
         loss_sums, correct = [], []
-        for a in range(0, self.n_slots, chunk_size):
-            b = min(a + chunk_size, self.n_slots)
-            args = (_slot_params(params, a, b, self.width),
+        for a in range(0, self.slots.n_slots, chunk_size):
+            b = min(a + chunk_size, self.slots.n_slots)
+            args = (slot_params(params, a, b, self.slots.width),
                     jax.tree_util.tree_map(lambda v: v[a:b], state), x, y)
             ls, cs = jax.device_get(self._program("eval_batches", args,
                                                   batch_size=int(batch_size))(*args))
             loss_sums.append(ls)
             correct.append(cs)
-        mean = lambda parts: validation_means(np.concatenate(parts, axis=1).T[self._first_slot],
+        mean = lambda parts: validation_means(np.concatenate(parts, axis=1).T[self.slots.first_slot],
                                               x.shape[0], int(batch_size),
                                               self.setup.val_average)
         return mean(loss_sums), mean(correct)

@@ -10,6 +10,7 @@ layout XLA's CPU convolutions are fast in; only the flattening before a dense la
 goes back to Lasagne's order.
 """
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -229,6 +230,60 @@ def dropout(x, p, key):
     return x / retain * mask.astype(x.dtype)
 
 
+class Pass(NamedTuple):
+    """What a forward pass tells each layer function besides its input (see :func:`apply`)."""
+    train: bool
+    key: object
+    precision: object
+    custom_grad: bool
+    pool_ties: str
+    index: int = 0  # the layer's position in the spec
+
+
+def _conv_layer(layer, x, params, state, run):
+    x = conv2d(x, params[f"{layer.name}.W"], params.get(f"{layer.name}.b"), layer.pad,
+               run.precision, run.custom_grad)
+    return nonlinearity(x, layer.nonlinearity), {}
+
+
+def _dense_layer(layer, x, params, state, run):
+    x = dense(x, params[f"{layer.name}.W"], params.get(f"{layer.name}.b"), run.precision,
+              run.custom_grad)
+    return nonlinearity(x, layer.nonlinearity), {}
+
+
+def _batch_norm_layer(layer, x, params, state, run):
+    name = layer.name
+    gb = params[f"{name}.gamma"], params[f"{name}.beta"]
+    stats = state[f"{name}.mean"], state[f"{name}.inv_std"]
+    if not run.train:
+        return batch_norm_eval(x, *gb, *stats), {}
+    x, (mean, inv_std) = batch_norm_train(x, *gb, *stats, layer.epsilon, layer.alpha)
+    return x, {f"{name}.mean": mean, f"{name}.inv_std": inv_std}
+
+
+def _dropout_layer(layer, x, params, state, run):
+    if run.train and run.key is not None and layer.p > 0:
+        x = dropout(x, layer.p, jax.random.fold_in(run.key, run.index))
+    return x, {}
+
+
+#: Each layer type's forward function ``(layer, x, params, state, Pass) -> (x, new
+#: state entries)`` on NHWC ``x``: the one place the JAX engines map specs to code.
+LAYERS = {
+    models.Conv2DLayer: _conv_layer,
+    models.DenseLayer: _dense_layer,
+    models.BatchNormLayer: _batch_norm_layer,
+    models.NonlinearityLayer: lambda layer, x, *_: (nonlinearity(x, layer.nonlinearity), {}),
+    models.MaxPool2DLayer: lambda layer, x, _, __, run: (
+        max_pool(x, layer.pool_size, run.pool_ties), {}),
+    models.DropoutLayer: _dropout_layer,
+    models.LocalResponseNormalization2DLayer: lambda layer, x, *_: (
+        local_response_norm(x, layer.alpha, layer.k, layer.beta, layer.n), {}),
+    models.GlobalPoolLayer: lambda layer, x, *_: (global_mean_pool(x), {}),
+}
+
+
 def apply(spec, params, state, x, train=False, key=None, precision=None, custom_grad=True,
           pool_ties="all"):
     """The spec's output probabilities for the NCHW batch ``x``.
@@ -236,6 +291,7 @@ def apply(spec, params, state, x, train=False, key=None, precision=None, custom_
     Parameters
     ----------
     spec : ModelSpec
+        Each layer runs :data:`LAYERS`' function for its type.
     params, state : dict name -> array
         As ``models.init_params`` / ``models.init_state``.
     train : bool
@@ -254,40 +310,14 @@ def apply(spec, params, state, x, train=False, key=None, precision=None, custom_
     probs, new_state
         ``new_state`` holds the updated running averages in training, else ``state``.
     """
+    functions = [models.implementation(LAYERS, layer, "the JAX engine") for layer in spec.layers]
+    run = Pass(train, key, precision, custom_grad, pool_ties)
     new_state = dict(state)
     if x.ndim == 4:
         x = jnp.transpose(x, (0, 2, 3, 1))  # NCHW -> NHWC
-    for i, layer in enumerate(spec.layers):
-        name = layer.name
-        if isinstance(layer, models.Conv2DLayer):
-            x = conv2d(x, params[f"{name}.W"], params.get(f"{name}.b"), layer.pad, precision,
-                       custom_grad)
-            x = nonlinearity(x, layer.nonlinearity)
-        elif isinstance(layer, models.DenseLayer):
-            x = dense(x, params[f"{name}.W"], params.get(f"{name}.b"), precision,
-                      custom_grad)
-            x = nonlinearity(x, layer.nonlinearity)
-        elif isinstance(layer, models.BatchNormLayer):
-            gb = params[f"{name}.gamma"], params[f"{name}.beta"]
-            stats = state[f"{name}.mean"], state[f"{name}.inv_std"]
-            if train:
-                x, (new_state[f"{name}.mean"], new_state[f"{name}.inv_std"]) = \
-                    batch_norm_train(x, *gb, *stats, layer.epsilon, layer.alpha)
-            else:
-                x = batch_norm_eval(x, *gb, *stats)
-        elif isinstance(layer, models.NonlinearityLayer):
-            x = nonlinearity(x, layer.nonlinearity)
-        elif isinstance(layer, models.MaxPool2DLayer):
-            x = max_pool(x, layer.pool_size, pool_ties)
-        elif isinstance(layer, models.DropoutLayer):
-            if train and key is not None and layer.p > 0:
-                x = dropout(x, layer.p, jax.random.fold_in(key, i))
-        elif isinstance(layer, models.LocalResponseNormalization2DLayer):
-            x = local_response_norm(x, layer.alpha, layer.k, layer.beta, layer.n)
-        elif isinstance(layer, models.GlobalPoolLayer):
-            x = global_mean_pool(x)
-        else:
-            raise TypeError(f"layer {name!r}: unsupported type {type(layer).__name__}")
+    for i, (layer, fn) in enumerate(zip(spec.layers, functions)):
+        x, updates = fn(layer, x, params, state, run._replace(index=i))
+        new_state.update(updates)
     return x, new_state
 
 

@@ -1,8 +1,8 @@
 """The layers of :mod:`experiments.models` as Theano expressions, as Lasagne 0.2 builds them.
 
 Each function takes a layer spec and its input expression and returns the output
-expression; :func:`get_output` chains them for a whole spec, like
-``lasagne.layers.get_output``. Batch-norm running averages are returned as a list of
+expression; :data:`LAYERS` maps each layer type to one, and :func:`get_output` chains
+them for a whole spec, like ``lasagne.layers.get_output``. Batch-norm running averages are returned as a list of
 ``(shared, update)`` pairs for ``theano.function(..., updates=...)`` (Lasagne attaches
 the same expressions as ``default_update``).
 
@@ -10,6 +10,8 @@ Float constants are built with ``T.constant`` or Python floats, which Theano cas
 ``floatX``; build under ``floatX=float32`` so the graphs stay float32.
 """
 from ..theano_env import theano  # noqa: F401  (sets Theano's flags before the imports below)
+
+from typing import NamedTuple  # noqa: E402
 
 import theano.tensor as T  # noqa: E402
 from theano.tensor.signal.pool import pool_2d  # noqa: E402
@@ -94,12 +96,58 @@ def dropout(layer, x, srng):
     return x * srng.binomial(x.shape, p=retain, dtype=x.dtype)
 
 
+class Pass(NamedTuple):
+    """What :func:`get_output` tells each layer function besides its input."""
+    deterministic: bool
+    srng: object
+    filter_flip: bool
+    input_shape: tuple = ()  # the layer's, without the batch axis
+
+
+def _conv_layer(layer, x, params, state, run):
+    W, b = params[f"{layer.name}.W"], params.get(f"{layer.name}.b")
+    return conv2d(layer, x, W, b, run.input_shape, run.filter_flip), []
+
+
+def _dense_layer(layer, x, params, state, run):
+    return dense(layer, x, params[f"{layer.name}.W"], params.get(f"{layer.name}.b")), []
+
+
+def _batch_norm_layer(layer, x, params, state, run):
+    name = layer.name
+    return batch_norm(layer, x, params[f"{name}.beta"], params[f"{name}.gamma"],
+                      state[f"{name}.mean"], state[f"{name}.inv_std"], run.deterministic)
+
+
+def _dropout_layer(layer, x, params, state, run):
+    if not run.deterministic and run.srng is not None and layer.p > 0:
+        x = dropout(layer, x, run.srng)
+    return x, []
+
+
+#: Each layer type's expression ``(layer, x, params, state, Pass) -> (x, updates)`` on
+#: NCHW ``x``: the one place the Theano engine maps specs to code.
+LAYERS = {
+    models.Conv2DLayer: _conv_layer,
+    models.DenseLayer: _dense_layer,
+    models.BatchNormLayer: _batch_norm_layer,
+    models.NonlinearityLayer: lambda layer, x, *_: (nonlinearity(layer.nonlinearity, x), []),
+    models.MaxPool2DLayer: lambda layer, x, *_: (
+        pool_2d(x, ws=(layer.pool_size,) * 2, ignore_border=True, mode="max"), []),
+    models.DropoutLayer: _dropout_layer,
+    models.LocalResponseNormalization2DLayer: lambda layer, x, _, __, run: (
+        local_response_normalization(layer, x, run.input_shape[0]), []),
+    models.GlobalPoolLayer: lambda layer, x, *_: (T.mean(x.flatten(3), axis=2), []),
+}
+
+
 def get_output(spec, x, params, state, deterministic, srng=None, filter_flip=False):
     """The output of ``spec`` for the input expression ``x``.
 
     Parameters
     ----------
     spec : experiments.models.ModelSpec
+        Each layer builds :data:`LAYERS`' expression for its type.
     x : 4-d tensor
     params, state : dict name -> shared variable
         As named by :func:`experiments.models.param_shapes` and ``state_shapes``.
@@ -115,39 +163,10 @@ def get_output(spec, x, params, state, deterministic, srng=None, filter_flip=Fal
     output, updates
         Class probabilities, and the batch-norm running-average updates.
     """
-    updates = []
-    for layer, shape in _with_input_shapes(spec):
-        name = layer.name
-        if isinstance(layer, models.Conv2DLayer):
-            x = conv2d(layer, x, params[f"{name}.W"], params.get(f"{name}.b"), shape,
-                       filter_flip)
-        elif isinstance(layer, models.DenseLayer):
-            x = dense(layer, x, params[f"{name}.W"], params.get(f"{name}.b"))
-        elif isinstance(layer, models.BatchNormLayer):
-            x, new = batch_norm(layer, x, params[f"{name}.beta"], params[f"{name}.gamma"],
-                                state[f"{name}.mean"], state[f"{name}.inv_std"],
-                                deterministic)
-            updates += new
-        elif isinstance(layer, models.NonlinearityLayer):
-            x = nonlinearity(layer.nonlinearity, x)
-        elif isinstance(layer, models.MaxPool2DLayer):
-            size = (layer.pool_size, layer.pool_size)
-            x = pool_2d(x, ws=size, ignore_border=True, mode="max")
-        elif isinstance(layer, models.DropoutLayer):
-            if not deterministic and srng is not None and layer.p > 0:
-                x = dropout(layer, x, srng)
-        elif isinstance(layer, models.LocalResponseNormalization2DLayer):
-            x = local_response_normalization(layer, x, shape[0])
-        elif isinstance(layer, models.GlobalPoolLayer):
-            x = T.mean(x.flatten(3), axis=2)
-        else:
-            raise TypeError(f"no Theano implementation of {type(layer).__name__}")
+    functions = [models.implementation(LAYERS, layer, "the Theano engine")
+                 for layer in spec.layers]
+    run, updates = Pass(deterministic, srng, filter_flip), []
+    for (layer, shape, _), fn in zip(models.layer_shapes(spec), functions):
+        x, new = fn(layer, x, params, state, run._replace(input_shape=shape))
+        updates += new
     return x, updates
-
-
-def _with_input_shapes(spec):
-    """``(layer, input shape without the batch axis)`` for each layer of ``spec``."""
-    shape = tuple(spec.input_shape)
-    for layer, out_shape in models.output_shapes(spec):
-        yield layer, shape
-        shape = out_shape

@@ -65,28 +65,22 @@ def model_costs(spec):
     Returns
     -------
     dict
-        ``params`` (count), ``forward_flops`` and ``train_flops`` per example (2 per
-        multiply-add of the convolution and dense layers; training is the forward
-        pass, the weight gradients, and the input gradients of every weighted layer
-        but the first; element-wise layers are not counted), ``activations`` (floats
+        ``params`` (count), ``forward_flops`` and ``train_flops`` per example (the
+        layers' :meth:`~experiments.models.Layer.flops`: 2 per multiply-add of the
+        convolution and dense layers; training is the forward pass, the weight
+        gradients, and the input gradients of every weighted layer but the first;
+        element-wise layers are not counted), ``activations`` (floats
         of all layer outputs, the input included) and ``widest_pair`` (floats of the
         largest input + output of one layer: what evaluation holds at a time).
     """
-    forward, weighted, shape = [], [], tuple(spec.input_shape)
-    activations = widest = math.prod(shape)
-    for layer, out_shape in models.output_shapes(spec):
-        if isinstance(layer, models.Conv2DLayer):
-            k = layer.filter_size
-            forward.append(2 * shape[0] * k * k * math.prod(out_shape))
-            weighted.append(forward[-1])
-        elif isinstance(layer, models.DenseLayer):
-            forward.append(2 * math.prod(shape) * layer.num_units)
-            weighted.append(forward[-1])
-        activations += math.prod(out_shape)
-        widest = max(widest, math.prod(shape) + math.prod(out_shape))
-        shape = out_shape
+    layers = models.layer_shapes(spec)
+    # a layer that counts FLOPs is a weighted product (models.Layer.flops)
+    forward = [f for f in (layer.flops(shape) for layer, shape, _ in layers) if f]
+    activations = math.prod(spec.input_shape) + sum(math.prod(out) for *_, out in layers)
+    widest = max([math.prod(spec.input_shape)]
+                 + [math.prod(shape) + math.prod(out) for _, shape, out in layers])
     fwd = sum(forward)
-    train = fwd + sum(weighted) + sum(weighted[1:])
+    train = 2 * fwd + sum(forward[1:])
     return {"params": models.count_params(spec), "forward_flops": fwd, "train_flops": train,
             "activations": activations, "widest_pair": widest}
 
