@@ -88,8 +88,14 @@ def _interrupt(signum, frame):  # SIGTERM (kill, a batch system) ends like Ctrl-
     raise KeyboardInterrupt
 
 
-def main(argv=None):
-    parser = _Parser(prog="run_grid.py", description=__doc__.split("\n\n")[0],
+def _program():
+    """The name the user called: amsgrad-grid installed, run_grid.py from a checkout."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name in ("amsgrad-grid", "run_grid.py") else "run_grid.py"
+
+
+def _parser():
+    parser = _Parser(prog=_program(), description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("config", help="a YAML config, e.g. configs/vgg.yaml")
@@ -148,6 +154,27 @@ def main(argv=None):
                        "been refreshed for S seconds (the runner is presumed dead; it "
                        "refreshes it every S/12 s); every runner on a results folder should "
                        "use the same S (default: %(default)g)")
+    return parser
+
+
+def _config(args):
+    """The config the arguments ask for: the file, its --set changes, --epochs."""
+    config = load_with_overrides(args.config, args.set)
+    if args.epochs is not None and any(parse_item(s)[0] == ("epochs",) for s in args.set):
+        raise ConfigError("--epochs and --set epochs=...: give the number of epochs once")
+    if args.epochs is not None:
+        if config.kind != "train":
+            raise ConfigError(f"{args.config}: --epochs applies to training grids only")
+        config = with_epochs(config, args.epochs)
+    if config.kind != "train" and (args.only or args.engine != "jax"
+                                   or args.executor != "local" or args.log):
+        raise ConfigError(f"{args.config}: --only, --engine, --executor and --log apply "
+                          f"to training grids only")
+    return config
+
+
+def main(argv=None):
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.executor != "ray" and (args.address or args.num_gpus is not None
                                    or args.num_cpus is not None):
@@ -155,18 +182,7 @@ def main(argv=None):
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        config = load_with_overrides(args.config, args.set)
-        if args.epochs is not None and any(parse_item(s)[0] == ("epochs",)
-                                           for s in args.set):
-            raise ConfigError("--epochs and --set epochs=...: give the number of epochs once")
-        if args.epochs is not None:
-            if config.kind != "train":
-                raise ConfigError(f"{args.config}: --epochs applies to training grids only")
-            config = with_epochs(config, args.epochs)
-        if config.kind != "train" and (args.only or args.engine != "jax"
-                                       or args.executor != "local" or args.log):
-            raise ConfigError(f"{args.config}: --only, --engine, --executor and --log apply "
-                              f"to training grids only")
+        config = _config(args)
         with storage.writing_to(args.results, "--results"):
             summary = run_grid(config, results_dir=args.results, engine=args.engine,
                                data_dir=args.data_dir, only=args.only, quiet=args.quiet,
