@@ -49,6 +49,7 @@ from . import models, provenance, run_schema
 from .grid import grouping
 from .engines import get_engine
 from .engines.base import GroupOfOne, Hyperparameters
+from .metric_logs import RunLog
 from .results.storage import is_storage_fault
 from .run_schema import RunConfig
 from .schedules import learning_rate
@@ -116,9 +117,10 @@ def run_setup(run, dataset=None, data_dir=None, quiet=False):
 class _Member:
     """One run of the group and where it stands."""
 
-    def __init__(self, run, store):
+    def __init__(self, run, store, metric_log=()):
         self.run, self.store = run, store
         self.config = RunConfig.from_run(run)
+        self.log = RunLog(metric_log, run, store.run_dir) if metric_log else None
         self.rows, self.start = [], 0
         self.status = store.read_status() or {}
         self.checkpoint = store.load_checkpoint()
@@ -143,6 +145,8 @@ class _Member:
         """Append an epoch's row; a row that is not finite ends the run, diverged."""
         self.rows.append(row)
         self.write("write_curves", self.rows)
+        if self.log is not None and self.lost is None:
+            self.log.write(row)
         self.status.update(epochs_done=row["epoch"], updated=utc_now())
         if not is_finite(row["loss"], row["val_loss"]):
             self.alive = False
@@ -209,7 +213,8 @@ def _make_engine(name, spec, dataset, hparams, seeds, keys, options, alone):
 
 
 def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=False,
-               position=None, engine_options=None, on_epoch=None, checkpoint_every=None):
+               position=None, engine_options=None, on_epoch=None, checkpoint_every=None,
+               metric_log=()):
     """Train (or resume, or leave as they are) the compatible ``runs`` together.
 
     Parameters
@@ -244,6 +249,8 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     checkpoint_every : float, optional
         Seconds to wait at least between checkpoints (0: every epoch); default: every
         epoch for a run alone, else see :data:`CHECKPOINT_RATIO`.
+    metric_log : sequence of str
+        Also log each run's curves rows to these (:mod:`experiments.metric_logs`).
 
     Returns
     -------
@@ -263,7 +270,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     if len(runs) != len(stores):
         raise ValueError(f"{len(runs)} runs but {len(stores)} stores")
     grouping.check_group(runs)
-    members = [_Member(run, store) for run, store in zip(runs, stores)]
+    members = [_Member(run, store, metric_log) for run, store in zip(runs, stores)]
     live = [m for m in members if not m.done]
     if not live:
         return [m.status for m in members]
@@ -295,6 +302,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     from .grid.claims import ClaimLost
     from .data import epoch_batches
     checkpoints = _Checkpoints(0 if checkpoint_every is None and alone else checkpoint_every)
+    ended = False
     try:
         for epoch in range(first, n_epochs):
             active = [m.alive and m.start <= epoch for m in live]
@@ -330,6 +338,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
                 bar.update(1)
                 _postfix(bar, alone, [(float(losses[k]), float(val_accs[k]))
                                       for m, k in trained], sum(m.alive for m in live))
+        ended = True
     except Exception as exc:
         for m in live if not is_storage_fault(exc) else ():  # a full disk: no run's failure
             if m.alive:
@@ -340,6 +349,8 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     finally:
         if bar is not None:
             bar.close()
+        for m in live if metric_log else ():
+            m.log.close(ended)
 
     for m in live:
         if m.alive:
@@ -362,13 +373,14 @@ def _postfix(bar, alone, finals, n_alive):
 
 
 def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False,
-              position=None, engine_options=None, on_epoch=None):
+              position=None, engine_options=None, on_epoch=None, metric_log=()):
     """Train (or resume, or leave as it is) one run: :func:`train_runs` with one run;
     ``on_epoch(row)``. Returns its final status; another process taking the run's claim
     over raises :class:`~experiments.grid.claims.ClaimLost`."""
     from .grid.claims import ClaimLost
     status, = train_runs([run], [store], engine, data_dir, dataset, quiet, position,
-                         engine_options, on_epoch and (lambda _, row: on_epoch(row)))
+                         engine_options, on_epoch and (lambda _, row: on_epoch(row)),
+                         metric_log=metric_log)
     if status.get("state") == "lost":
         raise ClaimLost(status["error"])
     return status

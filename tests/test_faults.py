@@ -101,7 +101,9 @@ def toy_config(tmp_path, epochs=6, seeds="[0]"):
 
 
 def toy_cmd(config, results, *args):
-    return [sys.executable, __file__, str(config), "--results", str(results), "--quiet", *args]
+    # the toy engine trains one run at a time (it stands in for a single-run engine)
+    return [sys.executable, __file__, str(config), "--results", str(results), "--quiet",
+            "--group-size", "1", *args]
 
 
 def toy_run(config, results, *args, env=None):

@@ -123,3 +123,33 @@ def test_auto_groups_follow_memory():
     assert [len(g) for g in group_runs(runs, "auto", memory=memory)] == [24] * 5
     assert [len(g) for g in group_runs(runs, "auto", memory=10 ** 12)] == [120]
     assert grouping.available_memory() > 0
+
+
+def test_auto_chooses_by_model_engine_and_device():
+    logreg, cifarnet = models.get_model("logreg"), models.get_model("cifarnet")
+    choose = grouping.choose_group_size
+    # a dense model on a CPU: as many as fit (logreg: 375 in 1 GB, see above)
+    assert choose(logreg, "cpu", memory=10 ** 9) == 375
+    # a conv net on a CPU: one run after another, whatever the memory
+    assert choose(cifarnet, "cpu", memory=10 ** 12) == 1
+    # on a GPU: as many as fit in the memory of the device that trains them
+    per_run = run_bytes(cifarnet)
+    assert choose(cifarnet, "gpu", memory=100 * per_run / grouping.MEMORY_FRACTION + 1) == 100
+    assert choose(logreg, "gpu", memory=10 ** 9) == 375
+    # the Theano engine and a custom trainer take one run at a time, even on a GPU
+    assert choose(logreg, "cpu", memory=10 ** 9, engine="theano") == 1
+    assert choose(cifarnet, "gpu", memory=10 ** 12, custom_trainer=True) == 1
+    assert grouping.trains_groups("jax") and not grouping.trains_groups("theano")
+
+
+def test_auto_groups_a_conv_grid_on_a_gpu_only():
+    runs = grid("cifarnet")
+    per_run = run_bytes(models.get_model("cifarnet"))
+    memory = 24 * per_run / grouping.MEMORY_FRACTION + 1
+    gpu = group_runs(runs, "auto", memory=memory, platform="gpu")
+    assert [len(g) for g in gpu] == [24] * 5
+    cpu = group_runs(runs, "auto", memory=memory, platform="cpu")
+    assert [len(g) for g in cpu] == [1] * 120
+    import jax
+    platform, free = grouping.device_room()  # this host's JAX device
+    assert platform == jax.devices()[0].platform and free > 0

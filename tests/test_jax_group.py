@@ -424,8 +424,10 @@ def test_grid_trains_groups_like_runs_one_after_another(tmp_path):
     from experiments.config import load_config
     from experiments.grid.runner import run_grid
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
+    # "auto": run_grid's default, without the argument (logreg's 4 runs at once)
     summaries = {k: run_grid(config, results_dir=tmp_path / str(k), data_dir=REAL, quiet=True,
-                             group_size=k, out=io.StringIO()) for k in (1, 2, "auto")}
+                             out=io.StringIO(), **({} if k == "auto" else {"group_size": k}))
+                 for k in (1, 2, "auto")}
     assert all(len(s["trained"]) == 4 and not s["failed"] for s in summaries.values())
     for run_id in summaries[1]["trained"]:
         one, two, auto = (RunStore(tmp_path / str(k) / "smoke" / run_id) for k in (1, 2, "auto"))

@@ -91,6 +91,29 @@ def test_smoke_on_ray_equals_the_local_executor(cluster, tmp_path):
 
 @needs_mnist
 @pytest.mark.slow
+def test_auto_groups_and_metric_logs_on_a_worker(cluster, tmp_path):
+    """The default group size is chosen on the worker's device (its CPU: logreg's four
+    runs in one group, one task), and the worker writes the TensorBoard events."""
+    pytest.importorskip("tensorboardX")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from experiments.config import load_config
+    from experiments.grid.runner import run_grid
+    summary = run_grid(load_config(os.path.join(REPO, "configs", "smoke.yaml")),
+                       results_dir=str(tmp_path), data_dir=REAL, quiet=True, out=io.StringIO(),
+                       executor="ray", metric_log=("tensorboard",))
+    assert len(summary["trained"]) == 4 and not summary["failed"]
+    for rid in summary["trained"]:
+        run_dir = tmp_path / "smoke" / rid
+        status = json.loads((run_dir / "status.json").read_text())
+        assert status["engine_info"]["group_size"] == 4
+        events = EventAccumulator(str(run_dir))
+        events.Reload()
+        assert [(e.step, e.value) for e in events.Scalars("val_loss")] == [
+            (r["epoch"], pytest.approx(r["val_loss"], rel=1e-6)) for r in curves(run_dir)]
+
+
+@needs_mnist
+@pytest.mark.slow
 def test_killed_worker_is_retried_and_resumes_from_its_checkpoint(cluster, tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text("name: tiny\nmodel: logreg\nepochs: 40\ntrain_subset: 3000\n"

@@ -156,8 +156,12 @@ def test_synthetic_dry_run_and_misplaced_flags(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == (f"synthetic: 1 run (4 lanes x 9,000,000 steps) in "
                              f"{tmp_path}/synthetic: to do\n")
-    assert_one_error_line(cli("configs/synthetic.yaml", "--only", "seed=0"),
-                          "--only, --engine and --executor apply to training grids only")
+    for flag in (["--only", "seed=0"], ["--log", "tensorboard"]):
+        assert_one_error_line(cli("configs/synthetic.yaml", *flag), "--only, --engine, "
+                              "--executor and --log apply to training grids only")
+    assert_one_error_line(cli("configs/smoke.yaml", "--log", "tensorboard,mlflow"),
+                          "argument --log: unknown metric log 'mlflow'; choose from "
+                          "tensorboard, wandb")
 
 
 def test_synthetic_config_runs_once_and_refuses_other_settings(tmp_path):

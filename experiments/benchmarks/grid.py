@@ -30,7 +30,8 @@ def add_arguments(parser):
     parser.add_argument("--data-dir", help="data folder (default: $AMSGRAD_DATA_DIR, ...)")
     parser.add_argument("--runs", type=int, help="the first N runs of the grid (default all)")
     parser.add_argument("--group-sizes", default="120,24",
-                        help="comma-separated K to time, or 'auto' (default %(default)s)")
+                        help="comma-separated K to time; 'auto': as run_grid.py chooses by "
+                             "default on this device (default %(default)s)")
     parser.add_argument("--layouts", default="default",
                         help="grouped engine layouts, comma-separated: default, shared, "
                              "per_run, loop (default %(default)s)")
@@ -79,7 +80,9 @@ def time_grouped(runs, dataset, size, layout, epochs, flip):
     bytes per run: the group's stacked arrays and XLA's temporaries for its epoch."""
     from experiments.engines.base import Hyperparameters
     from experiments.engines.jax_group import GroupEngine
-    groups = grouping.group_runs(runs, size)
+    # 'auto' as the grid runner chooses it (run_grid's default), on this device
+    room = dict(zip(("platform", "memory"), grouping.device_room())) if size == "auto" else {}
+    groups = grouping.group_runs(runs, size, **room)
     total, compile_s, per_run = 0.0, 0.0, 0
     batch, val_batch = int(runs[0]["batch_size"]), int(runs[0]["val_batch_size"])
     for group in groups:

@@ -76,12 +76,26 @@ def _group_size(text):
                                          f"got {text!r}") from None
 
 
+def _metric_log(text):
+    from experiments.metric_logs import parse
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _interrupt(signum, frame):  # SIGTERM (kill, a batch system) ends like Ctrl-C
     raise KeyboardInterrupt
 
 
-def main(argv=None):
-    parser = _Parser(prog="run_grid.py", description=__doc__.split("\n\n")[0],
+def _program():
+    """The name the user called: amsgrad-grid installed, run_grid.py from a checkout."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name in ("amsgrad-grid", "run_grid.py") else "run_grid.py"
+
+
+def _parser():
+    parser = _Parser(prog=_program(), description=__doc__.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("config", help="a YAML config, e.g. configs/vgg.yaml")
@@ -107,14 +121,21 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars (they show on a terminal only anyway); "
                              "the line of each run that ends and the summary stay")
-    parser.add_argument("--group-size", type=_group_size, default=1, metavar="K",
+    parser.add_argument("--group-size", type=_group_size, default="auto", metavar="K",
                         help="JAX: train up to K runs that differ only in updater, lr, "
                              "beta1/2, epsilon, bias correction and seed together in one "
-                             "compiled program; 'auto': as many as fit in memory "
-                             "(default: 1, one run after another)")
+                             "compiled program; 1: one run after another; 'auto' (default): "
+                             "as many as fit in the memory of the device that trains them, "
+                             "except a conv net on a CPU (1: faster there), and the Theano "
+                             "engine (1)")
+    parser.add_argument("--log", type=_metric_log, default=(), metavar="KINDS",
+                        help="also log each run's curves to tensorboard (event files in the "
+                             "run's folder) and/or wandb (Weights & Biases; WANDB_MODE etc. "
+                             "apply), comma-separated; needs the .[tensorboard] / .[wandb] "
+                             "extra; changes nothing of the experiment")
     scale = parser.add_argument_group("scaling out (see docs/scaling.md)")
     scale.add_argument("--executor", choices=EXECUTORS, default="local",
-                       help="train here, one run after another, or each run as a Ray task "
+                       help="train here, or each run (or group of runs) as a Ray task "
                             "(needs the .[ray] extra) (default: %(default)s)")
     scale.add_argument("--address", metavar="ADDR",
                        help="Ray cluster to join: host:port, or auto for the one 'ray start' "
@@ -133,6 +154,27 @@ def main(argv=None):
                        "been refreshed for S seconds (the runner is presumed dead; it "
                        "refreshes it every S/12 s); every runner on a results folder should "
                        "use the same S (default: %(default)g)")
+    return parser
+
+
+def _config(args):
+    """The config the arguments ask for: the file, its --set changes, --epochs."""
+    config = load_with_overrides(args.config, args.set)
+    if args.epochs is not None and any(parse_item(s)[0] == ("epochs",) for s in args.set):
+        raise ConfigError("--epochs and --set epochs=...: give the number of epochs once")
+    if args.epochs is not None:
+        if config.kind != "train":
+            raise ConfigError(f"{args.config}: --epochs applies to training grids only")
+        config = with_epochs(config, args.epochs)
+    if config.kind != "train" and (args.only or args.engine != "jax"
+                                   or args.executor != "local" or args.log):
+        raise ConfigError(f"{args.config}: --only, --engine, --executor and --log apply "
+                          f"to training grids only")
+    return config
+
+
+def main(argv=None):
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.executor != "ray" and (args.address or args.num_gpus is not None
                                    or args.num_cpus is not None):
@@ -140,25 +182,14 @@ def main(argv=None):
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        config = load_with_overrides(args.config, args.set)
-        if args.epochs is not None and any(parse_item(s)[0] == ("epochs",)
-                                           for s in args.set):
-            raise ConfigError("--epochs and --set epochs=...: give the number of epochs once")
-        if args.epochs is not None:
-            if config.kind != "train":
-                raise ConfigError(f"{args.config}: --epochs applies to training grids only")
-            config = with_epochs(config, args.epochs)
-        if config.kind != "train" and (args.only or args.engine != "jax"
-                                       or args.executor != "local"):
-            raise ConfigError(f"{args.config}: --only, --engine and --executor apply to "
-                              f"training grids only")
+        config = _config(args)
         with storage.writing_to(args.results, "--results"):
             summary = run_grid(config, results_dir=args.results, engine=args.engine,
                                data_dir=args.data_dir, only=args.only, quiet=args.quiet,
                                dry_run=args.dry_run, executor=args.executor,
                                address=args.address, num_cpus=args.num_cpus,
                                num_gpus=args.num_gpus, max_attempts=args.max_attempts,
-                               group_size=args.group_size,
+                               group_size=args.group_size, metric_log=args.log,
                                stale_after=args.heartbeat_timeout,
                                heartbeat=args.heartbeat_timeout / 12)
     except (ConfigError, DataError) as error:

@@ -57,6 +57,7 @@ class Job:
     patient: bool = False  # wait out a claim whose owner stops beating (claims.outlive)
     # the driver's command line, for status.json wherever the job trains (a Ray worker)
     command: dict = dataclasses.field(default_factory=provenance.command_line)
+    metric_log: tuple = ()  # experiments.metric_logs.KINDS to log the curves to
 
     @property
     def run_id(self):
@@ -200,6 +201,7 @@ def _train(ready, dataset, event_of, quiet, position):
     from experiments.training import train_runs
     first = ready[0][0]
     train = train_runs if first.train_fn is None else _one_at_a_time(first.train_fn)
+    logs = {"metric_log": first.metric_log} if first.train_fn is None else {}
     by_id = {job.run_id: (job, store) for job, store in ready}
 
     def on_epoch(run, row):
@@ -219,7 +221,7 @@ def _train(ready, dataset, event_of, quiet, position):
     try:
         statuses = train([j.run for j, _ in ready], [s for _, s in ready],
                          engine=first.engine, data_dir=first.data_dir, dataset=dataset,
-                         quiet=quiet, position=position, on_epoch=on_epoch)
+                         quiet=quiet, position=position, on_epoch=on_epoch, **logs)
     except DataError:
         raise
     except Exception as error:  # every run of the group failed with it
@@ -254,6 +256,11 @@ class LocalExecutor:
 
     def __exit__(self, *exc):
         pass
+
+    def device_room(self):
+        """``(platform, free bytes)`` of the device runs train on here."""
+        from experiments.grid.grouping import device_room
+        return device_room()
 
     def run(self, jobs, on_event=None):
         """Each item of ``jobs`` is a :class:`Job` or a list of them (a group)."""

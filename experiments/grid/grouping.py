@@ -11,9 +11,11 @@ groups of at most ``group_size`` compatible runs, keeping the runs of one seed
 together (they share each batch) and the groups as rectangular as it can (the same
 number of runs for every seed of a group; a seed with fewer runs is padded).
 
-``group_size='auto'`` sizes groups from the memory available on the device (or the
-host, on CPU), using :func:`run_bytes`, an estimate from the model's parameter count
-and activation sizes.
+``group_size='auto'`` (the grid's default) chooses per model, engine and device
+(:func:`choose_group_size`): on a GPU, and on a CPU for a dense model, as many runs as
+fit into the memory of the device that trains them (:func:`run_bytes`, an estimate
+from the model's parameter count and activation sizes); one run at a time for a conv
+net on a CPU, for the Theano engine and for a custom trainer.
 """
 import math
 import os
@@ -27,7 +29,7 @@ MEMORY_FRACTION = 0.6
 _F32 = 4
 
 __all__ = ["PER_RUN_KEYS", "compatibility_key", "check_group", "model_costs", "run_bytes", "eval_bytes", "available_memory", "auto_group_size",
-           "parse_group_size", "group_runs"]
+           "device_room", "trains_groups", "choose_group_size", "parse_group_size", "group_runs"]
 
 
 def compatibility_key(run):
@@ -131,6 +133,44 @@ def auto_group_size(spec, batch_size=128, memory=None, device=None, data_bytes=0
     return max(1, int(room // run_bytes(spec, batch_size)))
 
 
+def device_room(device=None):
+    """``(platform, free bytes)`` of ``device`` (default: JAX's first device), what
+    :func:`choose_group_size` sizes groups by; a Ray worker calls it on its own device."""
+    if device is None:
+        import jax
+        device = jax.devices()[0]
+    return device.platform, available_memory(device)
+
+
+def trains_groups(engine="jax", custom_trainer=False):
+    """Whether groups of more than one run can train: only on the JAX engine with the
+    suite's own trainer (the Theano engine and a custom ``train_fn`` take one run at a
+    time)."""
+    return engine == "jax" and not custom_trainer
+
+
+def choose_group_size(spec, platform="cpu", memory=None, engine="jax", custom_trainer=False,
+                      batch_size=128):
+    """What ``group_size='auto'`` trains together: how many runs of ``spec``.
+
+    - 1 where groups cannot train (:func:`trains_groups`);
+    - 1 for a conv net on a CPU: K runs' convolutions become one grouped convolution,
+      which XLA's CPU back end runs slower than K plain ones, and the per-step
+      overhead a group saves is small next to a conv step (docs/benchmarks.md,
+      cifarnet: a group of 4 took 14.6 s an epoch against 9.0 s one run after
+      another on jax 0.4.30, 15.5 against 16.5 on jax 0.10.2);
+    - otherwise (a GPU, or a dense model on a CPU: 6.8x faster grouped, logreg) as
+      many as fit into ``memory``, the free bytes of the device that trains them
+      (:func:`auto_group_size`; default: this host's).
+    """
+    if not trains_groups(engine, custom_trainer):
+        return 1
+    dense = not any(isinstance(layer, models.Conv2DLayer) for layer in spec.layers)
+    if platform == "cpu" and not dense:
+        return 1
+    return auto_group_size(spec, batch_size, memory)
+
+
 def parse_group_size(text):
     """``'auto'`` or a positive integer from the command line; ``ValueError`` otherwise."""
     if str(text).strip().lower() == "auto":
@@ -169,7 +209,7 @@ def _split(runs, group_size):
     return [[run for b in part for run in b] for part in parts]
 
 
-def group_runs(runs, group_size, memory=None, device=None, batch_size=None):
+def group_runs(runs, group_size, memory=None, device=None, batch_size=None, platform=None):
     """Split ``runs`` into groups that train together.
 
     Parameters
@@ -178,8 +218,9 @@ def group_runs(runs, group_size, memory=None, device=None, batch_size=None):
         Resolved run configs (``model``, ``updater``, ``seed``, ...).
     group_size : int or 'auto'
         At most this many runs per group (slots, counting padding); 1 gives one
-        group per run (the sequential path). 'auto': as many as fit in memory
-        (:func:`auto_group_size` with ``memory`` / ``device``).
+        group per run (the sequential path). 'auto': :func:`choose_group_size` for
+        ``platform`` (default: ``device``'s, else 'cpu') and ``memory`` (default:
+        :func:`available_memory` of ``device``).
 
     Returns
     -------
@@ -198,8 +239,10 @@ def group_runs(runs, group_size, memory=None, device=None, batch_size=None):
         size = group_size
         if size == "auto":
             spec = models.get_model(members[0]["model"])
-            size = auto_group_size(spec, batch_size or int(members[0].get("batch_size", 128)),
-                                   memory, device)
+            size = choose_group_size(
+                spec, platform or getattr(device, "platform", "cpu"),
+                available_memory(device) if memory is None else memory,
+                batch_size=batch_size or int(members[0].get("batch_size", 128)))
         groups.extend(_split(members, size))
     first = {id(run): i for i, run in enumerate(runs)}
     return sorted(groups, key=lambda g: min(first[id(r)] for r in g))

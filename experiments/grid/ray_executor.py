@@ -52,6 +52,11 @@ def _ray_task(job, events):
                                                      error.filename))
 
 
+def _device_room():
+    from experiments.grid.grouping import device_room
+    return device_room()
+
+
 class _Events:
     """A Ray actor collecting the tasks' events for the driver."""
 
@@ -128,17 +133,28 @@ class RayExecutor:
             import ray
             ray.shutdown()
 
+    def _options(self):
+        options = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
+                   "max_retries": self.max_retries, "retry_exceptions": False}
+        if 0 < self.num_gpus < 1:  # GPUs shared by several tasks: allocate memory as needed
+            options["runtime_env"] = {"env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}}
+        return options
+
+    def device_room(self):
+        """``(platform, free bytes)`` of the device a task gets, asked of a worker
+        started as the tasks are (a task's share of it when GPUs are shared)."""
+        import ray
+        probe = ray.remote(_device_room).options(**self._options())
+        platform, memory = ray.get(probe.remote())
+        return platform, int(memory * min(self.num_gpus, 1)) if self.num_gpus else memory
+
     def run(self, jobs, on_event=None):
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
                                               soft=False)  # dies only with the driver
         events = ray.remote(_Events).options(num_cpus=0, scheduling_strategy=here).remote()
-        options = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
-                   "max_retries": self.max_retries, "retry_exceptions": False}
-        if 0 < self.num_gpus < 1:  # GPUs shared by several tasks: allocate memory as needed
-            options["runtime_env"] = {"env_vars": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}}
-        task = ray.remote(_ray_task).options(**options)
+        task = ray.remote(_ray_task).options(**self._options())
         pending = {task.remote(job, events): job for job in jobs}
 
         def relay():

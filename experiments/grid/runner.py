@@ -13,8 +13,8 @@ import sys
 
 from tqdm.auto import tqdm
 
-from experiments import setup
-from experiments.grid import claims
+from experiments import metric_logs, setup
+from experiments.grid import claims, grouping
 from experiments.results import storage
 from experiments.config import ConfigError
 from experiments.grid.executors import MAX_ATTEMPTS, Job, LocalExecutor, load_grid_dataset
@@ -48,7 +48,7 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
              quiet=False, dry_run=False, train_fn=None, load_fn=None, out=None,
              executor="local", address=None, num_cpus=None, num_gpus=None,
              max_attempts=MAX_ATTEMPTS, stale_after=claims.STALE_AFTER,
-             heartbeat=claims.HEARTBEAT, group_size=1):
+             heartbeat=claims.HEARTBEAT, group_size="auto", metric_log=()):
     """Train the runs of ``config`` that are not done; returns a summary dict.
 
     Parameters
@@ -88,8 +88,14 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
         seconds between a runner's signs of life (see :mod:`experiments.grid.claims`).
     group_size : int or 'auto'
         JAX engine: train up to this many compatible runs together in one compiled
-        program (:func:`experiments.grid.grouping.group_runs`; 'auto': as many as fit in
-        the device's memory); 1 trains one run after another.
+        program (:func:`experiments.grid.grouping.group_runs`); 1 trains one run after
+        another. 'auto' (default): :func:`experiments.grid.grouping.choose_group_size` on
+        the device that trains them (a Ray worker's, with Ray): as many as fit in its
+        memory on a GPU, and on a CPU for a dense model; 1 for a conv net on a CPU, the
+        Theano engine and a custom ``train_fn``.
+    metric_log : sequence of str
+        Also log each run's curves to these (:data:`experiments.metric_logs.KINDS`:
+        'tensorboard', 'wandb'); they change nothing of the experiment.
 
     Returns
     -------
@@ -116,8 +122,11 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     if not todo:
         return summary
     _check_engine(engine, config)
+    if group_size == "auto" and not grouping.trains_groups(engine, train_fn is not None):
+        group_size = 1
     if group_size != 1 and (engine != "jax" or train_fn is not None):
         raise ConfigError(f"--group-size {group_size}: groups train with the JAX engine only")
+    metric_log = metric_logs.check(metric_log)
     data = (config.fixed["dataset"], config.fixed["train_subset"], config.fixed["val_subset"],
             config.path, config.fixed["subtract_mean"])
     resources = dict(config.resources)
@@ -135,11 +144,12 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
     if executor == "ray":  # workers do not start in this folder
         grid_dir, data_dir = (p and os.path.abspath(p) for p in (grid_dir, data_dir))
     jobs = [Job(run, os.path.join(grid_dir, run["run_id"]), engine, data_dir, data,
-                max_attempts, stale_after, heartbeat, train_fn, load_fn) for run in todo]
+                max_attempts, stale_after, heartbeat, train_fn, load_fn, metric_log=metric_log)
+            for run in todo]
     with runner:  # Ray is started (or not found) before anything is written
         check_grid_dir(config, the_plan.grid_dir, write=True)
         done_elsewhere = _train_jobs(runner, jobs, the_plan, summary, quiet, out,
-                                     _groups(jobs, group_size, executor))
+                                     _groups(jobs, group_size, runner))
     _summarize(config.name, summary, done_elsewhere, out)
     return summary
 
@@ -152,18 +162,18 @@ def _summarize(name, summary, done_elsewhere, out):
           f"{done}/{summary['total']} done{busy}", file=out)
 
 
-def _groups(jobs, group_size, executor):
+def _groups(jobs, group_size, runner):
     """``jobs`` as the executor takes them: a job alone, or a list of jobs that train
-    together (see :func:`experiments.grid.grouping.group_runs`)."""
+    together (see :func:`experiments.grid.grouping.group_runs`); 'auto' sizes them on the
+    device the executor trains on."""
     if group_size == 1:
         return jobs
-    from experiments.grid.grouping import group_runs
-    device = None
-    if group_size == "auto" and executor == "local":
-        import jax
-        device = jax.devices()[0]  # its free memory sizes the groups
+    platform = memory = None
+    if group_size == "auto":
+        platform, memory = runner.device_room()
     by_id = {job.run_id: job for job in jobs}
-    groups = group_runs([job.run for job in jobs], group_size, device=device)
+    groups = grouping.group_runs([job.run for job in jobs], group_size, memory=memory,
+                                 platform=platform)
     return [[by_id[r["run_id"]] for r in g] if len(g) > 1 else by_id[g[0]["run_id"]]
             for g in groups]
 
