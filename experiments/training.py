@@ -292,14 +292,9 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
         m.write("write_status", m.status)
 
     first = min(m.start for m in live)
-    bar = None
-    if not quiet:
-        from tqdm.auto import tqdm
-        desc = (f"{spec.name} {run0.updater} seed {run0.seed}" if alone
-                else f"{spec.name} group of {len(live)}")
-        bar = tqdm(total=n_epochs, initial=first, position=position, leave=position is None,
-                   desc=desc, unit="epoch", dynamic_ncols=True, disable=None)  # a tty only
-    from .grid.claims import ClaimLost
+    desc = (f"{spec.name} {run0.updater} seed {run0.seed}" if alone
+            else f"{spec.name} group of {len(live)}")
+    bar = None if quiet else _progress_bar(desc, n_epochs, first, position)
     from .data import epoch_batches
     checkpoints = _Checkpoints(0 if checkpoint_every is None and alone else checkpoint_every)
     ended = False
@@ -324,16 +319,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
             # not after the last epoch: the run ends and its checkpoint goes
             saved = (epoch + 1 < n_epochs and any(m.alive for m, _ in trained)
                      and checkpoints.save(eng, trained, epoch + 1, engine))
-            for m, _ in trained:
-                # the status follows the checkpoints (the curves say how far a run got):
-                # 120 small synced writes an epoch less, a tenth of a logreg epoch
-                if m.alive and saved:
-                    m.write("write_status", m.status)
-                if on_epoch is not None and m.lost is None:
-                    try:
-                        on_epoch(m.run, m.rows[-1])
-                    except ClaimLost as error:  # that run is another process's now
-                        m.lost, m.alive = str(error), False
+            _epoch_written([m for m, _ in trained], saved, on_epoch)
             if bar is not None:
                 bar.update(1)
                 _postfix(bar, alone, [(float(losses[k]), float(val_accs[k]))
@@ -360,6 +346,29 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
             m.write("remove_checkpoint")
     return [m.status if m.lost is None else {"state": "lost", "error": m.lost}
             for m in members]
+
+
+def _progress_bar(desc, n_epochs, first, position):
+    """The epochs' bar (tqdm), drawn on a terminal only."""
+    from tqdm.auto import tqdm
+    return tqdm(total=n_epochs, initial=first, position=position, leave=position is None,
+                desc=desc, unit="epoch", dynamic_ncols=True, disable=None)
+
+
+def _epoch_written(trained, saved, on_epoch):
+    """After the rows of an epoch: the statuses (if a checkpoint was ``saved``), and
+    ``on_epoch`` for each run; a run whose claim is lost stops here."""
+    from .grid.claims import ClaimLost
+    for m in trained:
+        # the status follows the checkpoints (the curves say how far a run got):
+        # 120 small synced writes an epoch less, a tenth of a logreg epoch
+        if m.alive and saved:
+            m.write("write_status", m.status)
+        if on_epoch is not None and m.lost is None:
+            try:
+                on_epoch(m.run, m.rows[-1])
+            except ClaimLost as error:  # that run is another process's now
+                m.lost, m.alive = str(error), False
 
 
 def _postfix(bar, alone, finals, n_alive):
