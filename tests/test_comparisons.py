@@ -293,6 +293,27 @@ def test_mean_view_and_mixed_panels(three, tmp_path):
         assert data.startswith(magic) and len(data) > 1000
 
 
+def test_an_axis_one_rule_takes_styles_that_rule_only(tmp_path):
+    # AdamW over weight decay beside Adam, which has none: Adam keeps the plain line and
+    # no legend entry reads 'weight_decay=None'.
+    root = str(tmp_path / "decay")
+    os.makedirs(root)
+    with open(os.path.join(root, "grid.yaml"), "w") as f:
+        f.write("settings:\n  axes: [updater, weight_decay]\n")
+    for s in (0, 1):
+        _write(root, f"adam_seed={s}", dict(updater="adam", learning_rate=0.001, seed=s), 0.9)
+        for wd in (0.01, 0.1):
+            _write(root, f"adamw_wd={wd}_seed={s}", dict(updater="adamw", learning_rate=0.001,
+                                                         weight_decay=wd, seed=s), 0.91)
+    fig = figures.plot_metric(records.load_grid(root), "val_acc", "mean")
+    lines = {line.get_label(): line.get_linestyle() for line in fig.axes[0].lines}
+    assert lines == {"Adam (n=2)": "-", "AdamW, weight_decay=0.01 (n=2)": "-",
+                     "AdamW, weight_decay=0.1 (n=2)": "--"}
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[-2:] == ["weight_decay=0.01", "weight_decay=0.1"]
+    assert not any("None" in label for label in labels)
+
+
 def test_one_panel_figures_keep_their_legend_inside(three):
     _, runs = three
     one = [r for r in runs if (r.learning_rate, r.updater != "momentum") == (0.01, True)]

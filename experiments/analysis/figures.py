@@ -173,7 +173,8 @@ def _draw_means(ax, panel, metric, others, styles):
         x, mean, lo, hi = mean_band(members, metric)
         c = color(updater, bc)
         label = rule_label(updater) + "".join(f", {a}={v:g}" if isinstance(v, float) else
-                                              f", {a}={v}" for a, v in zip(others, extra))
+                                              f", {a}={v}" for a, v in zip(others, extra)
+                                              if v is not None)
         ax.fill_between(x, lo, hi, color=c, alpha=0.25, lw=0)
         ax.plot(x, mean, color=c, lw=1.2, ls=styles.get(extra, "-"),
                 label=f"{label} (n={len(members)})")
@@ -263,7 +264,7 @@ def plot_metric(runs, metric, view="full", title=None):
     for extra, style in styles.items():
         handles.append(Line2D([], [], color="0.3", lw=1.2, ls=style))
         labels.append(", ".join(f"{a}={_fmt(v) if isinstance(v, float) else v}"
-                                for a, v in zip(others, extra)))
+                                for a, v in zip(others, extra) if v is not None))
     # As many legend columns as the figure's width holds (one panel: one column),
     # so the legend stays inside the figure.
     fit = max(1, int((3.6 * len(beta2s) + 0.4) // 2.6))
@@ -273,9 +274,11 @@ def plot_metric(runs, metric, view="full", title=None):
 
 
 def _styles(runs, others):
-    """``[(values on the other axes, line style)]``, the values in ascending order."""
+    """``[(values on the other axes, line style)]``, the values in ascending order; runs
+    of a rule that takes none of those axes (all ``None``) keep the plain line."""
     extras = {tuple(r.hparams.get(a) for a in others) for r in runs} if others else ()
-    extras = sorted(extras, key=lambda e: tuple(_order_key(v) for v in e))
+    extras = sorted((e for e in extras if any(v is not None for v in e)),
+                    key=lambda e: tuple(_order_key(v) for v in e))
     return [(e, _STYLES[i % len(_STYLES)]) for i, e in enumerate(extras)]
 
 

@@ -7,6 +7,7 @@ curves.csv is a plain CSV (:data:`CURVE_FIELDS`, numbers written to read back ex
 a checkpoint is an ``.npz`` of the arrays plus its meta (JSON), curves.csv as it stood,
 and a SHA-256 of everything, so a damaged one is detected rather than trusted.
 """
+import contextlib
 import csv
 import hashlib
 import io
@@ -25,7 +26,7 @@ _SUM_KEY = "__sha256__"  # SHA-256 of every other member, hex as uint8
 
 __all__ = ["CURVE_FIELDS", "atomic_write_bytes", "atomic_write_text", "CorruptFileError",
            "CorruptFileWarning", "finite_or_none", "format_curves", "parse_curves",
-           "pack_checkpoint", "read_checkpoint", "warn_corrupt"]
+           "pack_checkpoint", "read_checkpoint", "removed_on_error", "warn_corrupt"]
 
 
 class CorruptFileError(ValueError):
@@ -42,6 +43,19 @@ def _umask():
     return mask
 
 
+@contextlib.contextmanager
+def removed_on_error(tmp):
+    """Remove the temporary file ``tmp`` (if it is there) when the block raises."""
+    try:
+        yield
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def atomic_write_bytes(path, data, before_replace=None):
     """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename.
 
@@ -54,7 +68,7 @@ def atomic_write_bytes(path, data, before_replace=None):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=folder)
-    try:
+    with removed_on_error(tmp):
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -63,12 +77,6 @@ def atomic_write_bytes(path, data, before_replace=None):
         if before_replace is not None:
             before_replace()
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     try:  # make the rename itself durable; not possible everywhere (e.g. Windows)
         dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:

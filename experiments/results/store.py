@@ -29,7 +29,7 @@ import yaml
 from experiments.results.files import (CURVE_FIELDS, CorruptFileError, CorruptFileWarning,
                                        atomic_write_bytes, finite_or_none, format_curves,
                                        pack_checkpoint, parse_curves, read_checkpoint,
-                                       warn_corrupt)
+                                       removed_on_error, warn_corrupt)
 
 STATES = ("running", "finished", "diverged", "failed")
 DONE_STATES = ("finished", "diverged")  # a run in these states is not trained again
@@ -182,7 +182,7 @@ class RunStore:
         except FileNotFoundError:
             pass
         tmp = f"{prev}.{os.getpid()}.tmp"
-        try:
+        with removed_on_error(tmp):
             try:
                 os.link(path, tmp)
             except FileExistsError:
@@ -191,12 +191,6 @@ class RunStore:
             except OSError:
                 shutil.copyfile(path, tmp)
             os.replace(tmp, prev)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
 
     def load_checkpoint(self):
         """``(arrays, meta)`` from checkpoint.npz, or ``None`` if there is none.
