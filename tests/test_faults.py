@@ -101,9 +101,9 @@ def toy_config(tmp_path, epochs=6, seeds="[0]"):
 
 
 def toy_cmd(config, results, *args):
-    # the toy engine trains one run at a time (it stands in for a single-run engine)
+    # one run at a time: see __main__ below
     return [sys.executable, __file__, str(config), "--results", str(results), "--quiet",
-            "--group-size", "1", *args]
+            *args]
 
 
 def toy_run(config, results, *args, env=None):
@@ -488,5 +488,8 @@ if __name__ == "__main__":  # run_grid.py with the toy engine (see the module do
     import runpy
     sys.path.insert(0, REPO)
     use_toy_engine()
-    sys.argv = [SCRIPT] + sys.argv[1:]
+    argv = sys.argv[1:]
+    if "--group-size" not in argv:  # the toy engine stands in for a single-run engine
+        argv += ["--group-size", "1"]
+    sys.argv = [SCRIPT] + argv
     runpy.run_path(SCRIPT, run_name="__main__")
