@@ -19,11 +19,11 @@ The trainer writes a run's curves row every epoch (:mod:`experiments.training`);
   An offline run cannot resume: the resumed training writes a second offline run with
   the same id, starting at its first epoch.
 
-Both work for a run alone and for every run of a group, in this process or in a Ray
-worker (the worker logs, so its Python needs the package too). They are views of the run's files, not the record: a
-logger that fails is dropped for that run with a warning, and training goes on. What
-is logged changes nothing of the experiment (not in ``grid.yaml``, run ids or the
-config hash).
+Both work for a run alone and for every run of a group, in this process or in a Ray worker
+(the worker logs, so its Python needs the package too). They are views of the run's files,
+not the record: a logger that fails is dropped for that run with a warning, and training
+goes on. What is logged changes nothing of the experiment (not in ``grid.yaml``, run ids or
+the config hash).
 
 Install: ``pip install -e ".[tensorboard]"`` / ``".[wandb]"``.
 """

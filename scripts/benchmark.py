@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Benchmarks: ``benchmark.py MODE [options]``; ``benchmark.py`` alone lists the modes.
 
-The command lives in :mod:`experiments.cli.benchmark` (installed as ``amsgrad-benchmark``); this file runs
-it from a checkout without installing. ``python scripts/benchmark.py --help`` says more.
+The command lives in :mod:`experiments.cli.benchmark` (installed as ``amsgrad-benchmark``);
+this file runs it from a checkout without installing. ``python scripts/benchmark.py --help``
+says more.
 """
 import os
 import sys

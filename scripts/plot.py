@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Draw the post's figures for a results folder.
 
-The command lives in :mod:`experiments.cli.plot` (installed as ``amsgrad-plot``); this file runs
-it from a checkout without installing. ``python scripts/plot.py --help`` says more.
+The command lives in :mod:`experiments.cli.plot` (installed as ``amsgrad-plot``); this file
+runs it from a checkout without installing. ``python scripts/plot.py --help`` says more.
 """
 import os
 import sys

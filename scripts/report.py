@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Write the Markdown report of a grid's results.
 
-The command lives in :mod:`experiments.cli.report` (installed as ``amsgrad-report``); this file runs
-it from a checkout without installing. ``python scripts/report.py --help`` says more.
+The command lives in :mod:`experiments.cli.report` (installed as ``amsgrad-report``); this
+file runs it from a checkout without installing. ``python scripts/report.py --help`` says
+more.
 """
 import os
 import sys

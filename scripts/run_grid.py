@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Train every run of a grid config that is not done yet.
 
-The command lives in :mod:`experiments.cli.run_grid` (installed as ``amsgrad-grid``); this file runs
-it from a checkout without installing. ``python scripts/run_grid.py --help`` says more.
+The command lives in :mod:`experiments.cli.run_grid` (installed as ``amsgrad-grid``); this
+file runs it from a checkout without installing. ``python scripts/run_grid.py --help`` says
+more.
 """
 import os
 import sys

@@ -278,9 +278,10 @@ class GroupEngine(EngineGroup):
         params, state, opt, t = carry
         grads, new_state, loss, acc = self._grads(params, state, x, y, keys)
         # the library's rule, each run's values broadcast along its parameters' run axis
+        runs = self.slots.runs
         tx = active_runs(jax_optimizer.make_optimizer(
-            self.family, lr.reshape(self.slots.runs), jax_optimizer.switched_off(hyper, self._unused),
-            self.variant, runs=self.slots.runs))
+            self.family, lr.reshape(runs), jax_optimizer.switched_off(hyper, self._unused),
+            self.variant, runs=runs))
         updates, opt = tx.update(grads, opt, params,
                                  active=active.reshape(self.slots.runs) if masked else None)
         params = optax.apply_updates(params, updates)
@@ -415,7 +416,8 @@ class GroupEngine(EngineGroup):
                                                   batch_size=int(batch_size))(*args))
             loss_sums.append(ls)
             correct.append(cs)
-        mean = lambda parts: validation_means(np.concatenate(parts, axis=1).T[self.slots.first_slot],
+        first = self.slots.first_slot
+        mean = lambda parts: validation_means(np.concatenate(parts, axis=1).T[first],
                                               x.shape[0], int(batch_size),
                                               self.setup.val_average)
         return mean(loss_sums), mean(correct)

@@ -1,10 +1,10 @@
 """The layers of :mod:`experiments.models` as Theano expressions, as Lasagne 0.2 builds them.
 
 Each function takes a layer spec and its input expression and returns the output
-expression; :data:`LAYERS` maps each layer type to one, and :func:`get_output` chains
-them for a whole spec, like ``lasagne.layers.get_output``. Batch-norm running averages are returned as a list of
-``(shared, update)`` pairs for ``theano.function(..., updates=...)`` (Lasagne attaches
-the same expressions as ``default_update``).
+expression; :data:`LAYERS` maps each layer type to one, and :func:`get_output` chains them
+for a whole spec, like ``lasagne.layers.get_output``. Batch-norm running averages are
+returned as a list of ``(shared, update)`` pairs for ``theano.function(..., updates=...)``
+(Lasagne attaches the same expressions as ``default_update``).
 
 Float constants are built with ``T.constant`` or Python floats, which Theano casts to
 ``floatX``; build under ``floatX=float32`` so the graphs stay float32.

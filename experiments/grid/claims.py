@@ -19,10 +19,11 @@ lock, that late process moved the fresh claim away, and two processes held the r
 until the first :meth:`Claim.verify`). The stale file is renamed to a private name
 (only one rename of a given file can succeed; the safeguard where ``flock`` is not
 available), checked to be the claim judged stale (else put back) and deleted; the
-taker then competes for a fresh ``O_EXCL`` create like everyone else. An owner holds its claim for as long as the claim path is its file
-(same inode): :meth:`Claim.verify` checks that before every write of the run (see
-:class:`experiments.results.store.RunStore`), so a process that lost its claim, e.g. after
-being frozen past ``stale_after``, raises :class:`ClaimLost` instead of writing.
+taker then competes for a fresh ``O_EXCL`` create like everyone else. An owner holds its
+claim for as long as the claim path is its file (same inode): :meth:`Claim.verify` checks
+that before every write of the run (see :class:`experiments.results.store.RunStore`), so a
+process that lost its claim, e.g. after being frozen past ``stale_after``, raises
+:class:`ClaimLost` instead of writing.
 """
 import contextlib
 import fcntl

@@ -15,9 +15,10 @@ at, so a run that keeps crashing, even by killing its process, is given up after
 never is.
 
 - :class:`LocalExecutor` trains in this process, one run after another.
-- :class:`~experiments.grid.ray_executor.RayExecutor` makes each run a Ray task (``num_cpus``/``num_gpus`` each) on a
-  local or remote cluster; the results folder must be visible to every node at the
-  same path (a shared file system). Ray is an optional dependency (``.[ray]``).
+- :class:`~experiments.grid.ray_executor.RayExecutor` makes each run a Ray task
+  (``num_cpus``/``num_gpus`` each) on a local or remote cluster; the results folder must be
+  visible to every node at the same path (a shared file system). Ray is an optional
+  dependency (``.[ray]``).
 
 A fault of the results folder's file system (:mod:`experiments.results.storage`) is not the
 run's: it is raised (from a Ray worker: sent back as a ``"storage_fault"`` outcome)

@@ -28,8 +28,9 @@ MEMORY_FRACTION = 0.6
 #: Bytes of float32.
 _F32 = 4
 
-__all__ = ["PER_RUN_KEYS", "compatibility_key", "check_group", "model_costs", "run_bytes", "eval_bytes", "available_memory", "auto_group_size",
-           "device_room", "trains_groups", "choose_group_size", "parse_group_size", "group_runs"]
+__all__ = ["PER_RUN_KEYS", "compatibility_key", "check_group", "model_costs", "run_bytes",
+           "eval_bytes", "available_memory", "auto_group_size", "device_room", "trains_groups",
+           "choose_group_size", "parse_group_size", "group_runs"]
 
 
 def compatibility_key(run):
