@@ -122,9 +122,10 @@ def _parser():
                         help="no progress bars (they show on a terminal only anyway); "
                              "the line of each run that ends and the summary stay")
     parser.add_argument("--group-size", type=_group_size, default="auto", metavar="K",
-                        help="JAX: train up to K runs that differ only in updater, lr, "
-                             "beta1/2, epsilon, bias correction and seed together in one "
-                             "compiled program; 1: one run after another; 'auto' (default): "
+                        help="JAX: train up to K runs of one rule (Adam, AMSGrad and AdamW "
+                             "are one) that differ only in its hyperparameters and seed "
+                             "together in one compiled program; 1: one run after another; "
+                             "'auto' (default): "
                              "as many as fit in the memory of the device that trains them, "
                              "except a conv net on a CPU (1: faster there), and the Theano "
                              "engine (1)")
