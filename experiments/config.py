@@ -76,6 +76,7 @@ import yaml
 
 from experiments import run_schema, schedules, setup
 from experiments.models import get_model
+from experiments.synthetic import DTYPES, LR_DECAYS, PROBLEMS  # one definition each
 from experiments.synthetic import RULES as SYNTHETIC_RULES  # the library's variants too
 from experiments.axes import grid_axes, grid_fixed
 from experiments.run_schema import (AXES, INF, KEYS, RULES, Bad, boolean, choice, integer,
@@ -86,9 +87,6 @@ DATASETS = run_schema.DATASETS
 UPDATERS = RULES
 LR_SCHEDULES = tuple(schedules.SCHEDULES)
 AUGMENTATIONS = run_schema.AUGMENTATIONS
-PROBLEMS = ("online", "stochastic")
-DTYPES = ("float32", "float64")
-LR_DECAYS = schedules.STEP_DECAYS
 
 __all__ = ["ConfigError", "GridConfig", "load_config", "read_config", "parse_config",
            "check_value", "did_you_mean", "KINDS", "TRAIN_KEYS", "SYNTHETIC_KEYS",

@@ -34,7 +34,6 @@ programs agree to float32 rounding, not bit for bit: after a run diverges, the o
 go on as they would without it up to a last-place difference now and then.
 """
 import time
-from collections import OrderedDict
 
 import jax
 import jax.numpy as jnp
@@ -186,43 +185,21 @@ class GroupEngine(EngineGroup):
             raise ValueError(f"expected arrays of {self.size} runs, got {len(arrays)}")
         for a, h in zip(arrays, self.hparams):
             check_arrays(a, self.spec, h)
-        src = [arrays[k] for k in self.slots.source]
-        def stored(prefix, fallback=None):
-            rows = lambda n: np.stack([np.asarray(
-                a[f"{prefix}{n}"] if f"{prefix}{n}" in a else a[f"{fallback}{n}"],
-                np.float32) for a in src])
-            return {n: jax.device_put(np.ascontiguousarray(self.slots.stored(rows(n))), self.device)
-                    for n in self._shapes}
-
-        state = {k[6:]: jax.device_put(np.stack([np.asarray(a[k], np.float32) for a in src]),
-                                       self.device)
-                 for k in src[0] if k.startswith("state:")}
-        steps = np.asarray([a["opt:t"] for a in src], np.int32)
+        names = jax_optimizer.slot_names(self.family, self._keep_max)
+        params, state, slots, steps = self.slots.pack(arrays, list(self._shapes), names)
+        put = lambda tree: jax.device_put(tree, self.device)  # noqa: E731
         # the optimizer's step counts and the carry's: two buffers (donated apart)
-        count = jax.device_put(steps.reshape(self.slots.runs), self.device)
-        t = jax.device_put(steps, self.device)
-        slots = {slot: stored(f"opt:{slot}:", "opt:v:")
-                 for slot in jax_optimizer.slot_names(self.family, self._keep_max)}
-        opt = jax_optimizer.opt_state(self.family, slots, count, self._keep_max)
-        self._carry = (stored("param:"), state, opt, t)
+        count = put(steps.reshape(self.slots.runs))
+        opt = jax_optimizer.opt_state(self.family, put(slots), count, self._keep_max)
+        self._carry = (put(params), put(state), opt, put(steps))
 
     def dump(self):
         """Every run's arrays, as :meth:`Engine.dump` returns them: a list of K dicts."""
         params, state, opt, t = jax.device_get(self._carry)
-        slots = lambda tree: {n: self.slots.slot_major(v) for n, v in tree.items()}
-        params = slots(params)
-        opt = {k: slots(v) for k, v in jax_optimizer.opt_slots(self.family, opt).items()}
-        out = []
-        for k, h in enumerate(self.hparams):
-            j = self.slots.first_slot[k]
-            a = OrderedDict((f"param:{n}", np.array(v[j])) for n, v in params.items())
-            a.update((f"state:{n}", np.array(v[j])) for n, v in state.items())
-            a["opt:t"] = np.asarray(t[j], np.int64)
-            for name in list(optimizer_shapes(self.spec, h))[1:]:  # after opt:t
-                _, slot, n = name.split(":", 2)
-                a[name] = np.array(opt[slot][n][j])
-            out.append(a)
-        return out
+        opt = jax_optimizer.opt_slots(self.family, opt)
+        return self.slots.unpack(params, state, opt, t,
+                                 [list(optimizer_shapes(self.spec, h))[1:]  # after opt:t
+                                  for h in self.hparams])
 
     # ---- compiled pieces ------------------------------------------------------------
     def _layer_options(self):
