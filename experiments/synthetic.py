@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from amsgrad import rules as _rules
-from experiments import schedules
+from experiments.config import schedules
 
 PROBLEMS = ("online", "stochastic")
 #: ``adam``/``amsgrad``: the experiment's variant; ``<rule>_<variant>``: another library's.
@@ -341,7 +341,7 @@ def run_synthetic(config, results_dir, quiet=False):
         raise ValueError(f"synthetic config: name must be a folder name, got {name!r}")
     store = RunStore(os.path.join(os.fspath(results_dir), name))
     store.write_config({"name": name, "kind": "synthetic", **settings})
-    from experiments import provenance
+    from experiments.training import provenance
     facts = provenance.record()  # what made the run, as a grid's runs record it
     store.write_status({"state": "running", **facts})
     try:

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from experiments.grid import claims
-from experiments.grid.claims import ClaimLost, acquire, read_claim, stale_reason
+from experiments.results import claims
+from experiments.results.claims import ClaimLost, acquire, read_claim, stale_reason
 from experiments.results.store import RunStore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +68,7 @@ def test_heartbeat_refreshes_content_and_mtime(tmp_path):
 def test_dead_owner_on_this_host_is_taken_over(tmp_path):
     path = tmp_path / "claim.json"
     owner = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from experiments.grid.claims import acquire; "
+        [sys.executable, "-c", "import sys, time; from experiments.results.claims import acquire; "
          "c = acquire(sys.argv[1], heartbeat=None); print(c is not None, flush=True); "
          "time.sleep(60)", str(path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
@@ -145,7 +145,7 @@ def test_a_taken_over_owner_can_no_longer_write(tmp_path):
 
 RACER = """
 import sys, time
-from experiments.grid.claims import acquire
+from experiments.results.claims import acquire
 path, start = sys.argv[1], float(sys.argv[2])
 time.sleep(max(start - time.time() - 0.02, 0))
 while time.time() < start:

@@ -366,14 +366,15 @@ def _config(**extra):
 
 
 def test_config_analysis_is_not_part_of_the_experiment():
-    from experiments.grid.runs import _grid_settings, expand_grid
+    from experiments.config.runs import expand_grid
+    from experiments.grid.plan import grid_settings
 
     plain = _config()
     named = _config(analysis={"baseline": "amsgrad", "candidates": ["adam"]})
     assert named.analysis == {"baseline": "amsgrad", "candidates": ["adam"]}
     assert plain == named  # same experiment
     assert expand_grid(plain) == expand_grid(named)  # run ids and run configs
-    assert _grid_settings(plain) == _grid_settings(named)  # grid.yaml
+    assert grid_settings(plain) == grid_settings(named)  # grid.yaml
     assert named.to_dict()["analysis"] == named.analysis and "analysis" not in plain.to_dict()
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import data
+from experiments.data import loading as data
 from experiments.data import DataError, epoch_batches, flip_images, load_dataset
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",

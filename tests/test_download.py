@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import data, download
+from experiments.data import loading as data
+
+from experiments.data import download
 from experiments.data import DataError, load_dataset
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",

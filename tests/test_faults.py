@@ -73,8 +73,8 @@ def toy_dataset(name, data_dir=None, quiet=False, **kwargs):
 def use_toy_engine(monkeypatch=None):
     """Make the trainer build ToyEngines and the grid load toy_dataset."""
     import experiments.data
-    import experiments.training
-    for module, name, value in ((experiments.training, "get_engine", lambda name: ToyEngine),
+    import experiments.training.trainer
+    for module, name, value in ((experiments.training.trainer, "get_engine", lambda name: ToyEngine),
                                 (experiments.data, "load_dataset", toy_dataset)):
         if monkeypatch is None:
             setattr(module, name, value)

@@ -9,7 +9,8 @@ import pytest
 
 from experiments.config import ConfigError, load_config, parse_config
 from experiments.data import Dataset, DataError
-from experiments.grid.runs import expand_grid, plan, run_id, select, with_epochs
+from experiments.config.runs import expand_grid, run_id, select, with_epochs
+from experiments.grid.plan import plan
 from experiments.grid.runner import run_grid
 from experiments.results.store import RunStore
 
@@ -296,7 +297,7 @@ def test_results_folder_that_is_a_file_is_refused(tmp_path):
 
 
 def test_a_run_held_by_a_live_runner_is_left_to_it(tmp_path):
-    from experiments.grid.claims import acquire
+    from experiments.results.claims import acquire
     run_dir = tmp_path / "small" / "adam_bc=on_seed=0"
     run_dir.mkdir(parents=True)
     with acquire(run_dir / "claim.json", heartbeat=0.2):  # another runner, still beating
@@ -332,7 +333,7 @@ def test_a_run_whose_owner_stopped_beating_elsewhere_is_waited_for(tmp_path, cap
 
 
 def test_a_runner_whose_claim_is_taken_over_stops_without_writing(tmp_path):
-    from experiments.grid.claims import acquire
+    from experiments.results.claims import acquire
 
     class TakenOver(FakeTrainer):
         """After one epoch, another runner judges this one dead and takes the run over."""

@@ -12,8 +12,8 @@ from experiments.data import Dataset, epoch_batches, load_dataset
 from experiments.engines.base import Hyperparameters, initial_arrays
 from experiments.engines.jax_engine import JaxEngine
 from experiments.engines.jax_group import GroupEngine
-from experiments.grid.grouping import group_runs
-from experiments.grid.runs import expand_grid
+from experiments.training.grouping import group_runs
+from experiments.config.runs import expand_grid
 from experiments.results.store import RunStore
 from experiments.training import train_run, train_runs
 from test_jax_group import LOGREG, assert_same_curves

@@ -4,10 +4,10 @@ import os
 import pytest
 
 from experiments import models
-from experiments.grid import grouping
+from experiments.training import grouping
 from experiments.config import load_config
-from experiments.grid.runs import expand_grid
-from experiments.grid.grouping import (auto_group_size, compatibility_key, group_runs,
+from experiments.config.runs import expand_grid
+from experiments.training.grouping import (auto_group_size, compatibility_key, group_runs,
                                   model_costs, parse_group_size, run_bytes)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

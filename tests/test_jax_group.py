@@ -26,7 +26,7 @@ from experiments.data import Dataset, epoch_batches, load_dataset
 from experiments.engines.base import Hyperparameters, array_shapes, initial_arrays
 from experiments.engines.group_layout import slot_layout
 from experiments.engines.jax_group import GroupEngine
-from experiments.grid.grouping import check_group
+from experiments.training.grouping import check_group
 from experiments.results.store import RunStore
 from experiments.training import train_run, train_runs
 
@@ -339,7 +339,7 @@ def test_resume_alone_and_in_a_group_from_group_checkpoints(mnist, tmp_path):
 
 @needs_mnist
 def test_a_run_taken_over_by_another_process_leaves_the_group(mnist, tmp_path):
-    from experiments.grid import claims
+    from experiments.results import claims
     runs = make_runs(LOGREG, MIXED[:3])
     for r in runs:
         (tmp_path / r["run_id"]).mkdir()
@@ -470,7 +470,7 @@ def test_a_group_takes_a_dead_runners_run_over_and_says_so(mnist, tmp_path):
     import socket
     import subprocess
     import time
-    from experiments.grid import claims
+    from experiments.results import claims
     from experiments.grid.executors import Job, run_jobs
     runs = make_runs(dict(LOGREG, epochs=1), MIXED[:2])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -10,7 +10,7 @@ import pytest
 
 from experiments import models
 from experiments.engines import jax_layers as L
-from experiments.grid import grouping
+from experiments.training import grouping
 from experiments.models import (BatchNormLayer, Conv2DLayer, DenseLayer, DropoutLayer,
                                 GlobalPoolLayer, LocalResponseNormalization2DLayer,
                                 MaxPool2DLayer, ModelSpec, NonlinearityLayer)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import metric_logs
+from experiments.training import metric_logs
 from experiments.config import ConfigError
 from experiments.results.store import RunStore
 

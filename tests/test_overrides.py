@@ -10,10 +10,13 @@ import textwrap
 import pytest
 import yaml
 
-from experiments import run_schema, setup
+from experiments.config import run_keys
+
+from experiments.config import setup_keys
 from experiments.config import TRAIN_KEYS, ConfigError, load_config
-from experiments.grid.runs import check_grid_dir, expand_grid
-from experiments.overrides import apply_overrides, load_with_overrides, parse_item
+from experiments.config.runs import expand_grid
+from experiments.grid.plan import check_grid_dir
+from experiments.config.overrides import apply_overrides, load_with_overrides, parse_item
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = """\
@@ -55,8 +58,8 @@ def test_parse_item():
 
 
 @pytest.mark.parametrize("key", [*(k for k in TRAIN_KEYS  # the keys of the Adam grid
-                                    if run_schema.takes("adam", k) or run_schema.takes(
-                                        "amsgrad", k)), *setup.KEYS])
+                                    if run_keys.takes("adam", k) or run_keys.takes(
+                                        "amsgrad", k)), *setup_keys.KEYS])
 def test_every_train_key_can_be_set(path, key):
     """Each key set to the value the config resolves it to (written as YAML) is
     accepted and is the same experiment; a mapping there is one line naming the item."""

@@ -29,7 +29,7 @@ from experiments import models
 from experiments.data import epoch_batches, load_dataset
 from experiments.engines import get_engine
 from experiments.engines.base import Hyperparameters
-from experiments.setup import Setup
+from experiments.config.setup_keys import Setup
 from experiments.training import run_setup
 
 pytestmark = pytest.mark.theano

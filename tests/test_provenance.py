@@ -62,7 +62,7 @@ def code_version(package_root, path=None):
     if path is not None:
         env["PATH"] = path
     done = subprocess.run(
-        [sys.executable, "-c", "import json, experiments, experiments.provenance as p; "
+        [sys.executable, "-c", "import json, experiments, experiments.training.provenance as p; "
          "print(experiments.__file__); print(json.dumps(p.code_version()))"],
         capture_output=True, text=True, env=env, check=True, cwd=package_root)
     where, record = done.stdout.splitlines()
@@ -85,7 +85,7 @@ def test_commit_and_dirty_flag_of_a_checkout_and_nothing_elsewhere(tmp_path):
     head = git(checkout, "rev-parse", "HEAD").strip()
     (checkout / "scratch.txt").write_text("an untracked file does not count")
     assert code_version(checkout) == {"version": version, "commit": head, "dirty": False}
-    with open(checkout / "experiments" / "provenance.py", "a") as f:
+    with open(checkout / "experiments" / "training" / "provenance.py", "a") as f:
         f.write("\n# changed\n")
     assert code_version(checkout) == {"version": version, "commit": head, "dirty": True}
     # no git on the PATH: the commit is left out, silently
@@ -116,14 +116,14 @@ def test_theano_version_only_for_the_theano_engine():
     (["-c"], "python -c"),
 ])
 def test_the_command_line_as_typed(argv, typed, monkeypatch):
-    from experiments import provenance
+    from experiments.training import provenance
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.setattr(sys, "executable", "/opt/venv/bin/python")
     assert provenance.command_line() == {"command": typed, "cwd": os.getcwd()}
 
 
 def test_invoked_as_sets_the_command_within_the_block_only():
-    from experiments import provenance
+    from experiments.training import provenance
     own = provenance.command_line()
     assert own["cwd"] == os.getcwd() and sys.argv[0] in own["command"]
     driver = {"command": "python scripts/run_grid.py x.yaml", "cwd": "/elsewhere"}

@@ -176,9 +176,9 @@ def test_each_task_asks_for_the_configured_resources(cluster, tmp_path):
 
 def toy_train(run, store, **kwargs):
     """The real trainer with the toy engine (0.2 s an epoch), in a Ray worker."""
-    import experiments.training
+    import experiments.training.trainer
     os.environ["TOY_EPOCH_SECONDS"] = "0.2"
-    experiments.training.get_engine = lambda name: test_faults.ToyEngine
+    experiments.training.trainer.get_engine = lambda name: test_faults.ToyEngine
     return experiments.training.train_run(run, store, **kwargs)
 
 
@@ -236,7 +236,7 @@ def argv_train(run, store, **kwargs):
 
 
 def test_a_ray_task_records_the_drivers_command_line(cluster, tmp_path):
-    from experiments import provenance
+    from experiments.training import provenance
     from experiments.config import load_config
     from experiments.grid.runner import run_grid
     config_path = test_faults.toy_config(tmp_path, epochs=2)

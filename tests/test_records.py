@@ -6,7 +6,8 @@ import pytest
 
 from experiments.analysis import records, report, stats
 from experiments.config import parse_config
-from experiments.grid.runs import check_grid_dir, expand_grid
+from experiments.config.runs import expand_grid
+from experiments.grid.plan import check_grid_dir
 from experiments.results.store import RunStore
 
 

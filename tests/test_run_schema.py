@@ -4,12 +4,12 @@ import dataclasses
 import pytest
 import yaml
 
-from experiments import run_schema
+from experiments.config import run_keys
 from experiments.config import ConfigError, parse_config
 from experiments.engines.base import Hyperparameters
-from experiments.grid.runs import expand_grid, select
-from experiments.grid.grouping import check_group, group_runs
-from experiments.run_schema import RunConfig
+from experiments.config.runs import expand_grid, select
+from experiments.training.grouping import check_group, group_runs
+from experiments.config.run_keys import RunConfig
 from experiments.training import config_hash
 from test_grid import FakeTrainer, _run
 
@@ -27,16 +27,16 @@ ADAM_KEYS = {"learning_rate", "beta1", "beta2", "epsilon", "bias_correction", "v
 # -- the table --------------------------------------------------------------------------
 
 def test_the_table_keeps_the_run_id_order_and_labels_of_before():
-    assert run_schema.AXES[:6] == ("updater", "learning_rate", "beta1", "beta2", "epsilon",
+    assert run_keys.AXES[:6] == ("updater", "learning_rate", "beta1", "beta2", "epsilon",
                                    "bias_correction")
-    assert run_schema.ID_LABELS == {
+    assert run_keys.ID_LABELS == {
         "updater": None, "learning_rate": "lr", "beta1": "b1", "beta2": "b2", "epsilon": "eps",
         "bias_correction": "bc", "variant": "variant", "momentum": "mom", "weight_decay": "wd",
         "amsgrad": "ams"}
-    labels = [label for label in run_schema.ID_LABELS.values() if label]
+    labels = [label for label in run_keys.ID_LABELS.values() if label]
     assert len(set(labels)) == len(labels)
-    assert "variant" not in run_schema.PER_RUN_KEYS  # compiled in: one per group
-    assert {"learning_rate", "momentum", "weight_decay", "seed"} <= set(run_schema.PER_RUN_KEYS)
+    assert "variant" not in run_keys.PER_RUN_KEYS  # compiled in: one per group
+    assert {"learning_rate", "momentum", "weight_decay", "seed"} <= set(run_keys.PER_RUN_KEYS)
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -52,19 +52,19 @@ def test_the_table_keeps_the_run_id_order_and_labels_of_before():
 ])
 def test_each_key_is_checked_by_its_row(key, value, message):
     with pytest.raises(ValueError) as error:
-        run_schema.check(key, value)
+        run_keys.check(key, value)
     assert str(error.value).startswith(message)
-    assert run_schema.check("epsilon", "1e-7") == 1e-7  # YAML 1.1's string
+    assert run_keys.check("epsilon", "1e-7") == 1e-7  # YAML 1.1's string
 
 
 def test_which_rules_take_which_keys():
-    takes = {rule: {k for k in run_schema.OPTIMIZER_KEYS if run_schema.takes(rule, k)}
-             - {"updater"} for rule in run_schema.RULES}
+    takes = {rule: {k for k in run_keys.OPTIMIZER_KEYS if run_keys.takes(rule, k)}
+             - {"updater"} for rule in run_keys.RULES}
     assert takes == {"adam": ADAM_KEYS, "amsgrad": ADAM_KEYS,
                      "adamw": ADAM_KEYS | {"weight_decay", "amsgrad"}, "sgd": {"learning_rate"},
                      "momentum": {"learning_rate", "momentum"},
                      "nesterov_momentum": {"learning_rate", "momentum"}}
-    assert [run_schema.family(r) for r in run_schema.RULES] == [
+    assert [run_keys.family(r) for r in run_keys.RULES] == [
         "adam_family"] * 3 + ["sgd", "momentum", "nesterov_momentum"]
 
 
@@ -193,12 +193,12 @@ def test_a_new_key_at_its_default_keeps_ids_and_hashes_another_value_does_not():
     assert not {config_hash(r) for r in other} & {config_hash(r) for r in plain}
     # a run config stored without the key reads as the default
     stored = {k: v for k, v in plain[0].items() if k != "variant"}
-    assert run_schema.resolve(stored) == plain[0]
+    assert run_keys.resolve(stored) == plain[0]
     assert config_hash(stored) == config_hash(plain[0])
 
 
 def test_set_changes_a_rules_own_values_under_a_name_of_its_own(tmp_path):
-    from experiments.overrides import load_with_overrides
+    from experiments.config.overrides import load_with_overrides
     path = tmp_path / "mix.yaml"
     path.write_text(yaml.safe_dump(MIXED))
     config = load_with_overrides(str(path), [])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from experiments.config import ConfigError, parse_config
-from experiments.grid.runs import expand_grid
-from experiments.schedules import check, learning_rate, rates, step_decay
+from experiments.config.runs import expand_grid
+from experiments.config.schedules import check, learning_rate, rates, step_decay
 from experiments.training import config_hash
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",

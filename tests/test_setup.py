@@ -14,7 +14,9 @@ import pytest
 import yaml
 from jax import lax
 
-from experiments import models, setup
+from experiments import models
+
+from experiments.config import setup_keys
 from experiments.config import ConfigError, parse_config
 from experiments.data import Dataset, preprocess, subtract_training_mean
 from experiments.engines import jax_layers as L
@@ -22,10 +24,11 @@ from experiments.engines.base import Hyperparameters, initial_arrays, validation
 from experiments.engines.jax_engine import JaxEngine
 from experiments.engines.jax_group import GroupEngine
 from experiments.grid.executors import load_grid_dataset
-from experiments.grid.runs import expand_grid, plan
+from experiments.config.runs import expand_grid
+from experiments.grid.plan import plan
 from experiments.grid.runner import run_grid
 from experiments.results.store import RunStore
-from experiments.setup import Setup
+from experiments.config.setup_keys import Setup
 from experiments.training import config_hash, run_setup, train_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -240,7 +243,7 @@ BEFORE = {"cifarnet": ("5e9d87d2ab384075", "1fba960b00f4ed2f"),
 def _shipped_without_the_keys(name, **keys):
     with open(os.path.join(REPO, "configs", f"{name}.yaml"), encoding="utf-8") as f:
         data = yaml.safe_load(f)
-    data = {k: v for k, v in data.items() if k not in setup.KEYS}
+    data = {k: v for k, v in data.items() if k not in setup_keys.KEYS}
     return parse_config({**data, **keys}, path=f"{name}.yaml")
 
 
@@ -282,10 +285,10 @@ def test_results_from_before_the_keys_load_report_and_resume(tmp_path):
     with pytest.raises(Stop):  # one epoch checkpointed, then the process ends
         train_run(run, store, dataset=data, quiet=True, on_epoch=stop)
     # the files as the code before the keys wrote them
-    old_run = {k: v for k, v in run.items() if k not in setup.KEYS}
+    old_run = {k: v for k, v in run.items() if k not in setup_keys.KEYS}
     store.write_config(old_run)
     settings = {"kind": "train", "axes": [],
-                **{k: v for k, v in config.fixed.items() if k not in setup.KEYS}}
+                **{k: v for k, v in config.fixed.items() if k not in setup_keys.KEYS}}
     with open(tmp_path / "old" / "grid.yaml", "w", encoding="utf-8") as f:
         yaml.safe_dump({"name": "old", "config": "old.yaml", "settings": settings}, f)
     first_row = store.read_curves()[0]

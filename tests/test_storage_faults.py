@@ -5,7 +5,7 @@ As root, ``unshare -m`` gives a private mount namespace (see tests/namespaces.py
 which a small tmpfs fills up (ENOSPC) and a read-only bind mount refuses writes
 (EROFS); root without CAP_DAC_OVERRIDE (``setpriv``) meets a mode-0555 folder
 (EACCES). Each fault must be one line naming the folder and what to do, exit status 3
-(:data:`experiments.results.storage.EXIT_STATUS`), leave nothing half-written, and the next
+(:data:`experiments.results.faults.EXIT_STATUS`), leave nothing half-written, and the next
 run must finish with the curves of an undisturbed run.
 """
 import errno
@@ -55,7 +55,7 @@ def fill(path):
 
 
 def test_the_line_for_each_fault(tmp_path):
-    from experiments.results.storage import describe, is_storage_fault
+    from experiments.results.faults import describe, is_storage_fault
     (tmp_path / "file").write_text("")
     d = "/r"
     cases = {

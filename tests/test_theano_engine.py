@@ -50,7 +50,7 @@ def softmax(z):
 # -- theano_env -------------------------------------------------------------------------
 
 def test_flags_fill_in_only_what_the_user_left_unset(th, tmp_path):
-    from experiments.theano_env import theano_flags
+    from experiments.engines.theano_env import theano_flags
     env = {"THEANORC": str(tmp_path / "none"), "AMSGRAD_CACHE_DIR": str(tmp_path / "c")}
     assert theano_flags(env) == (f"blas.ldflags=,floatX=float32,"
                                  f"base_compiledir={tmp_path / 'c' / 'theano'}")
@@ -66,7 +66,7 @@ def test_importing_theano_env_configures_a_fresh_theano(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "THEANO_FLAGS"}
     env.update(AMSGRAD_CACHE_DIR=str(tmp_path), THEANORC=str(tmp_path / "none"),
                PYTHONPATH=str(REPO))
-    code = ("from experiments.theano_env import theano as t; c = t.config; "
+    code = ("from experiments.engines.theano_env import theano as t; c = t.config; "
             "print(c.floatX, repr(c.blas.ldflags), c.base_compiledir)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True)

@@ -65,7 +65,7 @@ def importable(name):
         if name == "jax":
             import jax  # noqa: F401
         elif name == "theano":
-            import experiments.theano_env  # noqa: F401  (sets Theano's flags first)
+            import experiments.engines.theano_env  # noqa: F401  (sets Theano's flags first)
         elif name == "torch":
             import torch  # noqa: F401
     except ImportError as error:
@@ -108,7 +108,7 @@ def describe(name):
         device = jax.devices()[0]
         return f"jax {jax.__version__} on {device.platform} ({device.device_kind})"
     if name == "theano":
-        from experiments.theano_env import theano
+        from experiments.engines.theano_env import theano
         return (f"theano {theano.__version__} on cpu, floatX {theano.config.floatX}, "
                 f"blas {theano.config.blas.ldflags or 'through numpy'}")
     import torch

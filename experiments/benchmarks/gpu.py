@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from experiments import models
-from experiments.grid import grouping
+from experiments.training import grouping
 
 FULL = {"runs": 120, "epochs": 150, "train": 50_000, "val": 10_000, "batch": 128}
 PRECISIONS = {"tf32": ("default", None), "highest": ("highest", None),
@@ -81,7 +81,7 @@ def measure(model, size, precision, layout, args, data_cache):
     """One configuration: a dict of timings and projections, or ``{'error': ...}``."""
     from experiments.data import epoch_batches
     from experiments.engines.jax_group import GroupEngine, clear_programs
-    from experiments.setup import Setup
+    from experiments.config.setup_keys import Setup
     spec = models.get_model(model)
     dataset = _dataset(spec, args, data_cache)
     seeds = [k // 24 for k in range(size)]  # 24 runs per seed, as in the grids

@@ -8,7 +8,7 @@ another (when this Python has Theano, or in the interpreter ``--theano-python`` 
 as a subprocess). The one-after-another ways time
 ``--sequential`` runs and scale to N. Prints seconds per epoch of all N runs, the
 ratio to the fastest way, the achieved GFLOP/s against the model's FLOP
-count (:func:`experiments.grid.grouping.model_costs`), the memory XLA plans for a group's
+count (:func:`experiments.training.grouping.model_costs`), the memory XLA plans for a group's
 epoch program per run, and the projected wall time of the full grid.
 
     python scripts/benchmark.py grid --config configs/logreg.yaml --epochs 2 \\
@@ -21,7 +21,7 @@ from importlib.util import find_spec
 import numpy as np
 
 from experiments import models
-from experiments.grid import grouping
+from experiments.training import grouping
 
 
 def add_arguments(parser):
@@ -53,7 +53,7 @@ def add_arguments(parser):
 def _load(args):
     from experiments.config import load_config
     from experiments.data import load_dataset
-    from experiments.grid.runs import expand_grid
+    from experiments.config.runs import expand_grid
     from experiments.data import subset
     config = load_config(args.config)
     runs = expand_grid(config)[:args.runs]

@@ -20,7 +20,7 @@ import sys
 
 from tqdm import tqdm
 
-from experiments.results import storage
+from experiments.results import faults
 from experiments.analysis import figures, records
 
 
@@ -58,7 +58,7 @@ def main(argv=None):
                     out = args.out
                 else:
                     out = os.path.join(args.out, os.path.basename(os.path.normpath(folder)))
-                with storage.writing_to(out, "--out"):
+                with faults.writing_to(out, "--out"):
                     if kind == "synthetic":
                         written += figures.save_synthetic(folder, out)
                         bar.update()
@@ -69,9 +69,9 @@ def main(argv=None):
     except records.ResultsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except storage.StorageError as e:
+    except faults.StorageError as e:
         print(f"error: {e}", file=sys.stderr)
-        return storage.EXIT_STATUS
+        return faults.EXIT_STATUS
     if not args.quiet:
         for folder in sorted({os.path.dirname(p) for p in written}):
             print(f"wrote {sum(os.path.dirname(p) == folder for p in written)} files to {folder}")

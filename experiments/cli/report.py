@@ -23,7 +23,7 @@ import argparse
 import os
 import sys
 
-from experiments.results import storage
+from experiments.results import faults
 from experiments.analysis import records, report
 from experiments.analysis.stats import choose_comparison
 
@@ -91,13 +91,13 @@ def main(argv=None):
             md, figures = _targets(args, folder, several)
             title = " vs ".join(records.rule_label(u) for u in [baseline, *candidates]) \
                 + f": {os.path.basename(os.path.normpath(folder))}"
-            with storage.writing_to(os.path.dirname(md) or ".", "--out"):
+            with faults.writing_to(os.path.dirname(md) or ".", "--out"):
                 paths = report.write_report(runs, md, figures, title=title,
                                             baseline=baseline, candidates=candidates)
             print(f"wrote {', '.join(paths)}")
-    except storage.StorageError as e:
+    except faults.StorageError as e:
         print(f"error: {e}", file=sys.stderr)
-        return storage.EXIT_STATUS
+        return faults.EXIT_STATUS
     except (records.ResultsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -25,14 +25,14 @@ import signal
 import sys
 import warnings
 
-from experiments.results import storage
+from experiments.results import faults
 from experiments.config import ConfigError
 from experiments.data import DataError
-from experiments.grid.claims import STALE_AFTER
+from experiments.results.claims import STALE_AFTER
 from experiments.grid.executors import MAX_ATTEMPTS
-from experiments.grid.runs import with_epochs
+from experiments.config.runs import with_epochs
 from experiments.grid.runner import EXECUTORS, run_grid
-from experiments.overrides import load_with_overrides, parse_item
+from experiments.config.overrides import load_with_overrides, parse_item
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,7 +68,7 @@ def _positive_float(text):
 
 
 def _group_size(text):
-    from experiments.grid.grouping import parse_group_size
+    from experiments.training.grouping import parse_group_size
     try:
         return parse_group_size(text)
     except ValueError:
@@ -77,7 +77,7 @@ def _group_size(text):
 
 
 def _metric_log(text):
-    from experiments.metric_logs import parse
+    from experiments.training.metric_logs import parse
     try:
         return parse(text)
     except ValueError as error:
@@ -184,7 +184,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = _config(args)
-        with storage.writing_to(args.results, "--results"):
+        with faults.writing_to(args.results, "--results"):
             summary = run_grid(config, results_dir=args.results, engine=args.engine,
                                data_dir=args.data_dir, only=args.only, quiet=args.quiet,
                                dry_run=args.dry_run, executor=args.executor,
@@ -196,9 +196,9 @@ def main(argv=None):
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except storage.StorageError as error:
+    except faults.StorageError as error:
         print(f"error: {error}", file=sys.stderr)
-        return storage.EXIT_STATUS
+        return faults.EXIT_STATUS
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

@@ -34,9 +34,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .. import models, run_schema
-from ..run_schema import ADAM_FAMILY, RULES as UPDATERS, VARIANTS  # noqa: F401
-from ..setup import Setup, engine_problem, he_gain_value
+from experiments import models
+from experiments.config import run_keys
+from experiments.config.run_keys import ADAM_FAMILY, RULES as UPDATERS, VARIANTS  # noqa: F401
+from experiments.config.setup_keys import Setup, engine_problem, he_gain_value
 
 #: Predictions are clipped to ``[CLIP, 1 - CLIP]`` before the log of the cross-entropy
 #: (Lasagne's experiment code); a saturated wrong prediction costs ``-log(CLIP)``
@@ -44,7 +45,7 @@ from ..setup import Setup, engine_problem, he_gain_value
 CLIP = 1e-7
 
 #: The rule a run steps with in a program (adam, amsgrad and adamw: one, with switches).
-optimizer_family = run_schema.family
+optimizer_family = run_keys.family
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Hyperparameters:
 
     The learning rate changes every epoch (the schedule) and is passed to
     :meth:`Engine.train_epoch`; everything here is fixed for the whole run. Values
-    are checked, and default, as :data:`experiments.run_schema.TABLE` says; a rule
+    are checked, and default, as :data:`experiments.run_keys.TABLE` says; a rule
     ignores the keys it does not take.
 
     Parameters
@@ -75,19 +76,19 @@ class Hyperparameters:
         false otherwise.
     """
     updater: str = "amsgrad"
-    beta1: float = run_schema.default("beta1")
-    beta2: float = run_schema.default("beta2")
-    epsilon: float = run_schema.default("epsilon")
-    bias_correction: bool = run_schema.default("bias_correction")
-    variant: str = run_schema.default("variant")
-    momentum: float = run_schema.default("momentum")
-    weight_decay: float = run_schema.default("weight_decay")
-    amsgrad: bool = run_schema.default("amsgrad")
+    beta1: float = run_keys.default("beta1")
+    beta2: float = run_keys.default("beta2")
+    epsilon: float = run_keys.default("epsilon")
+    bias_correction: bool = run_keys.default("bias_correction")
+    variant: str = run_keys.default("variant")
+    momentum: float = run_keys.default("momentum")
+    weight_decay: float = run_keys.default("weight_decay")
+    amsgrad: bool = run_keys.default("amsgrad")
 
     def __post_init__(self):
         for f in fields(self):
             try:
-                object.__setattr__(self, f.name, run_schema.check(f.name, getattr(self, f.name)))
+                object.__setattr__(self, f.name, run_keys.check(f.name, getattr(self, f.name)))
             except ValueError as e:
                 raise ValueError(f"{f.name}: {e}") from None
         object.__setattr__(self, "amsgrad", self.updater == "amsgrad"
@@ -95,10 +96,10 @@ class Hyperparameters:
 
     @classmethod
     def from_run(cls, run):
-        """The hyperparameters of a run: a :class:`~experiments.run_schema.RunConfig`
+        """The hyperparameters of a run: a :class:`~experiments.run_keys.RunConfig`
         or a run dict (checked as one)."""
-        if not isinstance(run, run_schema.RunConfig):
-            run = run_schema.RunConfig.from_run(run)
+        if not isinstance(run, run_keys.RunConfig):
+            run = run_keys.RunConfig.from_run(run)
         return cls(**{f.name: getattr(run, f.name) for f in fields(cls)
                       if getattr(run, f.name) is not None})
 
@@ -109,7 +110,7 @@ def optimizer_shapes(spec, hparams):
     params = models.param_shapes(spec)
     if hparams.updater in ADAM_FAMILY:
         slots = ("m", "v", "v_hat") if hparams.amsgrad else ("m", "v")
-    elif run_schema.takes(hparams.updater, "momentum"):
+    elif run_keys.takes(hparams.updater, "momentum"):
         slots = ("velocity",)
     else:
         slots = ()
@@ -201,7 +202,7 @@ class Engine(abc.ABC):
         seed)``); dropout masks derive from ``(seed, epoch)``.
     dropout : bool
         ``False`` turns dropout off in training (for comparing engines step by step).
-    setup : experiments.setup.Setup, optional
+    setup : experiments.setup_keys.Setup, optional
         He gain, validation averaging, pooling tie gradient, precision (default: as
         before those were keys); one the engine cannot honour is a ``ValueError``.
     """

@@ -42,11 +42,11 @@ import optax
 
 from amsgrad.optax import active_runs, per_run
 
-from .. import models
-from ..grid import grouping
+from experiments import models
+from experiments.training import grouping
 from . import jax_layers, jax_optimizer
 from .group_layout import SlotLayout, slot_params
-from ..setup import Setup, engine_problem
+from experiments.config.setup_keys import Setup, engine_problem
 from .base import (EngineGroup, check_arrays, initial_arrays, optimizer_family, optimizer_shapes,
                    validation_means)
 
@@ -78,14 +78,14 @@ class GroupEngine(EngineGroup):
     spec : experiments.models.ModelSpec
     dataset : experiments.data.Dataset
     hparams : list of Hyperparameters
-        One per run: one rule (:func:`experiments.run_schema.family`), one ``variant``.
+        One per run: one rule (:func:`experiments.run_keys.family`), one ``variant``.
     seeds : list of int
         One per run; fixes its initial arrays and, shared by all runs of that seed,
         the data order, flips and dropout masks.
     dropout : bool
         ``False`` turns dropout off in training.
     device : jax.Device, optional
-    setup : experiments.setup.Setup, optional
+    setup : experiments.setup_keys.Setup, optional
         He gain, validation averaging, pooling tie gradient and precision of every
         run, as :class:`~experiments.engines.base.Engine` takes it.
     compute_dtype : str, optional
@@ -101,7 +101,7 @@ class GroupEngine(EngineGroup):
     eval_runs : int, optional
         Runs evaluated per call (bounds validation memory); default: all with
         ``layout='loop'``, else as many as fit in a quarter of the free memory
-        (:func:`experiments.grid.grouping.eval_bytes`).
+        (:func:`experiments.training.grouping.eval_bytes`).
     custom_grad : bool, optional
         Convolution gradients as forward convolutions, as the single-run engine
         (default: on CPU only).

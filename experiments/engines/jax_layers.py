@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .. import models
+from experiments import models
 from .base import CLIP
 
 

@@ -25,7 +25,7 @@ _OFF = {"amsgrad": False, "weight_decay": 0.0}
 
 
 def make_optimizer(family, lr, hyper, variant="lasagne", runs=()):
-    """The optax transformation of rule ``family`` (:func:`experiments.run_schema.family`).
+    """The optax transformation of rule ``family`` (:func:`experiments.run_keys.family`).
 
     ``lr`` and the values of ``hyper`` (``beta1``, ``beta2``, ``epsilon``,
     ``bias_correction``, ``amsgrad``, ``weight_decay``, ``momentum``; the rule takes

@@ -35,14 +35,14 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..theano_env import theano  # sets Theano's flags before the imports below
+from experiments.engines.theano_env import theano  # sets Theano's flags before the imports below
 
 import theano.tensor as T  # noqa: E402
 from theano.sandbox.rng_mrg import MRG_RandomStreams  # noqa: E402
 
 import amsgrad.updates as lasagne_updates  # noqa: E402
 
-from ..data import flip_images  # noqa: E402
+from experiments.data import flip_images  # noqa: E402
 from . import base  # noqa: E402
 from .theano_layers import get_output  # noqa: E402
 

@@ -9,14 +9,14 @@ returned as a list of ``(shared, update)`` pairs for ``theano.function(..., upda
 Float constants are built with ``T.constant`` or Python floats, which Theano casts to
 ``floatX``; build under ``floatX=float32`` so the graphs stay float32.
 """
-from ..theano_env import theano  # noqa: F401  (sets Theano's flags before the imports below)
+from experiments.engines.theano_env import theano  # noqa: F401  (sets Theano's flags before the imports below)
 
 from typing import NamedTuple  # noqa: E402
 
 import theano.tensor as T  # noqa: E402
 from theano.tensor.signal.pool import pool_2d  # noqa: E402
 
-from .. import models  # noqa: E402
+from experiments import models  # noqa: E402
 
 
 def nonlinearity(name, x):

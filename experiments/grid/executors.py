@@ -31,9 +31,9 @@ import time
 import traceback
 import warnings
 
-from experiments import provenance
-from experiments.grid import claims
-from experiments.results import storage
+from experiments.training import provenance
+from experiments.results import claims
+from experiments.results import faults
 from experiments.config import ConfigError
 from experiments.results.store import DONE_STATES, CorruptFileWarning, RunStore
 
@@ -226,7 +226,7 @@ def _train(ready, dataset, event_of, quiet, position):
     except DataError:
         raise
     except Exception as error:  # every run of the group failed with it
-        if storage.is_storage_fault(error):
+        if faults.is_storage_fault(error):
             raise  # not the runs' fault: stop the grid, they resume later
         message, trace = _first_line(error), traceback.format_exc()
         return {job.run_id: failed(job, store, message, trace) for job, store in ready}
@@ -260,7 +260,7 @@ class LocalExecutor:
 
     def device_room(self):
         """``(platform, free bytes)`` of the device runs train on here."""
-        from experiments.grid.grouping import device_room
+        from experiments.training.grouping import device_room
         return device_room()
 
     def run(self, jobs, on_event=None):

@@ -10,7 +10,7 @@ import os
 import socket
 import sys
 
-from experiments.results import storage
+from experiments.results import faults
 from experiments.config import ConfigError
 from experiments.grid.executors import (MAX_ATTEMPTS, _first_line, _outcome, load_grid_dataset,
                                    run_jobs)
@@ -46,14 +46,14 @@ def _ray_task(job, events):
     except (DataError, ConfigError) as error:
         return _outcome(job, "user_error", message=str(error))
     except OSError as error:
-        if not storage.is_storage_fault(error):
+        if not faults.is_storage_fault(error):
             raise
         return _outcome(job, "storage_fault", error=(error.errno, error.strerror,
                                                      error.filename))
 
 
 def _device_room():
-    from experiments.grid.grouping import device_room
+    from experiments.training.grouping import device_room
     return device_room()
 
 

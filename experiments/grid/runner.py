@@ -13,12 +13,15 @@ import sys
 
 from tqdm.auto import tqdm
 
-from experiments import metric_logs, setup
-from experiments.grid import claims, grouping
-from experiments.results import storage
+from experiments.training import metric_logs
+
+from experiments.config import setup_keys
+from experiments.results import claims
+from experiments.training import grouping
+from experiments.results import faults
 from experiments.config import ConfigError
 from experiments.grid.executors import MAX_ATTEMPTS, Job, LocalExecutor, load_grid_dataset
-from experiments.grid.runs import check_grid_dir, plan
+from experiments.grid.plan import check_grid_dir, plan
 from experiments.results.store import RunStore
 
 EXECUTORS = ("local", "ray")
@@ -31,7 +34,7 @@ def _check_engine(engine, config):
     from experiments.engines import ENGINES
     if engine not in ENGINES:
         raise ConfigError(f"--engine {engine!r}: choose from {', '.join(ENGINES)}")
-    problem = setup.engine_problem(engine, setup.Setup.from_run(config.fixed))
+    problem = setup_keys.engine_problem(engine, setup_keys.Setup.from_run(config.fixed))
     if problem:
         raise ConfigError(f"{config.path}: {problem}")
     if find_spec(engine) is None:
@@ -88,8 +91,8 @@ def run_grid(config, results_dir="results", engine="jax", data_dir=None, only=()
         seconds between a runner's signs of life (see :mod:`experiments.grid.claims`).
     group_size : int or 'auto'
         JAX engine: train up to this many compatible runs together in one compiled
-        program (:func:`experiments.grid.grouping.group_runs`); 1 trains one run after
-        another. 'auto' (default): :func:`experiments.grid.grouping.choose_group_size` on
+        program (:func:`experiments.training.grouping.group_runs`); 1 trains one run after
+        another. 'auto' (default): :func:`experiments.training.grouping.choose_group_size` on
         the device that trains them (a Ray worker's, with Ray): as many as fit in its
         memory on a GPU, and on a CPU for a dense model; 1 for a conv net on a CPU, the
         Theano engine and a custom ``train_fn``.
@@ -164,7 +167,7 @@ def _summarize(name, summary, done_elsewhere, out):
 
 def _groups(jobs, group_size, runner):
     """``jobs`` as the executor takes them: a job alone, or a list of jobs that train
-    together (see :func:`experiments.grid.grouping.group_runs`); 'auto' sizes them on the
+    together (see :func:`experiments.training.grouping.group_runs`); 'auto' sizes them on the
     device the executor trains on."""
     if group_size == 1:
         return jobs
@@ -272,7 +275,7 @@ def _run_synthetic(config, results_dir, dry_run, out):
         from experiments.analysis import figures  # the figure lives with the other figures
         figures.save_synthetic(store.run_dir)
     except Exception as error:
-        if storage.is_storage_fault(error):
+        if faults.is_storage_fault(error):
             raise
         summary["failed"].append(config.name)
         print(f"failed {config.name}: {type(error).__name__}: {error}", file=sys.stderr)

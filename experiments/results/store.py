@@ -46,9 +46,9 @@ class RunStore:
     ----------
     run_dir : str or path-like
         The run's folder; created on the first write.
-    claim : experiments.grid.claims.Claim, optional
+    claim : experiments.results.claims.Claim, optional
         Held by the writer: every write checks first that it is still held, and
-        raises :class:`~experiments.grid.claims.ClaimLost` if another process took it over.
+        raises :class:`~experiments.results.claims.ClaimLost` if another process took it over.
     """
 
     def __init__(self, run_dir, claim=None):

@@ -99,7 +99,7 @@ def load_dataset(name, data_dir=None, download=True, quiet=False, subtract_mean=
         No download progress bar.
     subtract_mean : bool, optional
         Subtract the training mean (:func:`preprocess`); default: MNIST yes, CIFAR-10
-        no (:data:`experiments.setup.LEGACY_SUBTRACT_MEAN`).
+        no (:data:`experiments.setup_keys.LEGACY_SUBTRACT_MEAN`).
 
     Raises
     ------
@@ -125,12 +125,12 @@ def subtract_training_mean(x_train, x_val):
 def preprocess(dataset, subtract_mean=None):
     """``dataset`` with the training mean subtracted (:func:`subtract_training_mean`)
     or not, as ``subtract_mean`` says (None: the dataset's legacy choice, see
-    :data:`experiments.setup.LEGACY_SUBTRACT_MEAN`).
+    :data:`experiments.setup_keys.LEGACY_SUBTRACT_MEAN`).
 
     A dataset whose ``mean_subtracted`` is None (made by hand) is taken as it is; one
     already subtracted cannot be asked for without the subtraction (``ValueError``).
     """
-    from .setup import legacy
+    from experiments.config.setup_keys import legacy
     want = legacy("subtract_mean", dataset.name) if subtract_mean is None else subtract_mean
     if dataset.mean_subtracted is None or bool(dataset.mean_subtracted) == bool(want):
         return dataset

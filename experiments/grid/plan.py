@@ -1,142 +1,35 @@
-"""Grids of runs: expansion, run ids, ``--only``, the grid folder's settings, the plan.
-
-A grid config (see :mod:`experiments.config`) expands into one run per seed and
-combination of axis values. Runs go to ``<results>/<name>/<run id>/`` (see
-:mod:`experiments.results.store`). Run ids name the axes of the config's ``grid:`` (even an
-axis with a single value, so that adding values later keeps the ids) and the seed,
-in a fixed order: ``amsgrad_lr=0.001_b2=0.999_bc=on_seed=3``.
+"""The plan of a grid: where each of its runs stands in the results folder.
 
 Finished and diverged runs are done and skipped; any other run is (re)trained, and a
 run with a checkpoint resumes from it (the trainer does that). The fixed settings of
 a grid are kept in ``<results>/<name>/grid.yaml``; a config that changes them under
-the same name is refused rather than mixing results of two experiments. ``--epochs``
-changes the learning-rate schedule, so its results go to ``<name>_epochs=<N>``.
+the same name is refused rather than mixing results of two experiments.
 
 :func:`experiments.grid.runner.run_grid` trains what the plan says is missing.
 """
 import dataclasses
 import errno
-import itertools
 import os
 
 import yaml
 
-from experiments import run_schema
-from experiments.results import storage
-from experiments.config import ConfigError, check_value, did_you_mean
+from experiments.config import run_keys
+from experiments.config.grid_config import ConfigError
+from experiments.config.runs import expand_grid, select
 from experiments.grid.executors import MAX_ATTEMPTS
+from experiments.results import faults
 from experiments.results.files import atomic_write_text
 from experiments.results.store import DONE_STATES, GRID_FILE, CorruptFileError, RunStore
 
-from experiments.run_schema import AXES, ID_LABELS
-
-__all__ = ["expand_grid", "run_id", "with_epochs", "select", "check_grid_dir", "Plan",
-           "plan", "DONE_STATES"]
+__all__ = ["grid_settings", "check_grid_dir", "Plan", "plan", "DONE_STATES"]
 
 
-def _id_value(value):
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def run_id(run, axes):
-    """The id of ``run``: its values on ``axes`` (in :data:`~experiments.config.AXES`
-    order) and its seed, e.g. ``amsgrad_lr=0.001_b2=0.999_bc=on_seed=3``."""
-    parts = [_id_value(run[a]) if ID_LABELS[a] is None else f"{ID_LABELS[a]}={_id_value(run[a])}"
-             for a in AXES if a in axes]
-    return "_".join(parts + [f"seed={run['seed']}"])
-
-
-def expand_grid(config):
-    """One run dict per seed and combination of axis values, seeds outermost (so the
-    first runs cover every setting once), then rule by rule
-    (:meth:`~experiments.config.GridConfig.rule_settings`).
-
-    A run dict is the resolved run config: ``name`` (the grid), ``run_id``, every key of
-    :data:`~experiments.run_schema.TABLE` its rule takes (the setup keys too) and
-    ``seed``. Its id names the grid's axes its rule takes and the rule's own axes.
-    """
-    if config.kind != "train":
-        raise ValueError(f"{config.path}: a {config.kind} config has no grid of runs")
-    rules = config.grid.get("updater") or (config.fixed["updater"],)
-    per_rule = {rule: config.rule_settings(rule) for rule in rules}
-    runs = []
-    for seed in config.seeds:
-        for rule in rules:
-            fixed, axes = per_rule[rule]
-            id_axes = ["updater"] * ("updater" in config.grid) + list(axes)
-            for values in itertools.product(*axes.values()):
-                settings = {**fixed, **dict(zip(axes, values)), "updater": rule}
-                run = {"name": config.name,
-                       "run_id": run_id(dict(settings, seed=seed), id_axes)}
-                run.update((k, settings[k]) for k in run_schema.KEYS if k in settings)
-                run["seed"] = seed
-                runs.append(run)
-    return runs
-
-
-def with_epochs(config, epochs):
-    """``config`` trained for ``epochs`` instead; a different number of epochs is a
-    different schedule, hence a different grid name (``<name>_epochs=<N>``)."""
-    if epochs is None or epochs == config.fixed["epochs"]:
-        return config
-    return dataclasses.replace(config, name=f"{config.name}_epochs={epochs}",
-                               fixed={**config.fixed, "epochs": epochs})
-
-
-def select(runs, config, only):
-    """The runs matching every ``key=value`` of ``only`` (a key given twice: either value).
-
-    Keys are the grid's axes (or their labels in run ids: ``b2``, ``bc``) and ``seed``;
-    values are read as YAML (``bc=off``, ``lr=1e-3``). A key or value the grid does not
-    have raises :class:`ConfigError`.
-    """
-    choices, fixed = {}, {}
-    for rule in config.grid.get("updater") or (config.fixed["updater"],):
-        rule_fixed, axes = config.rule_settings(rule)
-        for key, values in axes.items():
-            choices[key] = tuple(dict.fromkeys(choices.get(key, ()) + tuple(values)))
-        fixed = {**rule_fixed, **fixed}
-    choices = {**{k: choices[k] for k in AXES if k in choices}, "seed": config.seeds}
-    if "updater" in config.grid:
-        choices = {"updater": config.grid["updater"], **choices}
-    aliases = {label: axis for axis, label in ID_LABELS.items() if label}
-    wanted = {}
-    for item in only or ():
-        key, sep, text = (s.strip() for s in item.partition("="))
-        if not sep or not key or not text:
-            raise ConfigError(f"--only {item!r}: expected key=value, e.g. lr=0.001")
-        key = aliases.get(key, key)
-        if key not in choices:
-            why = (f"{key!r} is fixed to {fixed[key]!r} in this grid" if key in fixed
-                   else f"unknown key {key!r}{did_you_mean(key, choices)}")
-            raise ConfigError(f"--only {item!r}: {why}; choose from {', '.join(choices)}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        try:
-            if key == "seed":
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError(f"expected an integer, got {text!r}")
-            else:
-                value = check_value(key, value)
-        except ValueError as e:
-            raise ConfigError(f"--only {item!r}: {e}") from None
-        if value not in choices[key]:
-            shown = ", ".join(_id_value(v) for v in choices[key])
-            raise ConfigError(f"--only {item!r}: not in this grid; {key} is one of {shown}")
-        wanted.setdefault(key, []).append(value)
-    return [r for r in runs if all(r.get(k) in vs for k, vs in wanted.items())]
-
-
-def _grid_settings(config):
+def grid_settings(config):
     """What grid.yaml records: the keys added later at their defaults left out
-    (:func:`~experiments.run_schema.canonical`), so a grid of before they existed reads
+    (:func:`~experiments.run_keys.canonical`), so a grid of before they existed reads
     as the same; the rules' own values (``rules``) where there are any."""
     settings = {"kind": config.kind, "axes": list(config.grid),
-                **run_schema.canonical(config.fixed)}
+                **run_keys.canonical(config.fixed)}
     if config.rules:
         settings["rules"] = config.to_dict()["rules"]
     return settings
@@ -146,7 +39,7 @@ def _as_then(stored, model):
     """A stored grid or run config with the setup keys it lacks at the values the code
     used before they existed (as it stands if it is not a config at all)."""
     try:
-        return run_schema.resolve({"model": model, **stored})
+        return run_keys.resolve({"model": model, **stored})
     except (TypeError, ValueError, KeyError):
         return stored
 
@@ -155,14 +48,14 @@ def check_grid_dir(config, grid_dir, write=False):
     """Refuse ``grid_dir`` if it holds a grid of other fixed settings (``grid.yaml``);
     with ``write``, record this config's settings there when there are none yet."""
     path = os.path.join(grid_dir, GRID_FILE)
-    settings = _grid_settings(config)
+    settings = grid_settings(config)
     try:
         with open(path, encoding="utf-8") as f:
             stored = (yaml.safe_load(f) or {}).get("settings")
     except FileNotFoundError:
         stored = None
     except (OSError, yaml.YAMLError, AttributeError) as e:
-        if storage.is_storage_fault(e):
+        if faults.is_storage_fault(e):
             raise
         raise ConfigError(f"{path}: unreadable ({type(e).__name__}); remove it or use "
                           f"another --results") from None
@@ -173,7 +66,7 @@ def check_grid_dir(config, grid_dir, write=False):
                               + yaml.safe_dump({"name": config.name, "config": config.path,
                                                 "settings": settings}, sort_keys=False))
         return
-    stored, settings = _as_then(stored, settings["model"]), run_schema.resolve(settings)
+    stored, settings = _as_then(stored, settings["model"]), run_keys.resolve(settings)
     if stored != settings:
         missing = "(unset)"
         diffs = "; ".join(f"{k}: {stored.get(k, missing)!r} -> {settings.get(k, missing)!r}"

@@ -52,7 +52,7 @@ __all__ = ["SCHEDULES", "STEP_DECAYS", "check", "schedule", "rates", "learning_r
 
 def _param(name, key, value):
     """``value`` of parameter ``key`` of schedule ``name``, checked."""
-    from experiments import run_schema as c  # the checkers; the schema imports this module
+    from experiments.config import run_keys as c  # the checkers; the schema imports this module
     checkers = {"final": c.number(0, 1), "factor": c.number(0, 1, low_open=True),
                 "every": c.integer(1), "at": c.list_of(c.integer(1))}
     try:
@@ -70,7 +70,7 @@ def check(value):
 
     Raises ``ValueError`` with one line saying what is wrong (the config adds the key).
     """
-    from experiments.run_schema import did_you_mean, shown as _shown
+    from experiments.config.run_keys import did_you_mean, shown as _shown
     given = dict(value) if isinstance(value, dict) else {"name": value}
     name = given.pop("name", None)
     if not isinstance(name, str) or name not in SCHEDULES:

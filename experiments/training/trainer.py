@@ -1,7 +1,7 @@
 """Training: one function trains K >= 1 runs, each with its own files.
 
 :func:`train_runs` trains (or resumes, or leaves as they are) compatible runs
-(:func:`experiments.grid.grouping.check_group`) together: a group of one on its engine
+(:func:`experiments.training.grouping.check_group`) together: a group of one on its engine
 (JAX or Theano, :mod:`experiments.engines`), a larger group in one compiled program
 (:class:`~experiments.engines.jax_group.GroupEngine`). The trainer talks to both
 through one interface (:class:`~experiments.engines.base.GroupOfOne` adapts a
@@ -45,14 +45,15 @@ import time
 
 import numpy as np
 
-from . import models, provenance, run_schema
-from .grid import grouping
-from .engines import get_engine
-from .engines.base import GroupOfOne, Hyperparameters
-from .metric_logs import RunLog
-from .results.storage import is_storage_fault
-from .run_schema import RunConfig
-from .schedules import learning_rate
+from experiments import models
+from experiments.config import run_keys
+from experiments.engines import get_engine
+from experiments.training import grouping, provenance
+from experiments.engines.base import GroupOfOne, Hyperparameters
+from experiments.training.metric_logs import RunLog
+from experiments.results.faults import is_storage_fault
+from experiments.config.run_keys import RunConfig
+from experiments.config.schedules import learning_rate
 
 #: ``checkpoint_every=None`` in a group: checkpoint once the time since the last one is
 #: this many times what the last one took.
@@ -61,8 +62,8 @@ CHECKPOINT_RATIO = 10.0
 def config_hash(run):
     """A short hash of the run config; a checkpoint only resumes the config it was made by.
     Keys at the defaults they had before they existed do not count
-    (:func:`experiments.run_schema.canonical`), so older checkpoints keep resuming."""
-    text = json.dumps(run_schema.canonical(run), sort_keys=True, default=str)
+    (:func:`experiments.run_keys.canonical`), so older checkpoints keep resuming."""
+    text = json.dumps(run_keys.canonical(run), sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
@@ -104,7 +105,7 @@ def run_setup(run, dataset=None, data_dir=None, quiet=False):
     n_epochs = config.epochs
     schedule = config.lr_schedule  # checked by its row (experiments.schedules.check)
     keys = config.setup()
-    from .data import load_dataset, preprocess, subset
+    from experiments.data import load_dataset, preprocess, subset
     if dataset is None:
         dataset = load_dataset(spec.dataset, data_dir, quiet=quiet,
                                subtract_mean=keys.subtract_mean)
@@ -132,7 +133,7 @@ class _Member:
 
     def write(self, method, *args):
         """A write to the run's store; a lost claim ends the run's part in the group."""
-        from .grid.claims import ClaimLost
+        from experiments.results.claims import ClaimLost
         if self.lost is not None:
             return
         try:
@@ -208,7 +209,7 @@ def _make_engine(name, spec, dataset, hparams, seeds, keys, options, alone):
                                            **options), seeds[0])
     if name != "jax":
         raise ValueError(f"the {name} engine trains one run at a time (group size 1)")
-    from .engines.jax_group import GroupEngine
+    from experiments.engines.jax_group import GroupEngine
     return GroupEngine(spec, dataset, hparams, seeds, setup=keys, **options)
 
 
@@ -227,7 +228,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
         the model's), ``train_subset`` / ``val_subset`` (use the first N examples), and
         the setup keys of :mod:`experiments.setup` (missing: as before they existed).
         All equal but in their optimizer hyperparameters and seed
-        (:func:`experiments.grid.grouping.check_group`).
+        (:func:`experiments.training.grouping.check_group`).
     stores : list of experiments.results.store.RunStore
         One per run.
     engine : str
@@ -245,7 +246,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
         ``eval_runs``); the setup comes from the runs.
     on_epoch : callable, optional
         ``on_epoch(run, row)`` for each run's curves row, once it is written; a
-        :class:`~experiments.grid.claims.ClaimLost` it raises ends that run's part only.
+        :class:`~experiments.results.claims.ClaimLost` it raises ends that run's part only.
     checkpoint_every : float, optional
         Seconds to wait at least between checkpoints (0: every epoch); default: every
         epoch for a run alone, else see :data:`CHECKPOINT_RATIO`.
@@ -295,7 +296,7 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     desc = (f"{spec.name} {run0.updater} seed {run0.seed}" if alone
             else f"{spec.name} group of {len(live)}")
     bar = None if quiet else _progress_bar(desc, n_epochs, first, position)
-    from .data import epoch_batches
+    from experiments.data import epoch_batches
     checkpoints = _Checkpoints(0 if checkpoint_every is None and alone else checkpoint_every)
     ended = False
     try:
@@ -358,7 +359,7 @@ def _progress_bar(desc, n_epochs, first, position):
 def _epoch_written(trained, saved, on_epoch):
     """After the rows of an epoch: the statuses (if a checkpoint was ``saved``), and
     ``on_epoch`` for each run; a run whose claim is lost stops here."""
-    from .grid.claims import ClaimLost
+    from experiments.results.claims import ClaimLost
     for m in trained:
         # the status follows the checkpoints (the curves say how far a run got):
         # 120 small synced writes an epoch less, a tenth of a logreg epoch
@@ -385,8 +386,8 @@ def train_run(run, store, engine="jax", data_dir=None, dataset=None, quiet=False
               position=None, engine_options=None, on_epoch=None, metric_log=()):
     """Train (or resume, or leave as it is) one run: :func:`train_runs` with one run;
     ``on_epoch(row)``. Returns its final status; another process taking the run's claim
-    over raises :class:`~experiments.grid.claims.ClaimLost`."""
-    from .grid.claims import ClaimLost
+    over raises :class:`~experiments.results.claims.ClaimLost`."""
+    from experiments.results.claims import ClaimLost
     status, = train_runs([run], [store], engine, data_dir, dataset, quiet, position,
                          engine_options, on_epoch and (lambda _, row: on_epoch(row)),
                          metric_log=metric_log)

@@ -1,9 +1,9 @@
 """Which runs can train together in one compiled program, and how many at a time.
 
 Runs of one config that follow one rule of the library
-(:func:`~experiments.run_schema.family`: Adam, AMSGrad and AdamW are one)
+(:func:`~experiments.run_keys.family`: Adam, AMSGrad and AdamW are one)
 and differ only in its hyperparameters and seed (the keys of :data:`PER_RUN_KEYS`, the
-``per_run`` column of :data:`~experiments.run_schema.TABLE`) are
+``per_run`` column of :data:`~experiments.run_keys.TABLE`) are
 *compatible*: the grouped engine
 (:mod:`experiments.engines.jax_group`) steps any number of them at once, with their
 hyperparameters as per-run arrays. :func:`group_runs` splits a list of runs into
@@ -20,8 +20,10 @@ net on a CPU, for the Theano engine and for a custom trainer.
 import math
 import os
 
-from experiments import models, run_schema
-from experiments.run_schema import PER_RUN_KEYS
+from experiments import models
+
+from experiments.config import run_keys
+from experiments.config.run_keys import PER_RUN_KEYS
 
 #: Share of the free memory ``'auto'`` plans to fill (XLA needs room of its own).
 MEMORY_FRACTION = 0.6
@@ -36,9 +38,9 @@ __all__ = ["PER_RUN_KEYS", "compatibility_key", "check_group", "model_costs", "r
 def compatibility_key(run):
     """What must be equal for runs to share a group: the updater's rule and every
     setting but :data:`PER_RUN_KEYS` (a missing legacy key as
-    :func:`experiments.run_schema.resolve` reads it), as a hashable tuple."""
-    rule = ("rule", run_schema.family(run["updater"]))
-    run = run_schema.resolve(run) if "model" in run else run
+    :func:`experiments.run_keys.resolve` reads it), as a hashable tuple."""
+    rule = ("rule", run_keys.family(run["updater"]))
+    run = run_keys.resolve(run) if "model" in run else run
     return (rule,) + tuple(sorted((k, repr(v)) for k, v in run.items() if k not in PER_RUN_KEYS))
 
 

@@ -32,7 +32,7 @@ are compared.
 import math
 from dataclasses import dataclass, fields
 
-from . import models
+from experiments import models
 
 KEYS = ("subtract_mean", "he_gain", "val_average", "maxpool_tie_gradient", "precision")
 VAL_AVERAGES = ("examples", "batches")
@@ -135,6 +135,6 @@ class Setup:
     @classmethod
     def from_run(cls, run):
         """The setup of a run config dict (missing keys: :func:`legacy`)."""
-        from .run_schema import resolve  # the schema's table holds these keys
+        from experiments.config.run_keys import resolve  # the schema's table holds these keys
         resolved = resolve(run)
         return cls(**{k: resolved[k] for k in KEYS})

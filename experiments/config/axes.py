@@ -2,14 +2,15 @@
 on the run schema (:mod:`experiments.run_schema`) for :func:`experiments.config.parse_config`.
 
 The rules of a grid are its ``updater`` axis (or its fixed ``updater``). A key a rule
-takes (:func:`~experiments.run_schema.takes`) may be fixed or an axis for the whole grid,
+takes (:func:`~experiments.run_keys.takes`) may be fixed or an axis for the whole grid,
 and given again under ``rules: {<rule>: {<key>: value or [values]}}`` for that rule
 alone; a key no rule of the grid takes is an error naming it. The functions take the
 config's ``fail(key, message)`` (raises its one-line error) and ``check(checker, value,
 key)``.
 """
-from experiments import run_schema, setup
-from experiments.run_schema import (AXES, KEYS, REQUIRED, RULES, did_you_mean, list_of, shown,
+from experiments.config import run_keys
+from experiments.config import setup_keys
+from experiments.config.run_keys import (AXES, KEYS, REQUIRED, RULES, did_you_mean, list_of, shown,
                                     takes)
 
 __all__ = ["grid_rules", "grid_axes", "grid_fixed"]
@@ -28,7 +29,7 @@ def grid_fixed(data, grid, rules, fail, check):
     fixed, all_rules = {}, grid_rules(data, grid)
     for key in KEYS:
         takers = [r for r in all_rules if takes(r, key)]
-        if key in grid or key in setup.KEYS or not takers:
+        if key in grid or key in setup_keys.KEYS or not takers:
             continue
         if all(key in rules.get(r, ()) for r in takers):  # each has its own value
             if key in data:
@@ -48,7 +49,7 @@ def _takers(key, rules):
     """Why no rule of ``rules`` takes ``key``, or None."""
     if any(takes(r, key) for r in rules):
         return None
-    takers = run_schema.rules_taking(key)
+    takers = run_keys.rules_taking(key)
     return (f"no rule of this grid ({', '.join(rules)}) takes it ({', '.join(takers)} "
             f"do{'es' if len(takers) == 1 else ''})")
 
@@ -93,7 +94,7 @@ def grid_axes(data, fail, check):
                     + did_you_mean(rule, rules))
         if not isinstance(values, dict) or not values:
             fail(k, f"expected a mapping of key: value or [values], got {shown(values)}")
-        mine = [key for key in run_schema.OPTIMIZER_KEYS if key != "updater"
+        mine = [key for key in run_keys.OPTIMIZER_KEYS if key != "updater"
                 and takes(rule, key)]
         for key, value in values.items():
             if key not in mine:

@@ -29,9 +29,9 @@ import re
 
 import yaml
 
-from experiments.config import (ConfigError, _UniqueKeyLoader, load_config, parse_config,
+from experiments.config.grid_config import (ConfigError, _UniqueKeyLoader, load_config, parse_config,
                                 read_config)
-from experiments.grid.runs import ID_LABELS, _id_value
+from experiments.config.runs import ID_LABELS, id_value
 
 __all__ = ["parse_item", "apply_overrides", "derived_name", "load_with_overrides"]
 
@@ -106,7 +106,7 @@ def _short(value):
         return "-".join(_short(v) for v in value)
     if isinstance(value, dict):
         return str(value.get("name", "mapping"))
-    return "null" if value is None else _id_value(value)
+    return "null" if value is None else id_value(value)
 
 
 def derived_name(original, changed):

@@ -14,7 +14,7 @@ below that neither ``THEANO_FLAGS`` nor a config file sets is added to ``THEANO_
                        cached there; the first compilation of a conv net is slow)
 =====================  ===========================================================
 
-Import Theano through this module (``from experiments.theano_env import theano``);
+Import Theano through this module (``from experiments.engines.theano_env import theano``);
 if Theano was imported before, its flags are left as they are.
 """
 import configparser

@@ -74,19 +74,23 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from experiments import run_schema, schedules, setup
+from experiments.config import run_keys
+
+from experiments.config import schedules
+
+from experiments.config import setup_keys
 from experiments.models import get_model
 from experiments.synthetic import DTYPES, LR_DECAYS, PROBLEMS  # one definition each
 from experiments.synthetic import RULES as SYNTHETIC_RULES  # the library's variants too
-from experiments.axes import grid_axes, grid_fixed
-from experiments.run_schema import (AXES, INF, KEYS, RULES, Bad, boolean, choice, integer,
+from experiments.config.axes import grid_axes, grid_fixed
+from experiments.config.run_keys import (AXES, INF, KEYS, RULES, Bad, boolean, choice, integer,
                                     list_of, number, shown, takes)
 
 KINDS = ("train", "synthetic")
-DATASETS = run_schema.DATASETS
+DATASETS = run_keys.DATASETS
 UPDATERS = RULES
 LR_SCHEDULES = tuple(schedules.SCHEDULES)
-AUGMENTATIONS = run_schema.AUGMENTATIONS
+AUGMENTATIONS = run_keys.AUGMENTATIONS
 
 __all__ = ["ConfigError", "GridConfig", "load_config", "read_config", "parse_config",
            "check_value", "did_you_mean", "KINDS", "TRAIN_KEYS", "SYNTHETIC_KEYS",
@@ -111,19 +115,19 @@ def _name(v):
 def check_value(key, value):
     """Check one value of the training setting ``key`` (as on a grid axis, or given to
     ``--only``); returns it normalised or raises ``ValueError`` saying what was expected."""
-    return run_schema.check(key, value)
+    return run_keys.check(key, value)
 
 
 def did_you_mean(word, candidates):
     """`` (did you mean 'x'?)`` for the closest of ``candidates``, or ``''``."""
-    return run_schema.did_you_mean(word, candidates, ALIASES)
+    return run_keys.did_you_mean(word, candidates, ALIASES)
 
 
 # The training keys but the setup keys, as (checker, default); a default of REQUIRED
-# must be given. A view of experiments.run_schema.TABLE.
-HYPERPARAMETERS = {k: (KEYS[k].check, KEYS[k].default) for k in run_schema.OPTIMIZER_KEYS}
+# must be given. A view of experiments.run_keys.TABLE.
+HYPERPARAMETERS = {k: (KEYS[k].check, KEYS[k].default) for k in run_keys.OPTIMIZER_KEYS}
 TRAIN_KEYS = {k: (KEYS[k].check, KEYS[k].default)
-              for k in run_schema.SETTING_KEYS + run_schema.OPTIMIZER_KEYS}
+              for k in run_keys.SETTING_KEYS + run_keys.OPTIMIZER_KEYS}
 # The synthetic experiment is one run of several lanes; its keys are those of
 # experiments.synthetic.DEFAULTS, which also supplies the defaults (None here).
 SYNTHETIC_KEYS = {
@@ -143,7 +147,7 @@ SYNTHETIC_KEYS = {
 # What a run asks of a Ray cluster (``resources:``): not settings of the experiment.
 RESOURCES = {"num_cpus": number(0, INF, low_open=True), "num_gpus": number(0, INF)}
 # Short names a user may reach for (most are the labels of run ids).
-ALIASES = {**run_schema.ALIASES, "seed": "seeds", "gpus": "num_gpus", "cpus": "num_cpus"}
+ALIASES = {**run_keys.ALIASES, "seed": "seeds", "gpus": "num_gpus", "cpus": "num_cpus"}
 
 
 @dataclass(frozen=True)
@@ -274,10 +278,10 @@ def parse_config(data, path="<config>", default_name=None):
                         f"not {fixed['dataset']}")
     if fixed["augmentation"] is None:
         fixed["augmentation"] = DATASETS[fixed["dataset"]]
-    for key in setup.KEYS:  # every setup key, a missing one at its legacy value
+    for key in setup_keys.KEYS:  # every setup key, a missing one at its legacy value
         fixed[key] = check(KEYS[key].check, data[key], key) if key in data \
-            else run_schema.default(key, fixed["dataset"])
-        why = setup.not_applicable(key, fixed[key], fixed["model"])
+            else run_keys.default(key, fixed["dataset"])
+        why = setup_keys.not_applicable(key, fixed[key], fixed["model"])
         if why:
             fail(key, f"{why}; leave the key out")
 

@@ -38,8 +38,8 @@ import numpy as np
 
 from amsgrad.rules import VARIANTS
 
-from . import schedules, setup
-from .models import MODEL_NAMES, get_model
+from experiments.config import schedules, setup_keys
+from experiments.models import MODEL_NAMES, get_model
 
 __all__ = ["Key", "Bad", "TABLE", "KEYS", "RULES", "ADAM_FAMILY", "VARIANTS", "AXES",
            "PER_RUN_KEYS", "ID_LABELS", "SETTING_KEYS", "OPTIMIZER_KEYS", "SETUP_KEYS",
@@ -210,9 +210,9 @@ TABLE = (
     # AdamW with AMSGrad's running maximum (amsgrad.updates.adamw(..., amsgrad=True))
     Key("amsgrad", boolean, False, "ams", True, True, ("adamw",), type=bool),
     # the setup keys (experiments.setup): fixed for a grid
-    *(Key(k, _raising(functools.partial(setup.check, k)),
-          functools.partial(lambda k, dataset: setup.legacy(k, dataset), k), legacy=True)
-      for k in setup.KEYS),
+    *(Key(k, _raising(functools.partial(setup_keys.check, k)),
+          functools.partial(lambda k, dataset: setup_keys.legacy(k, dataset), k), legacy=True)
+      for k in setup_keys.KEYS),
 )
 KEYS = {k.name: k for k in TABLE}
 #: Keys that may be grid axes, in run-id order.
@@ -222,7 +222,7 @@ PER_RUN_KEYS = ("run_id",) + tuple(k.name for k in TABLE if k.per_run) + ("seed"
 #: How each axis appears in run ids (None: the bare value); also accepted by --only.
 ID_LABELS = {k.name: k.label for k in TABLE if k.axis}
 OPTIMIZER_KEYS = tuple(k.name for k in TABLE if k.rules is not None)
-SETUP_KEYS = tuple(setup.KEYS)
+SETUP_KEYS = tuple(setup_keys.KEYS)
 SETTING_KEYS = tuple(k.name for k in TABLE
                      if k.name not in OPTIMIZER_KEYS and k.name not in SETUP_KEYS)
 
@@ -340,5 +340,5 @@ class RunConfig(_RunConfigBase):
         return out
 
     def setup(self):
-        """The run's :class:`experiments.setup.Setup`."""
-        return setup.Setup(**{k: getattr(self, k) for k in SETUP_KEYS})
+        """The run's :class:`experiments.setup_keys.Setup`."""
+        return setup_keys.Setup(**{k: getattr(self, k) for k in SETUP_KEYS})
