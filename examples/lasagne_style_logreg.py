@@ -30,7 +30,7 @@ from experiments.data import DataError, epoch_batches, load_dataset  # noqa: E40
 def tensor_library(name):
     """``(library, tensor module, softmax)`` of Theano or PyTensor, computing in float32."""
     if name == "theano":
-        from experiments.theano_env import theano  # Theano's flags first
+        from experiments.engines.theano_env import theano  # Theano's flags first
         import theano.tensor as T
         return theano, T, T.nnet.softmax
     import pytensor

@@ -26,11 +26,9 @@ The stochastic draws come from numpy, host-side, from ``np.random.default_rng(se
 and AMSGrad see the same draws.
 """
 import contextlib
-import csv
 import functools
-import io
+import sys
 import itertools
-import numbers
 import os
 import time
 from typing import NamedTuple
@@ -39,24 +37,19 @@ import numpy as np
 
 from amsgrad import rules as _rules
 from experiments.config import schedules
+from experiments.config.loading import ConfigError, parse_config
+from experiments.config.synthetic_keys import PROBLEMS, RULES, SyntheticConfig
+from experiments.results import faults
+from experiments.results.store import RunStore
+from experiments.results.trajectories import write_trajectories
+from experiments.training import provenance
+from experiments.training.progress import duration, summary_line
 
-PROBLEMS = ("online", "stochastic")
-#: ``adam``/``amsgrad``: the experiment's variant; ``<rule>_<variant>``: another library's.
-RULES = ("adam", "amsgrad") + tuple(f"{rule}_{variant}" for variant in _rules.VARIANTS[1:]
-                                    for rule in ("adam", "amsgrad"))
-LR_DECAYS = schedules.STEP_DECAYS
-DTYPES = ("float32", "float64")
 #: Gradients of the two linear losses, and the large gradient's period / probability.
 LARGE_GRAD, SMALL_GRAD, PERIOD, PROBABILITY = 1010.0, -10.0, 101, 0.01
-#: The config keys of a synthetic run and their defaults (the paper's setting).
-DEFAULTS = dict(problems=list(PROBLEMS), rules=["adam", "amsgrad"], steps=9_000_000,
-                learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
-                bias_correction=False, lr_decay="constant", seed=0, record_every=1000,
-                dtype="float32")
 
-__all__ = ["PROBLEMS", "RULES", "DEFAULTS", "Trajectories", "check_config", "rule_of",
-           "stochastic_draws", "make_step", "compile_loop", "simulate", "run_synthetic",
-           "write_trajectories", "read_trajectories", "precision"]
+__all__ = ["Trajectories", "rule_of", "stochastic_draws", "make_step", "compile_loop",
+           "simulate", "run_synthetic", "run", "precision"]
 
 
 class Trajectories(NamedTuple):
@@ -67,45 +60,6 @@ class Trajectories(NamedTuple):
     x: np.ndarray       # (R, L) x after those steps
     compile_s: float = 0.0
     run_s: float = 0.0
-
-
-def check_config(config):
-    """The synthetic settings of ``config`` merged over :data:`DEFAULTS`, checked.
-
-    Keys other than those of :data:`DEFAULTS` (``name``, ``kind``, ...) are ignored.
-    Raises ``ValueError`` with one line naming the key and the bad value.
-    """
-    c = {k: config.get(k, v) for k, v in DEFAULTS.items()}
-
-    def bad(key, expected):
-        raise ValueError(f"synthetic config: {key} must be {expected}, got {c[key]!r}")
-
-    for key, allowed in (("problems", PROBLEMS), ("rules", RULES)):
-        if isinstance(c[key], str):
-            c[key] = [c[key]]
-        if (not isinstance(c[key], (list, tuple)) or not c[key]
-                or any(v not in allowed for v in c[key]) or len(set(c[key])) != len(c[key])):
-            bad(key, f"a non-empty list of distinct names from {list(allowed)}")
-        c[key] = list(c[key])
-    is_a = lambda value, kind: isinstance(value, kind) and not isinstance(value, bool)
-    for key, least in (("steps", 1), ("record_every", 1), ("seed", 0)):
-        if not is_a(c[key], numbers.Integral) or c[key] < least:
-            bad(key, "a positive integer" if least else "a non-negative integer")
-        c[key] = int(c[key])
-    for key, ok, expected in (("learning_rate", lambda h: h > 0, "a positive number"),
-                              ("epsilon", lambda h: h >= 0, "a non-negative number"),
-                              ("beta1", lambda h: 0 <= h < 1, "a number in [0, 1)"),
-                              ("beta2", lambda h: 0 <= h < 1, "a number in [0, 1)")):
-        if not is_a(c[key], numbers.Real) or not ok(c[key]):  # NaN fails ok() too
-            bad(key, expected)
-        c[key] = float(c[key])
-    if not isinstance(c["bias_correction"], bool):
-        bad("bias_correction", "true or false")
-    if c["lr_decay"] not in LR_DECAYS:
-        bad("lr_decay", f"one of {list(LR_DECAYS)}")
-    if c["dtype"] not in DTYPES:
-        bad("dtype", f"one of {list(DTYPES)}")
-    return c
 
 
 def precision(dtype):
@@ -253,7 +207,8 @@ def simulate(problems=PROBLEMS, rules=("adam", "amsgrad"), steps=9_000_000,
              lr_decay="constant", seed=0, record_every=1000, dtype="float32", unroll=5):
     """Run every (problem, rule) pair for ``steps`` steps in one compiled loop.
 
-    Parameters are those of :data:`DEFAULTS` (see :func:`check_config`); ``unroll`` is
+    Parameters are the synthetic config's keys
+    (:data:`experiments.config.synthetic_keys.KEYS`); ``unroll`` is
     the number of steps per iteration of the inner loop (speed only).
 
     Returns
@@ -278,48 +233,16 @@ def simulate(problems=PROBLEMS, rules=("adam", "amsgrad"), steps=9_000_000,
                         compile_s=compiled - start, run_s=done - compiled)
 
 
-def write_trajectories(path, traj):
-    """Write ``traj`` as CSV (columns step, problem, rule, x; shortest exact decimals)
-    atomically."""
-    from experiments.results.files import atomic_write_text
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["step", "problem", "rule", "x"])
-    text = traj.x.astype(str)
-    for (problem, rule), column in zip(traj.lanes, text.T):
-        writer.writerows(zip(traj.steps.tolist(), itertools.repeat(problem),
-                             itertools.repeat(rule), column))
-    atomic_write_text(path, buf.getvalue())
-
-
-def read_trajectories(path):
-    """``{(problem, rule): (steps int array, x float array)}`` from a trajectories CSV."""
-    series = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"step", "problem", "rule", "x"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"{path}: missing columns {sorted(missing)}")
-        for row in reader:
-            s, x = series.setdefault((row["problem"], row["rule"]), ([], []))
-            s.append(int(row["step"]))
-            x.append(float(row["x"]))
-    return {k: (np.array(s), np.array(x)) for k, (s, x) in series.items()}
-
-
 def run_synthetic(config, results_dir, quiet=False):
     """Run the synthetic experiment of ``config`` and write its trajectories.
 
     Parameters
     ----------
-    config : dict
-        ``name`` (the output folder, default ``'synthetic'``), ``kind: synthetic``, and
-        the keys of :data:`DEFAULTS`: ``problems`` (``[online, stochastic]``), ``rules``
-        (``[adam, amsgrad]``; any of :data:`RULES`), ``steps`` (9000000),
-        ``learning_rate`` (0.001), ``beta1`` (0.9), ``beta2`` (0.99), ``epsilon`` (1e-8),
-        ``bias_correction`` (false),
-        ``lr_decay`` (``'constant'`` or ``'sqrt'``: lr / sqrt(t)), ``seed`` (0),
-        ``record_every`` (1000), ``dtype`` (``'float32'`` or ``'float64'``).
+    config : SyntheticConfig or dict
+        A checked config (:func:`experiments.config.synthetic_keys.parse_synthetic`), or
+        a dict of its keys (``name``, and those of
+        :data:`~experiments.config.synthetic_keys.DEFAULTS`: a missing one at its
+        default), checked here.
     results_dir : str or path-like
         Files go to ``results_dir/<name>/``: ``config.yaml``, ``status.json``,
         ``trajectories.csv`` (step, problem, rule, x). The figure is drawn from them
@@ -331,23 +254,19 @@ def run_synthetic(config, results_dir, quiet=False):
     -------
     dict
         The status written: ``state``, timings, the final x of every lane and the
-        provenance (:func:`experiments.provenance.record`).
+        provenance (:func:`experiments.training.provenance.record`).
     """
-    from experiments.results.store import RunStore
-    settings = check_config(config)
-    name = config.get("name", "synthetic")
-    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name \
-            or os.sep in name:
-        raise ValueError(f"synthetic config: name must be a folder name, got {name!r}")
+    if not isinstance(config, SyntheticConfig):
+        config = parse_config({"kind": "synthetic", **dict(config)},
+                              default_name="synthetic")
+    settings, name = config.settings, config.name
     store = RunStore(os.path.join(os.fspath(results_dir), name))
-    store.write_config({"name": name, "kind": "synthetic", **settings})
-    from experiments.training import provenance
+    store.write_config(config.to_dict())
     facts = provenance.record()  # what made the run, as a grid's runs record it
     store.write_status({"state": "running", **facts})
     try:
         traj = simulate(**settings)
-        csv_path = os.path.join(store.run_dir, "trajectories.csv")
-        write_trajectories(csv_path, traj)
+        write_trajectories(os.path.join(store.run_dir, "trajectories.csv"), traj)
     except BaseException as error:
         store.write_status({"state": "failed", "error": f"{type(error).__name__}: {error}",
                             **facts})
@@ -364,3 +283,43 @@ def run_synthetic(config, results_dir, quiet=False):
               f"{traj.run_s:.2f} s (compile {traj.compile_s:.2f} s); final x: {finals} "
               f"-> {store.run_dir}")
     return status
+
+
+def run(config, options):
+    """The synthetic kind's runner (:mod:`experiments.config.kinds`): run ``config``
+    unless its folder under ``options.results_dir`` holds it done; with
+    ``options.dry_run`` only say so. Returns the summary a grid's runner returns,
+    with ``folder``, the experiment's folder."""
+    out = getattr(options, "out", None) or sys.stdout
+    store = RunStore(os.path.join(os.fspath(options.results_dir), config.name))
+    expected = config.to_dict()
+    stored, state = store.read_config(), (store.read_status() or {}).get("state")
+    if state == "finished" and stored != expected:
+        diffs = ", ".join(f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in expected.items()
+                          if stored.get(k) != v)
+        raise ConfigError(f"{config.path}: {store.run_dir} holds a run with other settings "
+                          f"({diffs}); change the config's name or use --results DIR")
+    done = state == "finished"
+    settings = config.settings
+    lanes = len(settings["problems"]) * len(settings["rules"])
+    print(f"{config.name}: 1 run ({lanes} lanes x {settings['steps']:,} steps) in "
+          f"{store.run_dir}: {'done' if done else 'to do'}", file=out)
+    summary = {"total": 1, "done_before": int(done), "trained": [], "failed": [],
+               "plan": None, "folder": store.run_dir}
+    if done or options.dry_run:
+        return summary
+    try:
+        status = run_synthetic(config, options.results_dir, quiet=True)  # its line is below
+    except Exception as error:
+        if faults.is_storage_fault(error):
+            raise
+        summary["failed"].append(config.name)
+        print(f"failed {config.name}: {type(error).__name__}: {error}",
+              file=sys.stderr)
+    else:
+        summary["trained"].append(config.name)
+        finals = "".join(f" {k} {v:+.4f}" for k, v in status["final_x"].items())
+        seconds = status["compile_seconds"] + status["run_seconds"]
+        print(f"finished {config.name}: final x{finals} ({duration(seconds)})", file=out)
+    print(summary_line(config.name, summary), file=out)
+    return summary

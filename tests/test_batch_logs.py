@@ -1,6 +1,6 @@
 """scripts/run_grid.py in a batch job: output to a file is a plain log (one line per run,
-the grid's summary, no progress-bar control codes), with or without --quiet; progress
-bars only on a terminal, and not with --quiet."""
+the grid's summary, no progress-bar control codes; without --quiet, a plain progress line
+per group at a steady rhythm); progress bars only on a terminal, and not with --quiet."""
 import fcntl
 import os
 import pty
@@ -17,7 +17,9 @@ import test_faults
 from test_run_grid_cli import REAL, REPO, SCRIPT, needs_mnist
 
 RUN_LINE = re.compile(r"finished (adam|amsgrad)_bc=(on|off)_seed=0: "
-                      r"val_loss \d+\.\d{4} val_acc \d\.\d{4} \(\d+m\d\ds\)")
+                      r"val_loss \d+\.\d{4} val_acc \d\.\d{4} \((\d+m\d\ds|\d+s)\)")
+PROGRESS_LINE = re.compile(r"logreg group of 2: epoch 2/2, 2 runs, best val_acc \d\.\d{4}, "
+                           r"\d+\.\d s/epoch, ETA 0s")
 
 
 def logged(tmp_path, name, *args):
@@ -42,12 +44,15 @@ def test_a_log_file_gets_one_line_per_run_and_the_summary_quiet_or_not(tmp_path)
         lines = text.splitlines()
         grid = tmp_path / name / "smoke"
         assert lines[0] == f"smoke: 2 runs in {grid}: 0 done, 2 to do (2 new)"
-        assert len(lines) == 4, text
-        assert all(RUN_LINE.fullmatch(line) for line in lines[1:3]), text
+        # the group's progress: the last epoch's line (the first comes within 30 s)
+        progress = [line for line in lines if PROGRESS_LINE.fullmatch(line)]
+        assert len(progress) == (0 if "--quiet" in args else 1), text
+        runs = [line for line in lines[1:-1] if line not in progress]
+        assert len(runs) == 2 and all(RUN_LINE.fullmatch(line) for line in runs), text
         updater = args[1].split("=")[1]
-        assert sorted(line.split(":")[0] for line in lines[1:3]) == [
+        assert sorted(line.split(":")[0] for line in runs) == [
             f"finished {updater}_bc=off_seed=0", f"finished {updater}_bc=on_seed=0"]
-        assert lines[3] == "smoke: 2 trained, 0 failed; 2/2 done"
+        assert lines[-1] == "smoke: 2 trained, 0 failed; 2/2 done"
 
 
 def on_a_terminal(tmp_path, *args):

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments.data import cifar10, download
+from experiments.data import mnist as mnist_files
 from experiments.data import loading as data
 from experiments.data import DataError, epoch_batches, flip_images, load_dataset
 
@@ -75,7 +77,7 @@ def test_mnist_labels(mnist):
 @needs_real
 def test_mnist_uncompressed_files_in_data_dir(tmp_path, mnist):
     # uncompressed IDX files directly in the data directory (no mnist/ subfolder)
-    for name in data.MNIST_MD5:
+    for name in mnist_files.MNIST_MD5:
         (tmp_path / name).write_bytes(raw_idx(name))
     d = load_dataset("mnist", tmp_path, download=False)
     np.testing.assert_array_equal(d.x_val, mnist.x_val)
@@ -170,7 +172,7 @@ def test_cifar10_from_local_archive(tmp_path, cifar_root, cifar, monkeypatch):
     with pytest.raises(DataError, match="cifar-10-python.tar.gz: md5 .* is not the official"):
         load_dataset("cifar10", tmp_path, download=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-python.tar.gz"]
-    monkeypatch.setattr(data, "CIFAR10_MD5", data.dl.md5sum(archive))
+    monkeypatch.setattr(cifar10, "CIFAR10_MD5", download.md5sum(archive))
     d = load_dataset("cifar10", tmp_path, download=False)
     np.testing.assert_array_equal(d.x_val, cifar.x_val)
     np.testing.assert_array_equal(d.y_train, cifar.y_train)
@@ -182,7 +184,7 @@ def fake_cifar_folder(tmp_path, cifar_root, name, batch, protocol=4):
     """A batches folder linking the real batches except ``name``, which holds ``batch``."""
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
-    for other in data.CIFAR10_BATCHES:
+    for other in cifar10.CIFAR10_BATCHES:
         if other != name:
             (folder / other).symlink_to(cifar_root / "cifar-10-batches-py" / other)
     (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
@@ -211,7 +213,7 @@ def test_truncated_cifar_batch(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     batch = pickle.dumps({b"data": np.zeros((10, 3072), np.uint8), b"labels": [0] * 10})
-    for name in data.CIFAR10_BATCHES:
+    for name in cifar10.CIFAR10_BATCHES:
         (folder / name).write_bytes(batch[:-100] if name == "data_batch_1" else batch)
     with pytest.raises(DataError, match="cannot read CIFAR-10 batch .*data_batch_1: "):
         load_dataset("cifar10", tmp_path, download=False)

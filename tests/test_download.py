@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments.data import cifar10, download
+from experiments.data import mnist as mnist_files
 from experiments.data import loading as data
 
-from experiments.data import download
 from experiments.data import DataError, load_dataset
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",
@@ -69,7 +70,7 @@ def server(monkeypatch):
     thread.start()
     monkeypatch.setattr(download, "BACKOFF", 0.001)
     monkeypatch.setattr(download, "TIMEOUT", 5.0)
-    monkeypatch.setattr(data, "MNIST_MIRRORS", (srv.url + "/mnist/",))
+    monkeypatch.setattr(mnist_files, "MNIST_MIRRORS", (srv.url + "/mnist/",))
     monkeypatch.delenv("AMSGRAD_MNIST_MIRRORS", raising=False)
     monkeypatch.delenv("AMSGRAD_CIFAR10_URL", raising=False)
     yield srv
@@ -189,7 +190,7 @@ def make_archive(members):
     return buf.getvalue()
 
 
-BATCHES = [(f"cifar-10-batches-py/{n}", n.encode() * 3) for n in data.CIFAR10_BATCHES]
+BATCHES = [(f"cifar-10-batches-py/{n}", n.encode() * 3) for n in cifar10.CIFAR10_BATCHES]
 
 
 def test_cifar_archive_download_and_extract(tmp_path, server, monkeypatch):
@@ -198,15 +199,15 @@ def test_cifar_archive_download_and_extract(tmp_path, server, monkeypatch):
     monkeypatch.setenv("AMSGRAD_CIFAR10_URL", server.url + "/cifar.tgz")
     # the official checksum rejects this archive: nothing kept, nothing extracted
     with pytest.raises(DataError, match=r"md5 .* is not the official c58f3010"):
-        data.cifar10_folder(tmp_path, quiet=True)
+        cifar10.cifar10_folder(tmp_path, quiet=True)
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(data, "CIFAR10_MD5", download.md5sum(archive))
-    folder = data.cifar10_folder(tmp_path, quiet=True)
+    monkeypatch.setattr(cifar10, "CIFAR10_MD5", download.md5sum(archive))
+    folder = cifar10.cifar10_folder(tmp_path, quiet=True)
     assert folder == tmp_path / "cifar-10-batches-py"
     for name, content in BATCHES:
         assert (tmp_path / name).read_bytes() == content
-    assert leftovers(tmp_path) == sorted(["cifar-10-python.tar.gz", *data.CIFAR10_BATCHES])
-    assert data.cifar10_folder(tmp_path) == folder and server.hits["/cifar.tgz"] == 4
+    assert leftovers(tmp_path) == sorted(["cifar-10-python.tar.gz", *cifar10.CIFAR10_BATCHES])
+    assert cifar10.cifar10_folder(tmp_path) == folder and server.hits["/cifar.tgz"] == 4
 
 
 def test_hostile_archive_writes_only_inside_the_folder(tmp_path):
@@ -218,7 +219,7 @@ def test_hostile_archive_writes_only_inside_the_folder(tmp_path):
     ]))
     (tmp_path / "out").mkdir()
     names = download.extract_folder(archive, "cifar-10-batches-py", tmp_path / "out")
-    assert sorted(names) == sorted([*data.CIFAR10_BATCHES, "extra"])
+    assert sorted(names) == sorted([*cifar10.CIFAR10_BATCHES, "extra"])
     assert leftovers(tmp_path / "out") == sorted(names)
     assert not (tmp_path / "evil").exists() and not Path("/tmp/evil-abs").exists()
 
@@ -226,7 +227,7 @@ def test_hostile_archive_writes_only_inside_the_folder(tmp_path):
 def test_truncated_local_archive(tmp_path, monkeypatch):
     archive = make_archive(BATCHES)
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(archive[:len(archive) // 2])
-    monkeypatch.setattr(data, "CIFAR10_MD5", None)  # reach the extraction itself
+    monkeypatch.setattr(cifar10, "CIFAR10_MD5", None)  # reach the extraction itself
     with pytest.raises(DataError, match="cannot extract .*cifar-10-python.tar.gz"):
         load_dataset("cifar10", tmp_path, download=False)
     assert [p.name for p in tmp_path.iterdir()] == ["cifar-10-python.tar.gz"]
@@ -234,7 +235,7 @@ def test_truncated_local_archive(tmp_path, monkeypatch):
 
 def test_archive_without_the_batches(tmp_path, monkeypatch):
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(make_archive(BATCHES[:3]))
-    monkeypatch.setattr(data, "CIFAR10_MD5", None)
+    monkeypatch.setattr(cifar10, "CIFAR10_MD5", None)
     with pytest.raises(DataError, match="no cifar-10-batches-py/data_batch_4 in the archive"):
         load_dataset("cifar10", tmp_path, download=False)
     assert [p.name for p in tmp_path.iterdir()] == ["cifar-10-python.tar.gz"]

@@ -29,10 +29,10 @@ class ToyEngine:
     """A deterministic stand-in for an engine (see experiments.engines.base): a weight
     vector pulled towards each batch, some state that a resume must restore exactly."""
 
-    def __init__(self, spec, dataset, hparams, seed, **options):
+    def __init__(self, spec, dataset, optimizer, seed, **options):
         self.w = np.random.default_rng([seed, 0]).normal(size=4)
         self.t = np.int64(0)
-        self.beta2 = hparams.beta2 if hparams.updater == "amsgrad" else 0.5
+        self.beta2 = optimizer["beta2"] if optimizer.name == "amsgrad" else 0.5
         self.x = dataset.x_train.reshape(len(dataset.x_train), -1)[:, :4].astype(np.float64)
 
     def info(self):
@@ -70,21 +70,28 @@ def toy_dataset(name, data_dir=None, quiet=False, **kwargs):
     return Dataset(name, x, y, x[:10], y[:10])
 
 
-def use_toy_engine(monkeypatch=None):
-    """Make the trainer build ToyEngines and the grid load toy_dataset."""
-    import experiments.data
-    import experiments.training.trainer
-    for module, name, value in ((experiments.training.trainer, "get_engine", lambda name: ToyEngine),
-                                (experiments.data, "load_dataset", toy_dataset)):
-        if monkeypatch is None:
-            setattr(module, name, value)
-        else:
-            monkeypatch.setattr(module, name, value)
+def _load_toy(root, download, quiet):
+    return toy_dataset("toy")
+
+
+def register_toys():
+    """The toy dataset and engine, registered from outside the package as a user's would
+    be: ``dataset: toy`` (40 examples of 2x2 pixels), ``--engine toy`` (one run at a time).
+    Done when this module is imported: in the test process, the toy runner below and a
+    Ray worker alike."""
+    from experiments.data import DatasetEntry, register_dataset
+    from experiments.engines import Abilities, EngineEntry, register_engine
+    register_dataset(DatasetEntry("toy", _load_toy, (1, 2, 2), 10), replace=True)
+    register_engine(EngineEntry("toy", Abilities(groups=False), single="test_faults:ToyEngine"))
+
+
+register_toys()
 
 
 TOY = """\
     name: toy
     model: logreg
+    dataset: toy
     epochs: {epochs}
     batch_size: 8
     learning_rate: 0.1
@@ -273,6 +280,7 @@ def _grid(tmp_path, results, epochs=5, stop_after=None, **kwargs):
                 raise KeyboardInterrupt  # as a Ctrl-C between epochs
         return train_run(run, store, on_epoch=hook, **kw)
     config = load_config(toy_config(tmp_path, epochs=epochs))
+    kwargs.setdefault("engine", "toy")
     try:
         return run_grid(config, results_dir=str(results), quiet=True, out=io.StringIO(),
                         train_fn=train_fn, **kwargs)
@@ -281,8 +289,8 @@ def _grid(tmp_path, results, epochs=5, stop_after=None, **kwargs):
 
 
 @pytest.fixture
-def toy(monkeypatch):
-    use_toy_engine(monkeypatch)
+def toy():
+    """The toy dataset and engine (registered when this module loads)."""
 
 
 def _reference(tmp_path):
@@ -423,7 +431,6 @@ def test_full_disk_while_checkpointing_keeps_the_previous_files(tmp_path, toy, m
     with pytest.raises(OSError, match="No space left on device"):  # the grid stops
         _grid(tmp_path, results)
     monkeypatch.undo()
-    use_toy_engine(monkeypatch)
     run = _adam(results)
     assert status(run)["state"] == "running"  # not the run's fault: not marked failed
     from experiments.results.store import RunStore
@@ -487,9 +494,8 @@ def test_real_runner_killed_then_damaged_checkpoint_resumes_exactly(tmp_path):
 if __name__ == "__main__":  # run_grid.py with the toy engine (see the module docstring)
     import runpy
     sys.path.insert(0, REPO)
-    use_toy_engine()
     argv = sys.argv[1:]
-    if "--group-size" not in argv:  # the toy engine stands in for a single-run engine
-        argv += ["--group-size", "1"]
+    if "--engine" not in argv:
+        argv += ["--engine", "toy"]
     sys.argv = [SCRIPT] + argv
     runpy.run_path(SCRIPT, run_name="__main__")

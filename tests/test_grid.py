@@ -9,7 +9,7 @@ import pytest
 
 from experiments.config import ConfigError, load_config, parse_config
 from experiments.data import Dataset, DataError
-from experiments.config.runs import expand_grid, run_id, select, with_epochs
+from experiments.config.runs import expand_grid, run_id, select
 from experiments.grid.plan import plan
 from experiments.grid.runner import run_grid
 from experiments.results.store import RunStore
@@ -157,8 +157,8 @@ def test_bad_only_is_a_config_error(only, message):
 
 def test_epochs_override_is_another_grid():
     config = _blog("vgg")
-    assert with_epochs(config, 150) is config
-    short = with_epochs(config, 2)
+    assert config.with_epochs(150) is config
+    short = config.with_epochs(2)
     assert short.name == "vgg_epochs=2" and short.fixed["epochs"] == 2
     assert config.fixed["epochs"] == 150
 
@@ -254,7 +254,7 @@ def test_changed_fixed_settings_are_refused(tmp_path):
                                           "bias_correction": [True, False]})
     assert len(plan(grown, str(tmp_path)).todo) == 8
     # a different --epochs goes elsewhere instead of being refused
-    assert plan(with_epochs(_small(), 5), str(tmp_path)).grid_dir.endswith("small_epochs=5")
+    assert plan(_small().with_epochs(5), str(tmp_path)).grid_dir.endswith("small_epochs=5")
 
 
 def test_run_configured_otherwise_is_refused(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 from experiments import models
 from experiments.config import parse_config
 from experiments.data import Dataset, epoch_batches, load_dataset
-from experiments.engines.base import Hyperparameters, initial_arrays
+from experiments.optimizers import Optimizer
+from experiments.engines.base import initial_arrays
 from experiments.engines.jax_engine import JaxEngine
 from experiments.engines.jax_group import GroupEngine
 from experiments.training.grouping import group_runs
@@ -96,7 +97,7 @@ def test_runs_of_a_group_keep_their_own_step_counts(mnist, updater):
     spec = models.get_model("logreg")
     data = Dataset("mnist", mnist.x_train[:1024], mnist.y_train[:1024], mnist.x_val[:256],
                    mnist.y_val[:256])
-    hp = [Hyperparameters(updater=updater, beta2=0.99)] * 3
+    hp = [Optimizer.of(updater, beta2=0.99)] * 3
     seeds, counts = [0, 0, 1], [0, 40, 7]
     arrays = []
     for h, s, t in zip(hp, seeds, counts):

@@ -7,8 +7,10 @@ from experiments import models
 from experiments.training import grouping
 from experiments.config import load_config
 from experiments.config.runs import expand_grid
+from experiments.engines import available_memory, eval_bytes, run_bytes
+from experiments.models import costs as model_costs
 from experiments.training.grouping import (auto_group_size, compatibility_key, group_runs,
-                                  model_costs, parse_group_size, run_bytes)
+                                           parse_group_size)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,7 +98,7 @@ def test_model_costs_by_hand():
     assert c["params"] == 623_946
     # evaluation holds the largest layer input + output: LRN1, 64x27x27 in and out
     assert c["widest_pair"] == 2 * 64 * 27 * 27
-    assert grouping.eval_bytes(models.get_model("cifarnet"), 1024) == 4 * 2 * 1024 * 93312
+    assert eval_bytes(models.get_model("cifarnet"), 1024) == 4 * 2 * 1024 * 93312
     logreg = model_costs(models.get_model("logreg"))
     assert logreg["activations"] == 784 + 10 and logreg["train_flops"] == 2 * 2 * 784 * 10
 
@@ -108,7 +110,7 @@ def test_auto_group_size_by_hand_and_monotone_in_memory():
     assert auto_group_size(spec, memory=10 ** 9) == int(0.6 * 10 ** 9 // per_run) == 375
     assert auto_group_size(spec, memory=10 ** 9, data_bytes=10 ** 8) == 313
     assert auto_group_size(spec, memory=1000) == 1  # never below one run
-    for name in models.MODEL_NAMES:
+    for name in models.model_names():
         spec = models.get_model(name)
         sizes = [auto_group_size(spec, memory=m) for m in range(0, 400 * 2 ** 30, 2 ** 29)]
         assert sizes == sorted(sizes) and sizes[-1] > sizes[0]
@@ -122,7 +124,7 @@ def test_auto_groups_follow_memory():
     memory = (24 * run_bytes(models.get_model("logreg")) + 1) / grouping.MEMORY_FRACTION
     assert [len(g) for g in group_runs(runs, "auto", memory=memory)] == [24] * 5
     assert [len(g) for g in group_runs(runs, "auto", memory=10 ** 12)] == [120]
-    assert grouping.available_memory() > 0
+    assert available_memory() > 0
 
 
 def test_auto_chooses_by_model_engine_and_device():

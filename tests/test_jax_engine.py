@@ -13,11 +13,11 @@ from experiments import models
 from experiments.data import epoch_batches, flip_images, load_dataset, subset
 from experiments.engines import base, get_engine
 from experiments.engines import jax_layers as L
-from experiments.engines.base import Hyperparameters
+from experiments.optimizers import Optimizer
 from experiments.engines.jax_engine import JaxEngine
 from experiments.models import (BatchNormLayer, DenseLayer, DropoutLayer, GlobalPoolLayer,
                                 ModelSpec, NonlinearityLayer)
-from experiments.training import learning_rate
+from experiments.config.schedules import learning_rate
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",
                            Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -69,7 +69,7 @@ def bn_arrays(engine):
 
 
 def test_batch_norm_running_inv_std_and_outputs_match_numpy():
-    engine = JaxEngine(BN_SPEC, None, Hyperparameters("sgd"), seed=0)
+    engine = JaxEngine(BN_SPEC, None, Optimizer.of("sgd"), seed=0)
     arrays = bn_arrays(engine)
     engine.load(arrays)
     x = (rng.normal(size=(6, 3, 4, 5)) * [[[[1.0]], [[3.0]], [[0.2]]]] + 2).astype(np.float32)
@@ -209,10 +209,10 @@ def test_dropout_scaling():
         assert abs(kept.mean() - (1 - p)) < 0.005  # 5 binomial std
 
 
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", models.model_names())
 def test_forward_of_every_model(name):
     spec = models.get_model(name)
-    engine = JaxEngine(spec, None, Hyperparameters("adam"), seed=0)
+    engine = JaxEngine(spec, None, Optimizer.of("adam"), seed=0)
     probs = engine.forward(rng.random((2,) + spec.input_shape, dtype=np.float32))
     assert probs.shape == (2, 10) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
@@ -221,7 +221,7 @@ def test_forward_of_every_model(name):
 def test_dropout_flag():
     spec = models.get_model("cifarnet")  # no batch norm: training mode differs by dropout only
     x = rng.random((4, 3, 32, 32), dtype=np.float32)
-    on, off = (JaxEngine(spec, None, Hyperparameters(), 0, dropout=d) for d in (True, False))
+    on, off = (JaxEngine(spec, None, Optimizer.of("amsgrad"), 0, dropout=d) for d in (True, False))
     np.testing.assert_array_equal(off.forward(x, deterministic=False), off.forward(x))
     assert not np.allclose(on.forward(x, deterministic=False), on.forward(x))
 
@@ -230,8 +230,8 @@ def test_dropout_flag():
 
 def test_interface_and_checkpoint_names():
     spec = models.get_model("logreg")
-    assert get_engine("jax") is JaxEngine and issubclass(JaxEngine, base.Engine)
-    engine = JaxEngine(spec, None, Hyperparameters("amsgrad"), seed=3)
+    assert get_engine("jax").load() is JaxEngine and issubclass(JaxEngine, base.Engine)
+    engine = JaxEngine(spec, None, Optimizer.of("amsgrad"), seed=3)
     arrays = engine.dump()
     assert sorted(arrays) == sorted(["param:out.W", "param:out.b", "opt:t", "opt:m:out.W",
                                      "opt:m:out.b", "opt:v:out.W", "opt:v:out.b",
@@ -242,16 +242,16 @@ def test_interface_and_checkpoint_names():
     del arrays["opt:v_hat:out.b"]
     with pytest.raises(ValueError, match="missing \\['opt:v_hat:out.b'\\]"):
         engine.load(arrays)
-    adam = JaxEngine(spec, None, Hyperparameters("adam"), seed=3).dump()
+    adam = JaxEngine(spec, None, Optimizer.of("adam"), seed=3).dump()
     assert "opt:v_hat:out.W" not in adam
-    with pytest.raises(ValueError, match="unknown updater 'adagrad'"):
-        Hyperparameters("adagrad")
+    with pytest.raises(ValueError, match="unknown updater 'adamm' \(did you mean 'adam'\?\)"):
+        Optimizer.of("adamm")
 
 
 def test_epoch_loop_flips_on_device_and_resumes_from_its_arrays():
     data = fake_data((1, 6, 5))
     spec = ModelSpec("tiny", "none", (1, 6, 5), (DenseLayer("out", 10, nonlinearity="softmax"),))
-    hp = Hyperparameters("amsgrad", bias_correction=False)
+    hp = Optimizer.of("amsgrad", bias_correction=False)
     indices, flips = epoch_batches(0, 0, 64, 16, flip=True)
     a = JaxEngine(spec, data, hp, seed=1)
     start = a.dump()
@@ -274,7 +274,7 @@ def test_epoch_loop_flips_on_device_and_resumes_from_its_arrays():
 def test_evaluate_weighs_the_last_partial_batch_by_its_size():
     data = fake_data((1, 6, 5), n_val=7)
     spec = ModelSpec("tiny", "none", (1, 6, 5), (DenseLayer("out", 10, nonlinearity="softmax"),))
-    engine = JaxEngine(spec, data, Hyperparameters(), seed=2)
+    engine = JaxEngine(spec, data, Optimizer.of("amsgrad"), seed=2)
     probs = engine.forward(data.x_val)
     per_example = -np.log(np.clip(probs[np.arange(7), data.y_val], 1e-7, 1 - 1e-7))
     for batch in (3, 7, 1024):  # 3 + 3 + 1: a mean over batches would weigh them equally
@@ -287,16 +287,16 @@ def test_dropout_masks_follow_seed_and_epoch():
     spec = ModelSpec("drop", "none", (1, 6, 5), (DenseLayer("h", 50), DropoutLayer("d", 0.5),
                                                  DenseLayer("out", 10, nonlinearity="softmax")))
     data = fake_data((1, 6, 5))
-    engine = JaxEngine(spec, data, Hyperparameters(), seed=0)
+    engine = JaxEngine(spec, data, Optimizer.of("amsgrad"), seed=0)
     start = engine.dump()
     indices = np.arange(64, dtype=np.int32).reshape(4, 16)
     first = engine.train_epoch(4, 0.0, indices)  # lr 0: only dropout changes the loss
     assert engine.train_epoch(4, 0.0, indices) == first
     assert engine.train_epoch(5, 0.0, indices) != first
-    other = JaxEngine(spec, data, Hyperparameters(), seed=1)
+    other = JaxEngine(spec, data, Optimizer.of("amsgrad"), seed=1)
     other.load(start)
     assert other.train_epoch(4, 0.0, indices) != first
-    off = JaxEngine(spec, data, Hyperparameters(), seed=0, dropout=False)
+    off = JaxEngine(spec, data, Optimizer.of("amsgrad"), seed=0, dropout=False)
     assert off.train_epoch(4, 0.0, indices) == off.train_epoch(5, 0.0, indices) != first
 
 
@@ -311,7 +311,7 @@ def mnist():
 @pytest.mark.parametrize("updater", ["amsgrad", "adam"])
 def test_logreg_on_mnist(mnist, updater):
     spec = models.get_model("logreg")
-    engine = JaxEngine(spec, mnist, Hyperparameters(updater, beta2=0.999), seed=0)
+    engine = JaxEngine(spec, mnist, Optimizer.of(updater, beta2=0.999), seed=0)
     losses = []
     for epoch in range(3):
         indices, _ = epoch_batches(0, epoch, len(mnist.y_train))
@@ -332,7 +332,7 @@ def cifar(cifar_root):
 def test_cifarnet_on_cifar10_starts_at_ln10_and_learns(cifar):
     spec = models.get_model("cifarnet")
     data = subset(cifar, 1600, 1000)
-    engine = JaxEngine(spec, data, Hyperparameters("amsgrad"), seed=0)
+    engine = JaxEngine(spec, data, Optimizer.of("amsgrad"), seed=0)
     loss0, acc0 = engine.evaluate()
     # An untrained net predicts nearly uniformly: the He-initialised logits spread by
     # about 0.3 across classes, which adds about 0.3**2 / 2 = 0.05 to ln 10 (measured

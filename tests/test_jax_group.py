@@ -23,7 +23,8 @@ import pytest
 
 from experiments import models
 from experiments.data import Dataset, epoch_batches, load_dataset
-from experiments.engines.base import Hyperparameters, array_shapes, initial_arrays
+from experiments.optimizers import Optimizer
+from experiments.engines.base import array_shapes, initial_arrays
 from experiments.engines.group_layout import slot_layout
 from experiments.engines.jax_group import GroupEngine
 from experiments.training.grouping import check_group
@@ -110,7 +111,7 @@ def test_slot_layout_pads_seeds_to_the_widest():
 
 def test_dump_has_each_runs_checkpoint_arrays(mnist):
     spec = models.get_model("logreg")
-    hp = [Hyperparameters(updater="adam"), Hyperparameters(updater="amsgrad", beta2=0.99)]
+    hp = [Optimizer.of("adam"), Optimizer.of("amsgrad", beta2=0.99)]
     engine = GroupEngine(spec, mnist, hp, [4, 7])
     dumped = engine.dump()
     for arrays, h, seed in zip(dumped, hp, (4, 7)):
@@ -134,7 +135,7 @@ def test_nan_in_one_run_leaves_the_others_bit_identical(mnist):
     spec = models.get_model("logreg")
     data = Dataset("mnist", mnist.x_train[:1024], mnist.y_train[:1024], mnist.x_val[:256],
                    mnist.y_val[:256])
-    hp = [Hyperparameters(updater=u, bias_correction=bc)
+    hp = [Optimizer.of(u, bias_correction=bc)
           for u, bc in (("adam", True), ("amsgrad", False), ("amsgrad", True))]
     seeds = [0, 0, 1]
 
@@ -162,7 +163,7 @@ def test_inactive_runs_keep_their_arrays(mnist):
     spec = models.get_model("logreg")
     data = Dataset("mnist", mnist.x_train[:512], mnist.y_train[:512], mnist.x_val[:128],
                    mnist.y_val[:128])
-    engine = GroupEngine(spec, data, [Hyperparameters(updater="amsgrad")] * 2, [0, 0])
+    engine = GroupEngine(spec, data, [Optimizer.of("amsgrad")] * 2, [0, 0])
     before = engine.dump()
     engine.train_epoch(0, [1e-3, 1e-3], [False, True], {0: epoch_batches(0, 0, 512)})
     after = engine.dump()
@@ -172,7 +173,7 @@ def test_inactive_runs_keep_their_arrays(mnist):
                                                          before[1]["param:out.W"])
     # an epoch with every run active compiles without the masking: the same values to
     # float32 rounding (XLA compiles the two programs' kernels a little differently)
-    both = GroupEngine(spec, data, [Hyperparameters(updater="amsgrad")] * 2, [0, 0])
+    both = GroupEngine(spec, data, [Optimizer.of("amsgrad")] * 2, [0, 0])
     both.train_epoch(0, [1e-3, 1e-3], [True, True], {0: epoch_batches(0, 0, 512)})
     for name, value in both.dump()[1].items():
         np.testing.assert_allclose(after[1][name], value, rtol=1e-5, atol=1e-8)
@@ -193,7 +194,7 @@ def test_the_three_layouts_train_a_conv_net_alike(cifar):
     spec = models.get_model("cifarnet")
     data = Dataset("cifar10", cifar.x_train[:160], cifar.y_train[:160], cifar.x_val[:32],
                    cifar.y_val[:32], flip=True)
-    hp = [Hyperparameters(updater=u) for u in ("adam", "amsgrad", "adam")]
+    hp = [Optimizer.of(u) for u in ("adam", "amsgrad", "adam")]
     seeds = [0, 0, 1]
     results = {}
     for layout in ("loop", "shared", "per_run"):
@@ -220,7 +221,7 @@ def test_validation_in_chunks_of_runs_gives_the_same(mnist):
     spec = models.get_model("logreg")
     data = Dataset("mnist", mnist.x_train[:512], mnist.y_train[:512], mnist.x_val[:300],
                    mnist.y_val[:300])
-    hp = [Hyperparameters(updater=u) for u in ("adam", "amsgrad", "adam")]
+    hp = [Optimizer.of(u) for u in ("adam", "amsgrad", "adam")]
     whole, chunked = (GroupEngine(spec, data, hp, [0, 1, 1], eval_runs=e) for e in (None, 2))
     for engine in (whole, chunked):
         engine.train_epoch(0, [1e-2] * 3, [True] * 3,

@@ -127,7 +127,7 @@ def test_costs_read_the_layers_flops():
                      (Conv2DLayer("c", 4, 3, "same"), MaxPool2DLayer("p"),
                       DenseLayer("out", 10, nonlinearity="softmax")))
     conv, dense = 2 * 3 * 9 * 4 * 64, 2 * 64 * 10
-    costs = grouping.model_costs(spec)
+    costs = models.costs(spec)
     assert costs["forward_flops"] == conv + dense == 15_104
     assert costs["train_flops"] == 2 * (conv + dense) + dense  # no input gradient for c
     assert costs["params"] == 4 * 27 + 4 + 64 * 10 + 10
@@ -150,7 +150,7 @@ SCALED = ModelSpec("scaled", "mnist", (1, 2, 2),
 def test_a_new_layer_type_needs_no_change_outside_its_spec_for_shapes_and_costs():
     assert models.output_shapes(SCALED)[-1] == (SCALED.layers[-1], (3,))
     assert list(models.param_shapes(SCALED)) == ["out.W", "out.b"]
-    assert grouping.model_costs(SCALED)["forward_flops"] == 2 * 4 * 3
+    assert models.costs(SCALED)["forward_flops"] == 2 * 4 * 3
 
 
 def test_a_layer_missing_from_the_jax_table_is_named(monkeypatch):
@@ -167,5 +167,5 @@ def test_a_layer_missing_from_the_jax_table_is_named(monkeypatch):
 
 
 def test_every_model_layer_type_has_a_jax_function():
-    used = {type(layer) for name in models.MODEL_NAMES for layer in models.get_model(name).layers}
+    used = {type(layer) for name in models.model_names() for layer in models.get_model(name).layers}
     assert used <= set(L.LAYERS)

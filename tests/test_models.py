@@ -43,7 +43,7 @@ def test_hand_counts():
     assert models.count_params(models.get_model("cifarnet")) == 623946
 
 
-@pytest.mark.parametrize("name", models.MODEL_NAMES)
+@pytest.mark.parametrize("name", models.model_names())
 def test_output_is_ten_probabilities(name):
     spec = models.get_model(name)
     assert models.output_shapes(spec)[-1][1] == (10,)

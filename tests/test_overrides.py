@@ -13,7 +13,7 @@ import yaml
 from experiments.config import run_keys
 
 from experiments.config import setup_keys
-from experiments.config import TRAIN_KEYS, ConfigError, load_config
+from experiments.config import ConfigError, load_config
 from experiments.config.runs import expand_grid
 from experiments.grid.plan import check_grid_dir
 from experiments.config.overrides import apply_overrides, load_with_overrides, parse_item
@@ -57,9 +57,9 @@ def test_parse_item():
     assert parse_item("train_subset=") == (("train_subset",), None)
 
 
-@pytest.mark.parametrize("key", [*(k for k in TRAIN_KEYS  # the keys of the Adam grid
+@pytest.mark.parametrize("key", [*(k for k in run_keys.SETTING_KEYS + run_keys.OPTIMIZER_KEYS  # the Adam grid's
                                     if run_keys.takes("adam", k) or run_keys.takes(
-                                        "amsgrad", k)), *setup_keys.KEYS])
+                                        "amsgrad", k)), *setup_keys.NAMES])
 def test_every_train_key_can_be_set(path, key):
     """Each key set to the value the config resolves it to (written as YAML) is
     accepted and is the same experiment; a mapping there is one line naming the item."""
@@ -136,8 +136,8 @@ def test_the_data_given_is_left_as_it_was():
     (["lr_schedule=cosin"], "--set 'lr_schedule=cosin': unknown schedule 'cosin' (did you "
                             "mean 'cosine'?)"),
     (["epochs=5", "epochs=6"], "--set 'epochs=5': epochs is set more than once"),
-    (["model=cifarnet", "dataset=mnist"], "--set 'dataset=mnist': model 'cifarnet' trains on "
-                                          "cifar10, not mnist"),
+    (["maxpool_tie_gradient=first"], "--set 'maxpool_tie_gradient=first': model 'logreg' "
+                                     "has no max-pooling; leave the key out"),
 ])
 def test_mistakes_are_one_line_naming_the_item(path, items, message):
     assert message in error_of(path, *items)
@@ -148,11 +148,11 @@ def test_the_files_own_mistake_is_the_files(tmp_path):
     bad.write_text("model: logreg\nepochs: 0\n")
     assert error_of(bad, "seeds=2") == f"{bad}: key 'epochs': expected an integer >= 1, got 0"
     # a mistake of the file and an item together: both named
-    mnist = tmp_path / "mnist.yaml"
-    mnist.write_text("model: logreg\ndataset: mnist\nupdater: adam\n")
-    assert error_of(mnist, "model=cifarnet") == (
-        f"{mnist}: key 'dataset': model 'cifarnet' trains on cifar10, not mnist "
-        f"(with --set model=cifarnet)")
+    pooled = tmp_path / "pooled.yaml"
+    pooled.write_text("model: cifarnet\nmaxpool_tie_gradient: first\nupdater: adam\n")
+    assert error_of(pooled, "model=logreg") == (
+        f"{pooled}: key 'maxpool_tie_gradient': model 'logreg' has no max-pooling; leave the "
+        f"key out (with --set model=logreg)")
 
 
 def test_derived_names(path):
@@ -222,7 +222,7 @@ def test_cli_dry_run(tmp_path):
 def test_synthetic_keys():
     path = os.path.join(REPO, "configs", "synthetic.yaml")
     config = load_with_overrides(path, ["steps=1000", "lr_decay=sqrt", "rules=[amsgrad]"])
-    assert (config.fixed["steps"], config.fixed["lr_decay"], config.fixed["rules"]) == \
+    assert (config.settings["steps"], config.settings["lr_decay"], config.settings["rules"]) == \
         (1000, "sqrt", ["amsgrad"])
     assert config.name.startswith("synthetic_rules=amsgrad_steps=1000_lr_decay=sqrt_")
     assert error_of(path, "lr_decay=linear") == (

@@ -28,9 +28,9 @@ import pytest
 from experiments import models
 from experiments.data import epoch_batches, load_dataset
 from experiments.engines import get_engine
-from experiments.engines.base import Hyperparameters
-from experiments.config.setup_keys import Setup
-from experiments.training import run_setup
+from experiments.optimizers import Optimizer
+from experiments.config.setup_keys import SetupKeys
+from experiments.training.inputs import TrainingInputs
 
 pytestmark = pytest.mark.theano
 
@@ -43,9 +43,9 @@ SEED, STEPS, LR = 1, 20, 1e-3
 # Small batches keep the CPU cost of the big nets affordable; batch norm still sees
 # batch x height x width >= 32 values per channel in every layer.
 BATCH = {"logreg": 64, "cifarnet": 32, "small_vgg": 16, "vgg": 8}
-CONFIGS = {"amsgrad": Hyperparameters("amsgrad"),
-           "adam": Hyperparameters("adam"),
-           "adam-nobc": Hyperparameters("adam", bias_correction=False)}
+CONFIGS = {"amsgrad": Optimizer.of("amsgrad"),
+           "adam": Optimizer.of("adam"),
+           "adam-nobc": Optimizer.of("adam", bias_correction=False)}
 
 FORWARD_ATOL = 1e-5  # probabilities; measured <= 1e-6
 LOSS_RTOL = 1e-5     # a step's loss, from the same state; measured <= 8e-7
@@ -59,7 +59,7 @@ CURVE_ATOL = 1e-4
 
 def published(name):
     """The published runs' setup (configs/*.yaml) at the pooling gradient Theano offers."""
-    return Setup(subtract_mean=True, he_gain=1 if name == "vgg" else "relu",
+    return SetupKeys(subtract_mean=True, he_gain=1 if name == "vgg" else "relu",
                  val_average="batches", maxpool_tie_gradient="all", precision="highest")
 
 
@@ -99,8 +99,8 @@ def engines(spec, hparams, dataset=None):
     """The Theano and the JAX engine of ``spec`` in its published setup, holding the
     same arrays."""
     setup = published(spec.name)
-    th = get_engine("theano")(spec, dataset, hparams, SEED, dropout=False, setup=setup)
-    jx = get_engine("jax")(spec, dataset, hparams, SEED, dropout=False, setup=setup)
+    th = get_engine("theano").load()(spec, dataset, hparams, SEED, dropout=False, setup=setup)
+    jx = get_engine("jax").load()(spec, dataset, hparams, SEED, dropout=False, setup=setup)
     assert all(np.array_equal(v, jx.dump()[k]) for k, v in th.dump().items())
     jx.load(th.dump())
     return th, jx
@@ -116,7 +116,7 @@ def norm_rel(a, b, scale):
 
 # -- forward ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [slow_if_big(n) for n in models.MODEL_NAMES])
+@pytest.mark.parametrize("name", [slow_if_big(n) for n in models.model_names()])
 def test_forward_agrees(name, batches):
     spec = models.get_model(name)
     th, jx = engines(spec, CONFIGS["amsgrad"])
@@ -171,7 +171,7 @@ def forced_step_errors(th, jx, x_batches, y_batches, lr):
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
-@pytest.mark.parametrize("name", [slow_if_big(n) for n in models.MODEL_NAMES])
+@pytest.mark.parametrize("name", [slow_if_big(n) for n in models.model_names()])
 def test_training_steps_agree(name, config, batches):
     """20 steps from identical states: losses and batch-norm statistics to float32
     rounding, updates and moments norm-wise (see the module docstring)."""
@@ -205,7 +205,7 @@ def test_logreg_trains_identically(config, neighbour, mnist):
     for key in after_th:
         assert max_rel(after_th[key], after_jx[key]) <= LOGREG_ARRAY_RTOL, key
 
-    other = get_engine("jax")(spec, None, CONFIGS[neighbour], SEED, dropout=False)
+    other = get_engine("jax").load()(spec, None, CONFIGS[neighbour], SEED, dropout=False)
     other.train_steps(x, y, LR)
     gap = max_rel(after_th["param:out.W"], other.dump()["param:out.W"])
     assert gap > 10 * LOGREG_ARRAY_RTOL, f"{config} vs {neighbour}: {gap}"
@@ -214,19 +214,19 @@ def test_logreg_trains_identically(config, neighbour, mnist):
 #: Every other rule of the library (and the Adam family's variants), with its learning
 #: rate and the rule next to it that the comparison must tell apart. Epsilon 1e-3 makes
 #: the variants' placement of epsilon matter (with 1e-8 they agree to ~1e-6).
-RULES = {"adamw": (Hyperparameters("adamw", weight_decay=0.5), 1e-3, "adam"),
-         "sgd": (Hyperparameters("sgd"), 0.1, "momentum"),
-         "momentum": (Hyperparameters("momentum", momentum=0.9), 0.1, "nesterov_momentum"),
-         "nesterov_momentum": (Hyperparameters("nesterov_momentum", momentum=0.9), 0.1,
+RULES = {"adamw": (Optimizer.of("adamw", weight_decay=0.5), 1e-3, "adam"),
+         "sgd": (Optimizer.of("sgd"), 0.1, "momentum"),
+         "momentum": (Optimizer.of("momentum", momentum=0.9), 0.1, "nesterov_momentum"),
+         "nesterov_momentum": (Optimizer.of("nesterov_momentum", momentum=0.9), 0.1,
                                "momentum"),
-         "amsgrad-pytorch": (Hyperparameters("amsgrad", epsilon=1e-3, variant="pytorch"),
+         "amsgrad-pytorch": (Optimizer.of("amsgrad", epsilon=1e-3, variant="pytorch"),
                              1e-3, "amsgrad-lasagne"),
-         "amsgrad-optax": (Hyperparameters("amsgrad", epsilon=1e-3, variant="optax"), 1e-3,
+         "amsgrad-optax": (Optimizer.of("amsgrad", epsilon=1e-3, variant="optax"), 1e-3,
                            "amsgrad-pytorch"),
-         "amsgrad-lasagne": (Hyperparameters("amsgrad", epsilon=1e-3), 1e-3, "amsgrad-optax"),
-         "adamw-amsgrad": (Hyperparameters("adamw", weight_decay=0.5, amsgrad=True), 1e-3,
+         "amsgrad-lasagne": (Optimizer.of("amsgrad", epsilon=1e-3), 1e-3, "amsgrad-optax"),
+         "adamw-amsgrad": (Optimizer.of("adamw", weight_decay=0.5, amsgrad=True), 1e-3,
                            "adamw"),
-         "adam": (Hyperparameters("adam"), 1e-3, "adamw")}
+         "adam": (Optimizer.of("adam"), 1e-3, "adamw")}
 
 
 @needs_real
@@ -246,7 +246,7 @@ def test_every_rule_trains_identically_in_both_engines(rule, mnist):
     for key in after_th:
         assert max_rel(after_th[key], after_jx[key]) <= LOGREG_ARRAY_RTOL, key
     other_h, other_lr, _ = RULES[neighbour]
-    other = get_engine("jax")(spec, None, other_h, SEED, dropout=False)
+    other = get_engine("jax").load()(spec, None, other_h, SEED, dropout=False)
     other.train_steps(x, y, other_lr)
     gap = max_rel(after_th["param:out.W"], other.dump()["param:out.W"])
     assert gap > 10 * LOGREG_ARRAY_RTOL, f"{rule} vs {neighbour}: {gap}"
@@ -284,7 +284,7 @@ def test_max_pool_ties_pass_the_gradient_to_every_maximum():
     """Theano's max-pool gradient goes to every input equal to the window's maximum
     (Lasagne's behaviour, and frequent on real images with flat regions); the JAX
     engine must route it the same way."""
-    th, jx = engines(_tie_spec(), Hyperparameters("sgd"))
+    th, jx = engines(_tie_spec(), Optimizer.of("sgd"))
     x = np.full((1, 1, 1, 2, 2), 0.5, np.float32)
     y = np.zeros((1, 1), np.int32)
     before = th.dump()["param:conv.W"]
@@ -299,17 +299,18 @@ def test_max_pool_ties_pass_the_gradient_to_every_maximum():
 def test_engines_get_the_same_data_and_initial_arrays_for_every_setup(subtract_mean, he_gain,
                                                                        cifar_root):
     """What a run's setup fixes before the first step reaches every engine alike: the
-    preprocessed images (run_setup) and the initial arrays (the He gain)."""
+    preprocessed images (TrainingInputs) and the initial arrays (the He gain)."""
     from experiments.engines.jax_group import GroupEngine
     raw = load_dataset("cifar10", cifar_root, download=False, subtract_mean=False)
     run = {"model": "vgg", "epochs": 1, "train_subset": 64, "val_subset": 16,
            "subtract_mean": subtract_mean, "he_gain": he_gain, "updater": "adam"}
-    spec, _, _, data, _, setup = run_setup(run, raw)
+    inputs = TrainingInputs.of(run, raw)
+    spec, data, setup = inputs.spec, inputs.dataset, inputs.setup
     np.testing.assert_array_equal(data.x_train[0], raw.x_train[0] - raw.x_train.mean(
         axis=0, dtype=np.float64).astype(np.float32) if subtract_mean else raw.x_train[0])
-    h = Hyperparameters("adam")
-    th = get_engine("theano")(spec, data, h, SEED, setup=setup)
-    jx = get_engine("jax")(spec, data, h, SEED, setup=setup)
+    h = Optimizer.of("adam")
+    th = get_engine("theano").load()(spec, data, h, SEED, setup=setup)
+    jx = get_engine("jax").load()(spec, data, h, SEED, setup=setup)
     group = GroupEngine(spec, data, [h], [SEED], setup=setup)
     for name in ("x_train", "x_val"):
         assert th.dataset.__dict__[name] is data.__dict__[name]
@@ -328,8 +329,8 @@ def test_engines_get_the_same_data_and_initial_arrays_for_every_setup(subtract_m
                                         ("precision", "tf32"), ("precision", "bf16")])
 def test_the_theano_engine_refuses_what_it_does_not_offer(key, value):
     with pytest.raises(ValueError) as error:
-        get_engine("theano")(_tie_spec(), None, Hyperparameters("sgd"), SEED,
-                             setup=Setup(**{key: value}))
+        get_engine("theano").load()(_tie_spec(), None, Optimizer.of("sgd"), SEED,
+                             setup=SetupKeys(**{key: value}))
     assert "Theano engine" in str(error.value) and "\n" not in str(error.value)
     assert f"{key} {value!r}" in str(error.value)
 

@@ -176,10 +176,9 @@ def test_each_task_asks_for_the_configured_resources(cluster, tmp_path):
 
 def toy_train(run, store, **kwargs):
     """The real trainer with the toy engine (0.2 s an epoch), in a Ray worker."""
-    import experiments.training.trainer
+    import experiments.training
     os.environ["TOY_EPOCH_SECONDS"] = "0.2"
-    experiments.training.trainer.get_engine = lambda name: test_faults.ToyEngine
-    return experiments.training.train_run(run, store, **kwargs)
+    return experiments.training.train_run(run, store, **dict(kwargs, engine="toy"))
 
 
 def test_ray_runner_and_local_runner_share_a_results_folder(cluster, tmp_path):

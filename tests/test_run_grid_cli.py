@@ -157,8 +157,10 @@ def test_synthetic_dry_run_and_misplaced_flags(tmp_path):
     assert result.stdout == (f"synthetic: 1 run (4 lanes x 9,000,000 steps) in "
                              f"{tmp_path}/synthetic: to do\n")
     for flag in (["--only", "seed=0"], ["--log", "tensorboard"]):
-        assert_one_error_line(cli("configs/synthetic.yaml", *flag), "--only, --engine, "
-                              "--executor and --log apply to training grids only")
+        assert_one_error_line(cli("configs/synthetic.yaml", *flag), f"{flag[0]} applies to "
+                              "training grids only (this is a synthetic config)")
+    assert_one_error_line(cli("configs/synthetic.yaml", "--engine", "theano", "--epochs", "2"),
+                          "--engine, --epochs apply to training grids only")
     assert_one_error_line(cli("configs/smoke.yaml", "--log", "tensorboard,mlflow"),
                           "argument --log: unknown metric log 'mlflow'; choose from "
                           "tensorboard, wandb")

@@ -4,9 +4,11 @@ import dataclasses
 import pytest
 import yaml
 
+from experiments import optimizers
 from experiments.config import run_keys
+from experiments.training import grouping
 from experiments.config import ConfigError, parse_config
-from experiments.engines.base import Hyperparameters
+from experiments.optimizers import Optimizer
 from experiments.config.runs import expand_grid, select
 from experiments.training.grouping import check_group, group_runs
 from experiments.config.run_keys import RunConfig
@@ -21,6 +23,8 @@ MIXED = dict(BASE, grid={"updater": ["adam", "amsgrad", "adamw", "momentum"],
              rules={"adamw": {"weight_decay": [0.1, 0.01]},
                     "momentum": {"learning_rate": [0.1, 0.05], "momentum": 0.5}},
              seeds=2)
+#: The rules of the amsgrad library, in the registry's order.
+LIBRARY = ("adam", "amsgrad", "sgd", "momentum", "nesterov_momentum", "adamw")
 ADAM_KEYS = {"learning_rate", "beta1", "beta2", "epsilon", "bias_correction", "variant"}
 
 
@@ -29,14 +33,16 @@ ADAM_KEYS = {"learning_rate", "beta1", "beta2", "epsilon", "bias_correction", "v
 def test_the_table_keeps_the_run_id_order_and_labels_of_before():
     assert run_keys.AXES[:6] == ("updater", "learning_rate", "beta1", "beta2", "epsilon",
                                    "bias_correction")
-    assert run_keys.ID_LABELS == {
-        "updater": None, "learning_rate": "lr", "beta1": "b1", "beta2": "b2", "epsilon": "eps",
-        "bias_correction": "bc", "variant": "variant", "momentum": "mom", "weight_decay": "wd",
-        "amsgrad": "ams"}
+    # the library's rules come first; rules registered later (optax's) add keys after them
+    assert list(run_keys.ID_LABELS.items())[:10] == [
+        ("updater", None), ("learning_rate", "lr"), ("beta1", "b1"), ("beta2", "b2"),
+        ("epsilon", "eps"), ("bias_correction", "bc"), ("variant", "variant"),
+        ("momentum", "mom"), ("weight_decay", "wd"), ("amsgrad", "ams")]
     labels = [label for label in run_keys.ID_LABELS.values() if label]
     assert len(set(labels)) == len(labels)
-    assert "variant" not in run_keys.PER_RUN_KEYS  # compiled in: one per group
-    assert {"learning_rate", "momentum", "weight_decay", "seed"} <= set(run_keys.PER_RUN_KEYS)
+    per_run = grouping.per_run_keys()
+    assert "variant" not in per_run  # compiled in: one per group
+    assert {"learning_rate", "momentum", "weight_decay", "seed"} <= set(per_run)
 
 
 @pytest.mark.parametrize("key, value, message", [
@@ -47,7 +53,8 @@ def test_the_table_keeps_the_run_id_order_and_labels_of_before():
     ("variant", "keras", "unknown variant 'keras'; choose from lasagne, pytorch, optax"),
     ("updater", "nesterov", "unknown updater 'nesterov' (did you mean 'nesterov_momentum'?)"),
     ("bias_correction", 1, "expected true or false, got 1"),
-    ("precision", "fp32", "expected one of default, highest, tf32, bf16, got 'fp32'"),
+    ("precision", "fp32", "unknown precision 'fp32' (did you mean 'tf32'?); choose from "
+                          "default, highest, tf32, bf16"),
     ("learning_rate", float("nan"), "expected a number > 0, got nan"),
 ])
 def test_each_key_is_checked_by_its_row(key, value, message):
@@ -59,13 +66,17 @@ def test_each_key_is_checked_by_its_row(key, value, message):
 
 def test_which_rules_take_which_keys():
     takes = {rule: {k for k in run_keys.OPTIMIZER_KEYS if run_keys.takes(rule, k)}
-             - {"updater"} for rule in run_keys.RULES}
+             - {"updater"} for rule in LIBRARY}
     assert takes == {"adam": ADAM_KEYS, "amsgrad": ADAM_KEYS,
                      "adamw": ADAM_KEYS | {"weight_decay", "amsgrad"}, "sgd": {"learning_rate"},
                      "momentum": {"learning_rate", "momentum"},
                      "nesterov_momentum": {"learning_rate", "momentum"}}
-    assert [run_keys.family(r) for r in run_keys.RULES] == [
-        "adam_family"] * 3 + ["sgd", "momentum", "nesterov_momentum"]
+    # Adam, AMSGrad and AdamW share a program; both momentum rules a family (Nesterov's
+    # flag compiled in)
+    adam = ("adam_family", ("variant", "lasagne"))
+    assert [optimizers.Optimizer.of(r).program_key() for r in LIBRARY] == [
+        adam, adam, ("sgd",), ("momentum", ("nesterov", False)),
+        ("momentum", ("nesterov", True)), adam]
 
 
 def test_a_run_config_is_typed_frozen_and_holds_its_rules_keys():
@@ -73,7 +84,7 @@ def test_a_run_config_is_typed_frozen_and_holds_its_rules_keys():
     config = RunConfig.from_run(run)
     assert (config.updater, config.learning_rate, config.momentum) == ("momentum", 0.1, 0.9)
     assert config.beta2 is None and config.variant is None  # not momentum's
-    assert config.dataset == "mnist" and config.setup().subtract_mean is True
+    assert config.dataset == "mnist" and config.setup_keys().subtract_mean is True
     assert config.as_run() == run
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.learning_rate = 1.0
@@ -82,13 +93,15 @@ def test_a_run_config_is_typed_frozen_and_holds_its_rules_keys():
     with pytest.raises(ValueError, match="momentum: expected a number in"):
         RunConfig.from_run(dict(run, momentum=1.5))
     # the engine's view: the rule's values, the other rules' at their defaults
-    assert Hyperparameters.from_run(config) == Hyperparameters("momentum", momentum=0.9)
+    assert config.optimizer() == Optimizer.of("momentum", momentum=0.9)
     # AMSGrad's maximum: the amsgrad rule's, and adamw's where it asks for it
-    assert [Hyperparameters(u, amsgrad=a).amsgrad for u, a in (
-        ("amsgrad", False), ("adam", True), ("adamw", False), ("adamw", True))] == [
-        True, False, False, True]
+    assert [Optimizer.of(u).family_values()["amsgrad"] for u in ("amsgrad", "adam", "adamw")] \
+        == [True, False, False]
+    assert Optimizer.of("adamw", amsgrad=True).family_values()["amsgrad"] is True
+    with pytest.raises(ValueError, match="adam does not take 'amsgrad'"):
+        Optimizer.of("adam", amsgrad=True)
     with pytest.raises(ValueError, match="variant: unknown variant"):
-        Hyperparameters("adam", variant="keras")
+        Optimizer.of("adam", variant="keras")
 
 
 # -- a grid over several rules ----------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from experiments.config import ConfigError, parse_config
 from experiments.config.runs import expand_grid
-from experiments.config.schedules import check, learning_rate, rates, step_decay
+from experiments.config.schedules import learning_rate, normalize, rates, step_decay
 from experiments.training import config_hash
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",
@@ -71,8 +71,8 @@ def test_epochs_out_of_range_are_refused():
      {"name": "step", "factor": 0.5, "at": [100, 130]}),
 ])
 def test_check_normalises(value, expected):
-    assert check(value) == expected
-    assert list(check(value)) == list(expected)  # one key order: one repr, one hash
+    assert normalize(value) == expected
+    assert list(normalize(value)) == list(expected)  # one key order: one repr, one hash
 
 
 @pytest.mark.parametrize("value, message", [
@@ -92,7 +92,7 @@ def test_check_normalises(value, expected):
 ])
 def test_check_errors(value, message):
     with pytest.raises(ValueError) as info:
-        check(value)
+        normalize(value)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 

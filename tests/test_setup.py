@@ -20,16 +20,18 @@ from experiments.config import setup_keys
 from experiments.config import ConfigError, parse_config
 from experiments.data import Dataset, preprocess, subtract_training_mean
 from experiments.engines import jax_layers as L
-from experiments.engines.base import Hyperparameters, initial_arrays, validation_means
+from experiments.optimizers import Optimizer
+from experiments.engines.base import initial_arrays, validation_means
 from experiments.engines.jax_engine import JaxEngine
 from experiments.engines.jax_group import GroupEngine
-from experiments.grid.executors import load_grid_dataset
+from experiments.data import DataRequest
 from experiments.config.runs import expand_grid
 from experiments.grid.plan import plan
 from experiments.grid.runner import run_grid
 from experiments.results.store import RunStore
-from experiments.config.setup_keys import Setup
-from experiments.training import config_hash, run_setup, train_run
+from experiments.config.setup_keys import SetupKeys
+from experiments.training import config_hash, train_run
+from experiments.training.inputs import TrainingInputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,14 +76,14 @@ def test_grids_load_the_data_with_the_setups_mean():
     def load(name, data_dir=None, quiet=False):
         return _raw(name, 4)
     for subtract, expected in ((True, -6.0), (False, 0.0), (None, 0.0)):
-        data = load_grid_dataset("cifar10", 2, None, "c.yaml", subtract, load_fn=load)
+        data = DataRequest("cifar10", subtract, 2).load(load_fn=load)
         assert len(data.y_train) == 2  # the mean is of all training images, then the subset
         assert data.x_train[0, 0, 0, 0] == expected
 
 
 def test_a_run_gets_its_setups_dataset():
     run = {"model": "cifarnet", "epochs": 1, "subtract_mean": True}
-    data = run_setup(run, _raw("cifar10"))[3]
+    data = TrainingInputs.of(run, _raw("cifar10")).dataset
     assert data.mean_subtracted is True and data.x_train[1].sum() == 0
 
 
@@ -90,15 +92,15 @@ def test_a_run_gets_its_setups_dataset():
 @pytest.mark.parametrize("gain, value", [("relu", np.sqrt(2)), (1, 1.0), (0.5, 0.5)])
 def test_he_std_follows_the_gain(gain, value):
     spec = models.get_model("vgg")
-    w = initial_arrays(spec, Hyperparameters("adam"), 7, Setup(he_gain=gain))["param:conv3_1.W"]
+    w = initial_arrays(spec, Optimizer.of("adam"), 7, SetupKeys(he_gain=gain))["param:conv3_1.W"]
     fan_in = 128 * 3 * 3
     assert w.size > 290000  # the std of the sample std is below 0.2%
     assert abs(w.std() / (value * np.sqrt(1.0 / fan_in)) - 1) < 0.01
 
 
 def test_the_gain_scales_the_same_draws_and_leaves_glorot_layers_alone():
-    spec, h = models.get_model("vgg"), Hyperparameters("adam")
-    relu, one = (initial_arrays(spec, h, 3, Setup(he_gain=g)) for g in ("relu", 1))
+    spec, h = models.get_model("vgg"), Optimizer.of("adam")
+    relu, one = (initial_arrays(spec, h, 3, SetupKeys(he_gain=g)) for g in ("relu", 1))
     np.testing.assert_allclose(relu["param:conv1_1.W"], one["param:conv1_1.W"] * np.sqrt(2),
                                rtol=1e-6)
     np.testing.assert_array_equal(relu["param:out.W"], one["param:out.W"])  # GlorotUniform
@@ -125,8 +127,8 @@ def _toy(n_train=32, n_val=5, seed=0):
 
 @pytest.mark.parametrize("average", ["examples", "batches"])
 def test_both_jax_engines_average_validation_as_the_setup_says(average):
-    data, spec, h = _toy(), models.get_model("logreg"), Hyperparameters("adam")
-    setup = Setup(val_average=average)
+    data, spec, h = _toy(), models.get_model("logreg"), Optimizer.of("adam")
+    setup = SetupKeys(val_average=average)
     single = JaxEngine(spec, data, h, 0, setup=setup)
     group = GroupEngine(spec, data, [h], [0], setup=setup)
     probs = single.forward(data.x_val)
@@ -179,9 +181,9 @@ def test_tie_gradient_key_reaches_both_jax_engines():
     indices = np.zeros((1, 1), np.int32)
     grads = {}
     for ties in ("all", "first"):
-        setup = Setup(maxpool_tie_gradient=ties)
-        single = JaxEngine(spec, data, Hyperparameters("adam"), 0, setup=setup)
-        group = GroupEngine(spec, data, [Hyperparameters("adam")], [0], setup=setup)
+        setup = SetupKeys(maxpool_tie_gradient=ties)
+        single = JaxEngine(spec, data, Optimizer.of("adam"), 0, setup=setup)
+        group = GroupEngine(spec, data, [Optimizer.of("adam")], [0], setup=setup)
         single.train_epoch(0, 0.1, indices)
         group.train_epoch(0, [0.1], [True], {0: (indices, None)})
         grads[ties] = single.dump()["opt:m:conv.W"] / 0.1  # m = (1 - beta1) * gradient
@@ -209,12 +211,12 @@ def test_precision_reaches_the_compiled_programs(precision):
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(8, 3, 6, 6)).astype(np.float32)
     data = Dataset("cifar10", x, np.arange(8, dtype=np.int32), x, np.arange(8, dtype=np.int32))
-    setup = Setup(precision=precision)
-    single = JaxEngine(TINY, data, Hyperparameters("adam"), 0, setup=setup)
+    setup = SetupKeys(precision=precision)
+    single = JaxEngine(TINY, data, Optimizer.of("adam"), 0, setup=setup)
     xb = jnp.asarray(x[None])
     texts = [single._steps_fn.lower(single._carry, xb, jnp.zeros((1, 8), jnp.int32),
                                     np.float32(0.1), single._epoch_key(0)).as_text()]
-    group = GroupEngine(TINY, data, [Hyperparameters("adam")], [0], setup=setup)
+    group = GroupEngine(TINY, data, [Optimizer.of("adam")], [0], setup=setup)
     args, use_flips, masked = group._epoch_args(
         0, [0.1], [True], {0: (np.arange(8, dtype=np.int32)[None], None)})
     texts.append(jax.jit(group._epoch, static_argnames=("use_flips", "masked")).lower(
@@ -243,7 +245,7 @@ BEFORE = {"cifarnet": ("5e9d87d2ab384075", "1fba960b00f4ed2f"),
 def _shipped_without_the_keys(name, **keys):
     with open(os.path.join(REPO, "configs", f"{name}.yaml"), encoding="utf-8") as f:
         data = yaml.safe_load(f)
-    data = {k: v for k, v in data.items() if k not in setup_keys.KEYS}
+    data = {k: v for k, v in data.items() if k not in setup_keys.NAMES}
     return parse_config({**data, **keys}, path=f"{name}.yaml")
 
 
@@ -285,10 +287,10 @@ def test_results_from_before_the_keys_load_report_and_resume(tmp_path):
     with pytest.raises(Stop):  # one epoch checkpointed, then the process ends
         train_run(run, store, dataset=data, quiet=True, on_epoch=stop)
     # the files as the code before the keys wrote them
-    old_run = {k: v for k, v in run.items() if k not in setup_keys.KEYS}
+    old_run = {k: v for k, v in run.items() if k not in setup_keys.NAMES}
     store.write_config(old_run)
     settings = {"kind": "train", "axes": [],
-                **{k: v for k, v in config.fixed.items() if k not in setup_keys.KEYS}}
+                **{k: v for k, v in config.fixed.items() if k not in setup_keys.NAMES}}
     with open(tmp_path / "old" / "grid.yaml", "w", encoding="utf-8") as f:
         yaml.safe_dump({"name": "old", "config": "old.yaml", "settings": settings}, f)
     first_row = store.read_curves()[0]
@@ -317,10 +319,12 @@ def test_results_from_before_the_keys_load_report_and_resume(tmp_path):
 @pytest.mark.parametrize("key, value, message", [
     ("subtract_mean", "yes", "key 'subtract_mean': expected true or false, got 'yes'"),
     ("he_gain", -1, "key 'he_gain': expected 'relu' (sqrt 2) or a positive number, got -1"),
-    ("val_average", "batch", "key 'val_average': expected one of examples, batches, "
-                             "got 'batch'"),
-    ("maxpool_tie_gradient", "any", "key 'maxpool_tie_gradient': expected one of all, first"),
-    ("precision", "fp32", "key 'precision': expected one of default, highest, tf32, bf16"),
+    ("val_average", "batch", "key 'val_average': unknown val_average 'batch' (did you mean "
+                             "'batches'?); choose from examples, batches"),
+    ("maxpool_tie_gradient", "any", "key 'maxpool_tie_gradient': unknown maxpool_tie_gradient "
+                                    "'any'; choose from all, first"),
+    ("precision", "fp32", "key 'precision': unknown precision 'fp32' (did you mean 'tf32'?); "
+                          "choose from default, highest, tf32, bf16"),
 ])
 def test_bad_setup_values_are_one_line_errors(key, value, message):
     with pytest.raises(ConfigError) as error:

@@ -167,21 +167,23 @@ def test_run_synthetic_writes_csv_and_status(tmp_path):
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("lr_decay", "linear", "lr_decay must be one of"),
-    ("problems", ["offline"], "problems must be"),
-    ("rules", [], "rules must be"),
-    ("steps", 0, "steps must be a positive integer"),
-    ("beta2", 1.0, "beta2 must be a number in [0, 1)"),
-    ("learning_rate", "1e-3", "learning_rate must be a positive number"),
-    ("seed", -1, "seed must be a non-negative integer"),
-    ("name", "../elsewhere", "name must be a folder name"),
-    ("bias_correction", "no", "bias_correction must be true or false"),
+@pytest.mark.parametrize("key,value,message", [  # the vocabulary of every config's keys
+    ("lr_decay", "linear", "key 'lr_decay': unknown lr_decay 'linear'; choose from constant, "
+                           "sqrt"),
+    ("problems", ["offline"], "key 'problems': unknown problem 'offline' (did you mean "
+                              "'online'?)"),
+    ("rules", [], "key 'rules': expected a non-empty list, got a list"),
+    ("steps", 0, "key 'steps': expected an integer >= 1, got 0"),
+    ("beta2", 1.0, "key 'beta2': expected a number in [0, 1), got 1.0"),
+    ("learning_rate", "fast", "key 'learning_rate': expected a number, got 'fast'"),
+    ("seed", -1, "key 'seed': expected an integer >= 0, got -1"),
+    ("name", "../elsewhere", "key 'name': expected a folder name"),
+    ("bias_correction", "no", "key 'bias_correction': expected true or false, got 'no'"),
 ])
 def test_bad_config_is_one_clear_error_before_any_file(tmp_path, key, value, message):
     with pytest.raises(ValueError) as info:
         synthetic.run_synthetic({"name": "synthetic", key: value}, tmp_path, quiet=True)
-    assert message in str(info.value) and repr(value) in str(info.value)
+    assert message in str(info.value)
     assert "\n" not in str(info.value)
     assert not list(tmp_path.iterdir())
 
@@ -207,9 +209,9 @@ def test_the_rules_name_the_library_variants():
     assert synthetic.rule_of("amsgrad") == (True, "lasagne")
     assert synthetic.rule_of("adam_optax") == (False, "optax")
     assert synthetic.rule_of("amsgrad_pytorch") == (True, "pytorch")
-    with pytest.raises(ValueError, match=r"synthetic config: rules must be .*"
-                                         r"'amsgrad_optax'.*got \['amsgrad_keras'\]"):
-        synthetic.check_config({"rules": ["amsgrad_keras"]})
+    with pytest.raises(ValueError, match=r"key 'rules': unknown rule 'amsgrad_keras' \(did "
+                                         r"you mean 'amsgrad'\?\); choose from adam"):
+        synthetic.run_synthetic({"rules": ["amsgrad_keras"]}, "unused", quiet=True)
 
 
 def test_optax_amsgrad_first_two_steps_by_hand():

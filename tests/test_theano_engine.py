@@ -16,7 +16,7 @@ import pytest
 
 from experiments import models
 from experiments.engines import base
-from experiments.engines.base import Hyperparameters
+from experiments.optimizers import Optimizer
 
 pytestmark = pytest.mark.theano
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def test_a_layer_missing_from_the_theano_table_is_named(th):
 def test_dump_names_shapes_and_dtypes_follow_the_interface(th):
     spec = models.get_model("logreg")
     for updater in base.UPDATERS:
-        hparams = Hyperparameters(updater)
+        hparams = Optimizer.of(updater)
         arrays = th.Engine(spec, None, hparams, seed=0).dump()
         expected = base.array_shapes(spec, hparams)
         assert list(arrays) == list(expected)
@@ -195,7 +195,7 @@ def test_dump_names_shapes_and_dtypes_follow_the_interface(th):
 
 
 def test_load_rejects_arrays_that_do_not_fit(th):
-    engine = th.Engine(models.get_model("logreg"), None, Hyperparameters("amsgrad"), seed=0)
+    engine = th.Engine(models.get_model("logreg"), None, Optimizer.of("amsgrad"), seed=0)
     arrays = engine.dump()
     del arrays["opt:v_hat:out.b"]
     with pytest.raises(ValueError, match="opt:v_hat:out.b"):
@@ -213,7 +213,7 @@ def test_one_amsgrad_step_follows_the_spec(th):
     x = rng.normal(size=(2, 5, 1, 2, 3)).astype(np.float32)
     y = rng.integers(0, 4, size=(2, 5)).astype(np.int32)
     lr, b1, b2, eps = 0.01, 0.9, 0.99, 1e-8
-    engine = th.Engine(spec, None, Hyperparameters("amsgrad", beta2=b2), seed=3)
+    engine = th.Engine(spec, None, Optimizer.of("amsgrad", beta2=b2), seed=3)
     p = {k: v.astype(np.float64) for k, v in models.init_params(spec, 3).items()}
     m = {k: 0.0 for k in p}
     v = {k: 0.0 for k in p}
@@ -244,7 +244,7 @@ def test_batch_norm_statistics_after_a_training_step(th):
                    models.DenseLayer("out", 10, nonlinearity="softmax"))
     rng = np.random.default_rng(3)
     x = rng.normal(1.0, 2.0, size=(1, 6, 2, 3, 3)).astype(np.float32)
-    engine = th.Engine(spec, None, Hyperparameters("adam"), seed=0)
+    engine = th.Engine(spec, None, Optimizer.of("adam"), seed=0)
     engine.train_steps(x, np.zeros((1, 6), np.int32), 0.001)
     arrays = engine.dump()
     np.testing.assert_allclose(arrays["state:bn.mean"], 0.1 * x[0].mean(axis=(0, 2, 3)),
@@ -258,7 +258,7 @@ def test_batch_norm_statistics_after_a_training_step(th):
 
 def test_a_saturated_wrong_prediction_costs_the_clip_and_passes_no_gradient(th):
     spec = spec_of((1, 1, 2), models.DenseLayer("out", 2, nonlinearity="softmax"))
-    engine = th.Engine(spec, None, Hyperparameters("sgd"), seed=0)
+    engine = th.Engine(spec, None, Optimizer.of("sgd"), seed=0)
     arrays = engine.dump()
     arrays["param:out.W"] = np.float32([[100.0, -100.0], [0.0, 0.0]])
     engine.load(arrays)
@@ -275,7 +275,7 @@ def test_max_pool_gradient_goes_to_every_tied_maximum(th):
                    models.Conv2DLayer("conv", 1, 1, b=False, nonlinearity="linear"),
                    models.MaxPool2DLayer("pool"),
                    models.DenseLayer("out", 2, b=False, nonlinearity="softmax"))
-    engine = th.Engine(spec, None, Hyperparameters("sgd"), seed=0)
+    engine = th.Engine(spec, None, Optimizer.of("sgd"), seed=0)
     w, U = engine.dump()["param:conv.W"].item(), engine.dump()["param:out.W"].astype(float)
     probs = softmax(0.5 * w * U)
     gz = ((probs - [[1.0, 0.0]]) @ U.T).item()
@@ -297,8 +297,8 @@ def test_train_epoch_flips_and_averages_its_batches(th):
     data = tiny_dataset()
     indices = np.int32([[3, 1, 4, 1], [5, 9, 2, 6]])
     flips = np.array([[True, False, False, True], [False, False, True, False]])
-    a = th.Engine(spec, data, Hyperparameters("amsgrad"), seed=0)
-    b = th.Engine(spec, None, Hyperparameters("amsgrad"), seed=0)
+    a = th.Engine(spec, data, Optimizer.of("amsgrad"), seed=0)
+    b = th.Engine(spec, None, Optimizer.of("amsgrad"), seed=0)
     loss, acc = a.train_epoch(0, 0.01, indices, flips)
     x = data.x_train[indices]
     x[flips] = x[flips][..., ::-1]
@@ -312,7 +312,7 @@ def test_train_epoch_flips_and_averages_its_batches(th):
 def test_evaluate_weighs_the_last_partial_batch_by_its_size(th):
     spec = spec_of((1, 2, 3), models.DenseLayer("out", 10, nonlinearity="softmax"))
     data = tiny_dataset()
-    engine = th.Engine(spec, data, Hyperparameters("adam"), seed=0)
+    engine = th.Engine(spec, data, Optimizer.of("adam"), seed=0)
     probs = engine.forward(data.x_val).astype(float)
     p_target = np.clip(probs[np.arange(5), data.y_val], 1e-7, 1 - 1e-7)
     val_loss, val_acc = engine.evaluate(batch_size=2)
@@ -327,11 +327,11 @@ def test_dropout_masks_depend_on_seed_and_epoch_only(th):
     indices = np.arange(12, dtype=np.int32).reshape(3, 4)
 
     def epoch_loss(seed, epoch):
-        engine = th.Engine(spec, data, Hyperparameters("amsgrad"), seed=seed)
+        engine = th.Engine(spec, data, Optimizer.of("amsgrad"), seed=seed)
         return engine.train_epoch(epoch, 0.01, indices)[0]
 
     assert epoch_loss(0, 3) == epoch_loss(0, 3)
     assert len({epoch_loss(0, 3), epoch_loss(0, 4), epoch_loss(1, 3)}) == 3
-    engine = th.Engine(spec, data, Hyperparameters("amsgrad"), seed=0, dropout=False)
+    engine = th.Engine(spec, data, Optimizer.of("amsgrad"), seed=0, dropout=False)
     np.testing.assert_array_equal(engine.forward(data.x_val, deterministic=False),
                                   engine.forward(data.x_val))

@@ -2,6 +2,7 @@
 import io
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,9 @@ import pytest
 
 from experiments.data import load_dataset
 from experiments.results.store import CURVE_FIELDS, RunStore
-from experiments.training import config_hash, learning_rate, train_run
+from experiments.config.schedules import learning_rate
+from experiments.data import DataError
+from experiments.training import config_hash, train_run
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA", REPO.parent / "shared" / "data"))
@@ -79,7 +82,12 @@ def test_progress_bar_on_a_terminal_only(tmp_path, mnist, capsys, monkeypatch):
     err = terminal.getvalue()
     assert "2/2" in err and "loss=" in err and "val_acc=" in err
     train_run(dict(RUN, epochs=2), RunStore(tmp_path / "b"), dataset=mnist, quiet=False)
-    assert capsys.readouterr() == ("", "")  # stderr a file or a pipe: no bar
+    out, err = capsys.readouterr()  # stderr a file or a pipe: no bar, a plain line
+    assert out == "" and "\r" not in err and re.fullmatch(
+        r"logreg amsgrad seed 0: epoch 2/2, best val_acc \d\.\d{4}, \d+\.\d s/epoch, ETA 0s\n",
+        err), err
+    train_run(dict(RUN, epochs=2), RunStore(tmp_path / "c"), dataset=mnist, quiet=True)
+    assert capsys.readouterr() == ("", "")  # quiet: nothing
 
 
 KILL_AFTER_FIRST_EPOCH = textwrap.dedent("""
@@ -163,9 +171,10 @@ def test_divergence_ends_the_run(tmp_path, mnist):
 
 
 def test_bad_run_settings(tmp_path, mnist):
-    with pytest.raises(ValueError, match="model 'logreg' trains on 'mnist', not dataset"):
-        train_run(dict(RUN, dataset="cifar10"), RunStore(tmp_path), dataset=mnist, quiet=True)
-    with pytest.raises(ValueError, match="train_subset must be in 1..50000"):
+    with pytest.raises(ValueError, match="unknown dataset 'cifar100'"):
+        train_run(dict(RUN, dataset="cifar100"), RunStore(tmp_path), dataset=mnist, quiet=True)
+    with pytest.raises(DataError, match="key 'train_subset': 60000 is more than the 50000 "
+                                        "examples mnist has"):
         train_run(dict(RUN, train_subset=60000), RunStore(tmp_path), dataset=mnist, quiet=True)
     with pytest.raises(ValueError, match="unknown augmentation 'crop'"):
         train_run(dict(RUN, augmentation="crop"), RunStore(tmp_path), dataset=mnist, quiet=True)

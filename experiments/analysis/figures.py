@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from experiments.analysis.records import (METRICS, ResultsError, grid_axes,  # noqa: E402
                                           is_diverged, rule_label)
 from experiments.results.files import atomic_write_bytes  # noqa: E402
+from experiments.results.trajectories import TRAJECTORIES_FILE, read_trajectories  # noqa: E402
 
 __all__ = ["VIEWS", "COLORS", "color", "mean_band", "plot_metric", "figure_names", "plot_grid",
            "save_figure", "read_synthetic", "plot_synthetic", "save_synthetic", "synthetic_dirs"]
@@ -314,13 +315,12 @@ def plot_grid(runs, out_dir, title=None, progress=None):
 
 # The synthetic problem ---------------------------------------------------------------
 
-SYNTHETIC_FILE = "trajectories.csv"  # written by experiments.synthetic.run_synthetic
+SYNTHETIC_FILE = TRAJECTORIES_FILE  # written by experiments.synthetic.run_synthetic
 
 
 def read_synthetic(results_dir):
     """Trajectories of the synthetic problem in ``results_dir``:
-    ``{(problem, rule): (steps, x)}`` (see :func:`experiments.synthetic.read_trajectories`)."""
-    from experiments.synthetic import read_trajectories
+    ``{(problem, rule): (steps, x)}`` (:func:`experiments.results.trajectories.read_trajectories`)."""
 
     path = os.path.join(os.fspath(results_dir), SYNTHETIC_FILE)
     try:
@@ -334,7 +334,7 @@ def read_synthetic(results_dir):
     return data
 
 
-#: Another library's variant of a rule (experiments.synthetic.RULES): its own colour and
+#: Another library's variant of a rule (experiments.config.synthetic_keys.RULES): its own colour and
 #: dash, so it stays visible where it runs on top of the experiment's rule.
 VARIANT_STYLES = {"pytorch": ("PyTorch", "#e08214", (0, (5, 2))),
                   "optax": ("optax", "#7b3294", (0, (1, 1.5)))}

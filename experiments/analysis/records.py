@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import yaml
 
-from experiments.config import AXES
+from experiments import optimizers
+from experiments.config import run_keys
 from experiments.results.store import CURVE_FIELDS, GRID_FILE, RunStore
 
 __all__ = ["METRICS", "STATS", "CLIPPED_LOSS", "ResultsError", "Run", "load_runs",
@@ -35,14 +36,10 @@ _LEGACY_UPDATERS = ("adam", "amsgrad")
 _REQUIRED = ("updater", "learning_rate")
 
 
-# How a rule is named in text (the library's names otherwise).
-_RULE_LABELS = {"adam": "Adam", "amsgrad": "AMSGrad", "adamw": "AdamW", "sgd": "SGD",
-                "momentum": "Momentum", "nesterov_momentum": "Nesterov momentum"}
-
-
 def rule_label(updater):
-    """``'amsgrad'`` -> ``'AMSGrad'``: an updater as text and legends name it."""
-    return _RULE_LABELS.get(updater, updater)
+    """``'amsgrad'`` -> ``'AMSGrad'``: an updater as text and legends name it (its
+    registry entry's label; a rule not registered here by its name)."""
+    return optimizers.label(updater)
 
 
 class ResultsError(Exception):
@@ -52,7 +49,7 @@ class ResultsError(Exception):
 @dataclass
 class Run:
     """One run: its hyperparameters (``hparams``: the keys of
-    :data:`~experiments.config.AXES` and the axes of its grid's ``grid.yaml``; ``None``
+    key table's axes (:mod:`experiments.config.run_keys`) and the axes of its grid's ``grid.yaml``; ``None``
     for a key its rule does not take), seed, state and curves (``epoch`` 1-based)."""
     grid: str
     path: str
@@ -179,7 +176,7 @@ def _hparams(config, path, keys):
     return out
 
 
-def _to_run(record, keys=AXES):
+def _to_run(record, keys):
     path, config = record["path"], record["config"]
     try:
         seed = int(config["seed"])
@@ -232,12 +229,16 @@ def find_runs(results_dir):
     for r in records:
         if not isinstance(r["config"], dict):
             raise ResultsError(f"{os.path.join(r['path'], 'config.yaml')}: not a mapping")
-    keys = {}  # a grid's hyperparameters: AXES, and any other axis its grid.yaml names
+    for r in records:  # rules found by name (optax's) bring their keys into the table
+        if isinstance(r["config"].get("updater"), str):
+            optimizers.is_rule(r["config"]["updater"])
+    axes = run_keys.table().axes
+    keys = {}  # a grid's hyperparameters: the table's axes, and any other its grid.yaml names
     for r in records:
         folder = os.path.dirname(r["path"])
         if folder not in keys:
-            keys[folder] = AXES + tuple(a for a in _declared_axes(folder, known=False)
-                                        if a not in AXES)
+            keys[folder] = axes + tuple(a for a in _declared_axes(folder, known=False)
+                                        if a not in axes)
     return [_to_run(r, keys[os.path.dirname(r["path"])]) for r in records
             if r["config"].get("kind") != "synthetic"]
 
@@ -268,7 +269,7 @@ def group_grids(runs):
 
 
 def _declared_axes(folder, known=True):
-    """The axes ``grid.yaml`` names (with ``known``, those of config.AXES only)."""
+    """The axes ``grid.yaml`` names (with ``known``, those of the key table only)."""
     try:
         with open(os.path.join(folder, GRID_FILE), encoding="utf-8") as f:
             axes = ((yaml.safe_load(f) or {}).get("settings") or {}).get("axes") or ()
@@ -276,16 +277,18 @@ def _declared_axes(folder, known=True):
         return ()
     if not isinstance(axes, (list, tuple)):
         return ()
-    return tuple(a for a in axes if isinstance(a, str) and (a in AXES or not known))
+    table_axes = run_keys.table().axes
+    return tuple(a for a in axes if isinstance(a, str) and (a in table_axes or not known))
 
 
 def grid_axes(runs):
     """The hyperparameters that tell the settings of ``runs`` apart, in
-    :data:`~experiments.config.AXES` order: the axes of each grid's ``grid.yaml``
+    the key table's order: the axes of each grid's ``grid.yaml``
     (so a one-value axis still names its setting) and every hyperparameter whose
     value differs between the runs (in a grid that mixes rules, one a rule does not
     take, ``None``, differs from a value). ``updater`` included; ``seed`` never."""
-    keys = list(AXES) + [k for r in runs for k in r.hparams if k not in AXES]
+    axes = run_keys.table().axes
+    keys = list(axes) + [k for r in runs for k in r.hparams if k not in axes]
     keys = sorted(set(keys), key=keys.index)
     declared = {a for folder in group_grids(runs) for a in _declared_axes(folder, known=False)}
     varying = {k for k in keys if len({r.hparams.get(k) for r in runs}) > 1}

@@ -1,7 +1,7 @@
 """Per-step training time of each model in each engine (JAX, Theano, PyTorch), side by side.
 
 The JAX and Theano engines are timed as the trainer drives them:
-``get_engine(name)(spec, data, Hyperparameters('amsgrad'), seed).train_epoch(epoch, lr,
+``get_engine(name).load()(spec, data, Optimizer.of('amsgrad'), seed).train_epoch(epoch, lr,
 indices, flips)`` runs ``--steps`` training steps (gather, flip, forward, backward,
 AMSGrad update). The JAX engine runs them as one compiled call over a device-resident
 training set; the Theano engine, the original post's stack, calls its compiled step once
@@ -39,8 +39,8 @@ DEFAULT_STEPS = {"logreg": 50, "cifarnet": 10, "small_vgg": 4, "vgg": 2}
 
 
 def add_arguments(parser):
-    parser.add_argument("--models", nargs="+", default=list(models.MODEL_NAMES),
-                        choices=models.MODEL_NAMES, metavar="MODEL",
+    parser.add_argument("--models", nargs="+", default=list(models.model_names()),
+                        choices=models.model_names(), metavar="MODEL",
                         help="models to time (default: all: %(default)s)")
     parser.add_argument("--engines",
                         help=f"comma-separated, from {', '.join(ENGINES)}; ratios are to the "
@@ -155,12 +155,12 @@ def time_engine(name, spec, steps, batch_size, repeats):
     if name == "torch":
         return time_torch(spec, steps, batch_size, repeats)
     from experiments.engines import get_engine
-    from experiments.engines.base import Hyperparameters
+    from experiments.optimizers import Optimizer
     data = fake_data(spec, steps * batch_size)
     indices, flips = plan(spec, steps, batch_size)
 
     def build():
-        engine = get_engine(name)(spec, data, Hyperparameters("amsgrad"), 0)
+        engine = get_engine(name).load()(spec, data, Optimizer.of("amsgrad"), 0)
         return lambda epoch: engine.train_epoch(epoch, 1e-3, indices, flips)
 
     compile_s, best = best_of(build, repeats)

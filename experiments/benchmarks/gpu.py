@@ -23,7 +23,6 @@ import time
 import numpy as np
 
 from experiments import models
-from experiments.training import grouping
 
 FULL = {"runs": 120, "epochs": 150, "train": 50_000, "val": 10_000, "batch": 128}
 PRECISIONS = {"tf32": ("default", None), "highest": ("highest", None),
@@ -72,8 +71,8 @@ def _dataset(spec, args, cache):
 
 
 def _hparams(k):
-    from experiments.engines.base import Hyperparameters
-    return Hyperparameters(updater=("adam", "amsgrad")[k % 2], beta2=(0.99, 0.999)[k // 2 % 2],
+    from experiments.optimizers import Optimizer
+    return Optimizer.of(("adam", "amsgrad")[k % 2], beta2=(0.99, 0.999)[k // 2 % 2],
                            bias_correction=k // 4 % 2 == 0)
 
 
@@ -81,7 +80,7 @@ def measure(model, size, precision, layout, args, data_cache):
     """One configuration: a dict of timings and projections, or ``{'error': ...}``."""
     from experiments.data import epoch_batches
     from experiments.engines.jax_group import GroupEngine, clear_programs
-    from experiments.config.setup_keys import Setup
+    from experiments.config.setup_keys import SetupKeys
     spec = models.get_model(model)
     dataset = _dataset(spec, args, data_cache)
     seeds = [k // 24 for k in range(size)]  # 24 runs per seed, as in the grids
@@ -89,7 +88,7 @@ def measure(model, size, precision, layout, args, data_cache):
     engine = None
     try:
         engine = GroupEngine(spec, dataset, [_hparams(k) for k in range(size)], seeds,
-                             setup=Setup(precision=matmul), compute_dtype=dtype, layout=layout)
+                             setup=SetupKeys(precision=matmul), compute_dtype=dtype, layout=layout)
         used = engine.layout
         plans = {}
         for s in engine.seed_order:
@@ -117,7 +116,7 @@ def measure(model, size, precision, layout, args, data_cache):
         del engine
         clear_programs()
         gc.collect()
-    costs = grouping.model_costs(spec)
+    costs = models.costs(spec)
     steps_per_epoch = -(-FULL["train"] // FULL["batch"])
     epoch = step * steps_per_epoch * FULL["batch"] / args.batch_size + val
     groups = math.ceil(FULL["runs"] / size)
@@ -213,7 +212,7 @@ def run(args):
                 total[p] = math.nan
         print(f"  {model:10s}" + "; ".join(line or ["not measured"]))
     measured = [m for m in names if best_size(m) is not None]
-    if set(measured) >= set(models.MODEL_NAMES):
+    if set(measured) >= set(models.model_names()):
         print("  all four setups (480 runs): " + "; ".join(
             f"{p} {_duration(t)}" for p, t in total.items() if not math.isnan(t)))
     if skipped:

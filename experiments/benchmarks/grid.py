@@ -8,7 +8,7 @@ another (when this Python has Theano, or in the interpreter ``--theano-python`` 
 as a subprocess). The one-after-another ways time
 ``--sequential`` runs and scale to N. Prints seconds per epoch of all N runs, the
 ratio to the fastest way, the achieved GFLOP/s against the model's FLOP
-count (:func:`experiments.training.grouping.model_costs`), the memory XLA plans for a group's
+count (:func:`experiments.models.costs`), the memory XLA plans for a group's
 epoch program per run, and the projected wall time of the full grid.
 
     python scripts/benchmark.py grid --config configs/logreg.yaml --epochs 2 \\
@@ -21,6 +21,12 @@ from importlib.util import find_spec
 import numpy as np
 
 from experiments import models
+from experiments.config import load_config
+from experiments.config.run_keys import RunConfig
+from experiments.config.schedules import learning_rate
+from experiments.config.runs import expand_grid
+from experiments.data import DataRequest
+from experiments.engines import get_engine
 from experiments.training import grouping
 
 
@@ -51,18 +57,20 @@ def add_arguments(parser):
 
 
 def _load(args):
-    from experiments.config import load_config
-    from experiments.data import load_dataset
-    from experiments.config.runs import expand_grid
-    from experiments.data import subset
     config = load_config(args.config)
     runs = expand_grid(config)[:args.runs]
     fixed = config.fixed
-    train = args.train_subset or fixed["train_subset"]
-    val = args.val_subset or fixed["val_subset"]
-    dataset = subset(load_dataset(fixed["dataset"], args.data_dir, quiet=True,
-                                  subtract_mean=fixed["subtract_mean"]), train, val)
-    return config, runs, dataset
+    request = DataRequest(fixed["dataset"], fixed["subtract_mean"],
+                          args.train_subset or fixed["train_subset"],
+                          args.val_subset or fixed["val_subset"])
+    return config, runs, request.load(args.data_dir, quiet=True)
+
+
+def _engine_args(run):
+    """A run's model spec, optimizer and setup keys, as the trainer gives them."""
+    config = RunConfig.from_run(run)
+    return (models.get_model(config.model, config.dataset), config.optimizer(),
+            config.setup_keys())
 
 
 def _plans(seeds, epoch, dataset, batch_size, flip):
@@ -71,14 +79,12 @@ def _plans(seeds, epoch, dataset, batch_size, flip):
 
 
 def _lr(run, epoch, n_epochs):
-    from experiments.training import learning_rate
     return learning_rate(run["learning_rate"], epoch, n_epochs, run["lr_schedule"])
 
 
 def time_grouped(runs, dataset, size, layout, epochs, flip):
     """``(seconds per epoch of all runs, compile s, bytes per run, groups, layout)``;
     bytes per run: the group's stacked arrays and XLA's temporaries for its epoch."""
-    from experiments.engines.base import Hyperparameters
     from experiments.engines.jax_group import GroupEngine
     # 'auto' as the grid runner chooses it (run_grid's default), on this device
     room = dict(zip(("platform", "memory"), grouping.device_room())) if size == "auto" else {}
@@ -86,9 +92,9 @@ def time_grouped(runs, dataset, size, layout, epochs, flip):
     total, compile_s, per_run = 0.0, 0.0, 0
     batch, val_batch = int(runs[0]["batch_size"]), int(runs[0]["val_batch_size"])
     for group in groups:
-        engine = GroupEngine(models.get_model(group[0]["model"]), dataset,
-                             [Hyperparameters.from_run(r) for r in group],
-                             [r["seed"] for r in group],
+        spec, _, setup = _engine_args(group[0])
+        engine = GroupEngine(spec, dataset, [_engine_args(r)[1] for r in group],
+                             [r["seed"] for r in group], setup=setup,
                              layout=None if layout == "default" else layout)
         layout = engine.layout if layout == "default" else layout
         for epoch in range(epochs + 1):
@@ -110,14 +116,12 @@ def time_grouped(runs, dataset, size, layout, epochs, flip):
 
 def time_sequential(engine_name, runs, dataset, epochs, flip):
     """``(seconds per epoch of one run, compile s)``, the mean over ``runs``."""
-    from experiments.engines import get_engine
-    from experiments.engines.base import Hyperparameters
-    Engine = get_engine(engine_name)
+    Engine = get_engine(engine_name).load()
     per_epoch, compile_s = [], []
     for run in runs:
         began = time.perf_counter()
-        engine = Engine(models.get_model(run["model"]), dataset,
-                        Hyperparameters.from_run(run), run["seed"])
+        spec, optimizer, setup = _engine_args(run)
+        engine = Engine(spec, dataset, optimizer, run["seed"], setup=setup)
         times = []
         for epoch in range(epochs + 1):
             start = time.perf_counter()
@@ -187,7 +191,7 @@ def run(args):
     flip = config.fixed["augmentation"] == "flip"
     n, batch = len(runs), int(config.fixed["batch_size"])
     steps = -(-len(dataset.y_train) // batch)
-    costs = grouping.model_costs(spec)
+    costs = models.costs(spec)
     flops = n * (costs["train_flops"] * steps * batch + costs["forward_flops"] * len(dataset.y_val))
     device = jax.devices()[0]
     print(f"grid {config.name}: {n} runs, {args.epochs} epochs timed per way; "

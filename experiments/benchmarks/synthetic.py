@@ -12,15 +12,16 @@ import time
 import numpy as np
 
 from experiments import synthetic
+from experiments.config.synthetic_keys import DEFAULTS
 
 
 def add_arguments(parser):
-    parser.add_argument("--steps", type=int, default=synthetic.DEFAULTS["steps"],
+    parser.add_argument("--steps", type=int, default=DEFAULTS["steps"],
                         help="steps per run (default %(default)s)")
     parser.add_argument("--per-step-steps", type=int, default=20_000,
                         help="steps of the one-call-per-step loop to time (default %(default)s)")
     parser.add_argument("--record-every", type=int,
-                        default=synthetic.DEFAULTS["record_every"],
+                        default=DEFAULTS["record_every"],
                         help="steps between recorded points (default %(default)s)")
     parser.add_argument("--unroll", type=int, default=5,
                         help="steps per iteration of the inner loop (default %(default)s)")
@@ -38,7 +39,7 @@ def time_loop(dtype, args):
 def time_per_step(args):
     """(compile s, seconds per call) of a jitted single step called from Python."""
     import jax
-    c = synthetic.DEFAULTS
+    c = DEFAULTS
     lanes = synthetic.lanes_of()
     step = jax.jit(synthetic.make_step(
         lanes, c["learning_rate"], c["beta1"], c["beta2"], c["epsilon"],

@@ -25,14 +25,18 @@ import signal
 import sys
 import warnings
 
-from experiments.results import faults
-from experiments.config import ConfigError
-from experiments.data import DataError
-from experiments.results.claims import STALE_AFTER
-from experiments.grid.executors import MAX_ATTEMPTS
-from experiments.config.runs import with_epochs
-from experiments.grid.runner import EXECUTORS, run_grid
+import pkgutil
+
+from experiments.config import kinds
+from experiments.config.loading import ConfigError
 from experiments.config.overrides import load_with_overrides, parse_item
+from experiments.data import DataError
+from experiments.engines import engine_names
+from experiments.grid.executors import MAX_ATTEMPTS
+from experiments.grid.options import GridOptions
+from experiments.grid.runner import EXECUTORS
+from experiments.results import faults
+from experiments.results.claims import STALE_AFTER
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,7 +107,7 @@ def _parser():
                         help="results folder (default: %(default)s)")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="data folder (default: $AMSGRAD_DATA_DIR, else the user cache)")
-    parser.add_argument("--engine", choices=("jax", "theano"), default="jax",
+    parser.add_argument("--engine", choices=engine_names(), default="jax",
                         help="training engine (default: %(default)s)")
     parser.add_argument("--only", action="append", default=[], metavar="KEY=VALUE",
                         help="train only runs with this axis value (repeatable; a key given "
@@ -158,20 +162,48 @@ def _parser():
     return parser
 
 
+#: Options that apply to some kinds only (kinds.Kind.options), as given on the command line.
+_KIND_OPTIONS = {"only": "--only", "engine": "--engine", "epochs": "--epochs",
+                 "executor": "--executor", "log": "--log", "group_size": "--group-size"}
+_DEFAULTS = {"only": [], "engine": "jax", "epochs": None, "executor": "local", "log": (),
+             "group_size": "auto"}
+
+
 def _config(args):
-    """The config the arguments ask for: the file, its --set changes, --epochs."""
+    """The config the arguments ask for: the file, its --set changes, --epochs; and its
+    kind, which says which options apply to it."""
     config = load_with_overrides(args.config, args.set)
+    kind = kinds.get_kind(config.kind)
+    given = [flag for key, flag in _KIND_OPTIONS.items()
+             if getattr(args, key) != _DEFAULTS[key] and key not in kind.options]
+    if given:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ConfigError(f"{args.config}: {', '.join(given)} {verb} to training grids only "
+                          f"(this is a {kind.name} config)")
     if args.epochs is not None and any(parse_item(s)[0] == ("epochs",) for s in args.set):
         raise ConfigError("--epochs and --set epochs=...: give the number of epochs once")
     if args.epochs is not None:
-        if config.kind != "train":
-            raise ConfigError(f"{args.config}: --epochs applies to training grids only")
-        config = with_epochs(config, args.epochs)
-    if config.kind != "train" and (args.only or args.engine != "jax"
-                                   or args.executor != "local" or args.log):
-        raise ConfigError(f"{args.config}: --only, --engine, --executor and --log apply "
-                          f"to training grids only")
-    return config
+        config = config.with_epochs(args.epochs)
+    return config, kind
+
+
+def _options(args):
+    """The :class:`~experiments.grid.options.GridOptions` of the arguments."""
+    return GridOptions(results_dir=args.results, engine=args.engine, data_dir=args.data_dir,
+                       only=tuple(args.only), quiet=args.quiet, dry_run=args.dry_run,
+                       executor=args.executor, address=args.address, num_cpus=args.num_cpus,
+                       num_gpus=args.num_gpus, max_attempts=args.max_attempts,
+                       group_size=args.group_size, metric_log=args.log,
+                       stale_after=args.heartbeat_timeout,
+                       heartbeat=args.heartbeat_timeout / 12)
+
+
+def _run(config, kind, options):
+    """Run ``config`` by its kind's runner; draw its figure where the kind has one."""
+    summary = kind.run(config, options)
+    if kind.figure and summary["trained"]:
+        pkgutil.resolve_name(kind.figure)(summary["folder"])
+    return summary
 
 
 def main(argv=None):
@@ -183,16 +215,9 @@ def main(argv=None):
     warnings.formatwarning = lambda message, category, *rest: f"warning: {message}\n"
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        config = _config(args)
+        config, kind = _config(args)
         with faults.writing_to(args.results, "--results"):
-            summary = run_grid(config, results_dir=args.results, engine=args.engine,
-                               data_dir=args.data_dir, only=args.only, quiet=args.quiet,
-                               dry_run=args.dry_run, executor=args.executor,
-                               address=args.address, num_cpus=args.num_cpus,
-                               num_gpus=args.num_gpus, max_attempts=args.max_attempts,
-                               group_size=args.group_size, metric_log=args.log,
-                               stale_after=args.heartbeat_timeout,
-                               heartbeat=args.heartbeat_timeout / 12)
+            summary = _run(config, kind, _options(args))
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -29,9 +29,10 @@ import re
 
 import yaml
 
-from experiments.config.grid_config import (ConfigError, _UniqueKeyLoader, load_config, parse_config,
-                                read_config)
-from experiments.config.runs import ID_LABELS, id_value
+from experiments.config import run_keys
+from experiments.config.loading import (ConfigError, UniqueKeyLoader, load_config, parse_config,
+                                        read_config)
+from experiments.config.runs import id_value
 
 __all__ = ["parse_item", "apply_overrides", "derived_name", "load_with_overrides"]
 
@@ -49,7 +50,7 @@ def parse_item(item):
         raise ConfigError(f"--set {item!r}: expected key=value, e.g. epochs=20 or "
                           f"grid.beta2=[0.9,0.99]")
     try:
-        return path, yaml.load(value, Loader=_UniqueKeyLoader)
+        return path, yaml.load(value, Loader=UniqueKeyLoader)
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"--set {item!r}: bad YAML value: {problem}") from None
@@ -88,17 +89,6 @@ def apply_overrides(data, items):
     return data
 
 
-def _experiment(config):
-    """What defines ``config``'s experiment, flat: kind, fixed settings, ``grid.<axis>``,
-    ``rules.<rule>.<key>``, ``seeds`` (not its name, nor where its runs may go or how
-    they are analysed)."""
-    return {"kind": config.kind, **config.fixed,
-            **{f"grid.{axis}": list(values) for axis, values in config.grid.items()},
-            **{f"rules.{rule}.{key}": list(v) if isinstance(v, tuple) else v
-               for rule, own in config.rules.items() for key, v in own.items()},
-            "seeds": list(config.seeds)}
-
-
 def _short(value):
     if value is _MISSING:
         return "unset"
@@ -110,10 +100,10 @@ def _short(value):
 
 
 def derived_name(original, changed):
-    """The name of ``changed`` (a :class:`~experiments.config.GridConfig` from
+    """The name of ``changed`` (a config from
     ``original`` with overrides): ``original``'s if the experiment is the same, else
     ``<name>_<what changed>_<hash>`` (letters, digits, ``_ . = -``)."""
-    before, after = _experiment(original), _experiment(changed)
+    before, after = original.experiment(), changed.experiment()
     keys = [k for k in after if before.get(k, _MISSING) != after[k]] + \
         [k for k in before if k not in after]
     if not keys:
@@ -121,7 +111,8 @@ def derived_name(original, changed):
     diff = {k: after.get(k, _MISSING) for k in keys}
     bare = {k: k[len("grid."):] if k.startswith("grid.") else k for k in keys}
     set_ = {bare[k] for k, v in diff.items() if v is not _MISSING}
-    parts = [f"{ID_LABELS.get(bare[k]) or bare[k]}={_short(v)}" for k, v in diff.items()
+    labels = run_keys.table().labels
+    parts = [f"{labels.get(bare[k]) or bare[k]}={_short(v)}" for k, v in diff.items()
              if v is not _MISSING or bare[k] not in set_]  # an axis made fixed: once
     readable = re.sub(r"[^A-Za-z0-9.=_-]+", "-", "_".join(parts))[:READABLE_CHARS]
     digest = hashlib.sha256(json.dumps({k: "(unset)" if v is _MISSING else v

@@ -1,275 +1,158 @@
-"""The run schema: one table of the keys of a training run, and what is built from it.
+"""The keys of a training run: one table, built from the registries.
 
-Every key a run of a training grid has is one :class:`Key` of :data:`TABLE`: its name,
-the check of its values, its default, its label in run ids, whether it may be a grid
-axis, whether it may differ between the runs of one group, which rules of the
-``amsgrad`` library take it, and whether results written before it existed lack it.
-The config (:mod:`experiments.config`), grid expansion, run ids and ``--only``
-(:mod:`experiments.grid.runs`), grouping (:mod:`experiments.grid.grouping`), the trainer
-(:mod:`experiments.training`: :class:`RunConfig`) and the engines
-(:class:`~experiments.engines.base.Hyperparameters`) all read this table.
+Every key a run of a training grid has is one :class:`~experiments.config.checks.Key` of
+the table (:func:`table`): its check, its default, its label in run ids, whether it may
+be a grid axis, whether runs of one program may differ in it, which rules take it, and
+whether results written before it existed lack it. The rows are, in the order of run
+ids and run configs:
 
-Rules are the library's (:mod:`amsgrad.updates`, :mod:`amsgrad.optax`), under its names:
-
-=====================  ===============================================================
-``adam``, ``amsgrad``  ``learning_rate``, ``beta1``, ``beta2``, ``epsilon``,
-                       ``bias_correction``, ``variant`` (lasagne | pytorch | optax)
-``adamw``              the same, ``weight_decay`` (decoupled, Loshchilov & Hutter) and
-                       ``amsgrad`` (true: AMSGrad's running maximum)
-``sgd``                ``learning_rate``
-``momentum``,          ``learning_rate``, ``momentum``
-``nesterov_momentum``
-=====================  ===============================================================
+- the settings of a run (:data:`SETTINGS`: model, dataset, epochs, batch sizes,
+  ``lr_schedule``, augmentation, subsets), their choices the model, dataset and
+  schedule registries' names;
+- ``updater`` and every hyperparameter of the registered rules
+  (:mod:`experiments.optimizers`), in the order the rules first take them; a key many
+  rules take is one row (its default and check per rule: :func:`default`, :func:`check`);
+- the setup keys (:data:`experiments.config.setup_keys.KEYS`).
 
 A run holds exactly the keys its rule takes (and every key that is not the
-optimizer's). Keys added after results were first written (``legacy=True``: the setup
-keys of :mod:`experiments.setup`, ``variant``) mean their default where a stored run
-lacks them: :func:`canonical` drops them at that value before a run is hashed or a
-grid's settings are recorded, :func:`resolve` fills them in before two are compared,
-so run ids, ``grid.yaml`` and config hashes of older results stay as they were.
+optimizer's). Keys added after results were first written (``legacy``: the setup
+keys, ``variant``) mean their default where a stored run lacks them: :func:`canonical`
+drops them at that value before a run is hashed or a grid's settings are recorded,
+:func:`resolve` fills them in before two are compared, so run ids, ``grid.yaml`` and
+config hashes of older results stay as they were. The config (:mod:`experiments.config`),
+grid expansion and run ids (:mod:`experiments.config.runs`), grouping, the trainer
+(:class:`RunConfig`) and the analysis read this table.
+
+The table follows the registry: a rule registered later (a plugin, or an optax rule
+named by a config) adds its keys, so the views (``AXES``, ``KEYS``, ``ID_LABELS``,
+``OPTIMIZER_KEYS``, ``RULES``) are read from :func:`table` when asked for.
 """
-import difflib
-import functools
-import math
-import re
-from dataclasses import dataclass, fields, make_dataclass
+import dataclasses
 
-import numpy as np
-
-from amsgrad.rules import VARIANTS
-
+from experiments import models, optimizers
 from experiments.config import schedules, setup_keys
-from experiments.models import MODEL_NAMES, get_model
+from experiments.config.checks import (REQUIRED, Bad, Key, choice, integer, optional, raising,
+                                       shown)
+from experiments.data.registry import AUGMENTATIONS, dataset_names
 
-__all__ = ["Key", "Bad", "TABLE", "KEYS", "RULES", "ADAM_FAMILY", "VARIANTS", "AXES",
-           "PER_RUN_KEYS", "ID_LABELS", "SETTING_KEYS", "OPTIMIZER_KEYS", "SETUP_KEYS",
-           "family", "takes", "rules_taking", "check", "default", "resolve", "canonical",
-           "list_of", "RunConfig"]
+__all__ = ["SETTINGS", "Table", "table", "takes", "rules_taking", "check", "default",
+           "resolve", "canonical", "setup_of", "RunConfig", "AXES", "KEYS", "ID_LABELS",
+           "OPTIMIZER_KEYS", "RULES", "SETUP_KEYS", "SETTING_KEYS"]
 
-#: The rules of the library a run may follow, under the library's names.
-RULES = ("adam", "amsgrad", "adamw", "sgd", "momentum", "nesterov_momentum")
-#: One rule with switches (the AMSGrad maximum, the decay): runs of all three group.
-ADAM_FAMILY = ("adam", "amsgrad", "adamw")
-DATASETS = {"mnist": "none", "cifar10": "flip"}  # dataset -> default augmentation
-AUGMENTATIONS = ("none", "flip")
-INF = float("inf")
-REQUIRED = object()  # a default that means: must be given
-
-
-class Bad(Exception):
-    """A value a check refuses; the message says what was expected."""
-
-
-def shown(value):
-    """A value as the user wrote it (YAML spelling), short."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (str, int, float)):
-        return repr(value)
-    return {list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
-
-
-# Value checkers: return the normalised value or raise Bad with what was expected.
-def integer(minimum):
-    def check_integer(v):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise Bad(f"expected an integer, got {shown(v)}")
-        if v < minimum:
-            raise Bad(f"expected an integer >= {minimum}, got {v}")
-        return int(v)
-    return check_integer
-
-
-def optional(check_value):
-    return lambda v: None if v is None else check_value(v)
-
-
-def number(low, high, low_open=False, high_open=False):
-    def check_number(v):
-        if isinstance(v, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", v.strip()):
-            v = float(v)  # YAML 1.1 reads 1e-8 as a string
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)):
-            raise Bad(f"expected a number, got {shown(v)}")
-        v = float(v)
-        if math.isnan(v) or (v < low or (low_open and v == low)) \
-                or (v > high or (high_open and v == high)):
-            lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-            where = f"{'>' if low_open else '>='} {low:g}" if high == INF else \
-                f"in {lo}{low:g}, {high:g}{hi}"
-            raise Bad(f"expected a number {where}, got {v!r}")
-        return v
-    return check_number
-
-
-def boolean(v):
-    if not isinstance(v, (bool, np.bool_)):
-        raise Bad(f"expected true or false, got {shown(v)}")
-    return bool(v)
-
-
-def choice(what, choices):
-    def check_choice(v):
-        if not isinstance(v, str) or v not in choices:
-            extra = did_you_mean(v, choices) if isinstance(v, str) else ""
-            raise Bad(f"unknown {what} {shown(v)}{extra}; choose from {', '.join(choices)}")
-        return v
-    return check_choice
-
-
-def list_of(check):
-    def check_list(v):
-        v = [v] if isinstance(v, str) else v
-        if not isinstance(v, list) or not v:
-            raise Bad(f"expected a non-empty list, got {shown(v)}")
-        checked = [check(x) for x in v]
-        if len(set(checked)) != len(checked):
-            raise Bad(f"{shown(next(x for x in checked if checked.count(x) > 1))} given twice")
-        return checked
-    return check_list
-
-
-def _raising(check_value):
-    """A checker raising ValueError (another module's) as one of ours."""
-    def checked(v):
-        try:
-            return check_value(v)
-        except ValueError as e:
-            raise Bad(str(e)) from None
-    return checked
-
-
-#: Names a user may reach for: the labels of run ids, and the engines' old rule name.
-ALIASES = {"lr": "learning_rate", "b1": "beta1", "b2": "beta2", "eps": "epsilon",
-           "bc": "bias_correction", "mom": "momentum", "wd": "weight_decay", "ams": "amsgrad",
-           "nesterov": "nesterov_momentum"}
-
-
-def did_you_mean(word, candidates, aliases=ALIASES):
-    """`` (did you mean 'x'?)`` for the closest of ``candidates``, or ``''``."""
-    if aliases.get(word) in candidates:
-        return f" (did you mean {aliases[word]!r}?)"
-    close = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.7)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-@dataclass(frozen=True)
-class Key:
-    """One key of a training run.
-
-    ``check`` normalises a value or raises :class:`Bad`; ``default`` is what a config
-    that leaves the key out gets (:data:`REQUIRED`: it must be given; a callable: a
-    function of the run's dataset); ``label`` names the key in run ids and ``--only``
-    (``None``: the bare value); ``axis``: it may be a grid axis; ``per_run``: runs of
-    one group may differ in it; ``rules``: the rules that take it (``None``: every run
-    has it); ``legacy``: results written before the key existed lack it, and mean its
-    default.
-    """
-    name: str
-    check: object
-    default: object = REQUIRED
-    label: object = None
-    axis: bool = False
-    per_run: bool = False
-    rules: object = None
-    legacy: bool = False
-    type: object = object
-
-
-_ADAM = ADAM_FAMILY
-_MOMENTUM = ("momentum", "nesterov_momentum")
-
-#: The keys of a training run, in the order of run ids (axes) and run configs.
-TABLE = (
-    Key("model", choice("model", MODEL_NAMES), type=str),
+#: The settings of a run besides its optimizer and setup keys.
+SETTINGS = (
+    Key("model", choice("model", models.model_names), type=str),
     # dataset None: the model's; augmentation None: the dataset's
-    Key("dataset", optional(choice("dataset", tuple(DATASETS))), None, type=str),
+    Key("dataset", optional(choice("dataset", dataset_names)), None, type=str),
     Key("epochs", integer(1), 150, type=int),
     Key("batch_size", integer(1), 128, type=int),
     Key("val_batch_size", integer(1), 1024, type=int),
-    Key("lr_schedule", _raising(schedules.check), "linear"),  # a name, or a mapping
+    Key("lr_schedule", raising(schedules.normalize), "linear"),  # a name, or a mapping
     Key("augmentation", optional(choice("augmentation", AUGMENTATIONS)), None, type=str),
     Key("train_subset", optional(integer(1)), None, type=int),
     Key("val_subset", optional(integer(1)), None, type=int),
-    # the optimizer: the rule and the hyperparameters each rule takes
-    Key("updater", choice("updater", RULES), label=None, axis=True,
-        per_run=True, rules=RULES, type=str),
-    Key("learning_rate", number(0, INF, low_open=True), 0.001, "lr", True, True, RULES,
-        type=float),
-    Key("beta1", number(0, 1, high_open=True), 0.9, "b1", True, True, _ADAM, type=float),
-    Key("beta2", number(0, 1, high_open=True), 0.999, "b2", True, True, _ADAM, type=float),
-    Key("epsilon", number(0, INF), 1e-8, "eps", True, True, _ADAM, type=float),
-    Key("bias_correction", boolean, True, "bc", True, True, _ADAM, type=bool),
-    # compiled into the program (amsgrad.rules.adam_step branches on it): one per group
-    Key("variant", choice("variant", VARIANTS), "lasagne", "variant", True, False, _ADAM,
-        legacy=True, type=str),
-    Key("momentum", number(0, 1, high_open=True), 0.9, "mom", True, True, _MOMENTUM,
-        type=float),
-    Key("weight_decay", number(0, INF), 0.01, "wd", True, True, ("adamw",), type=float),
-    # AdamW with AMSGrad's running maximum (amsgrad.updates.adamw(..., amsgrad=True))
-    Key("amsgrad", boolean, False, "ams", True, True, ("adamw",), type=bool),
-    # the setup keys (experiments.setup): fixed for a grid
-    *(Key(k, _raising(functools.partial(setup_keys.check, k)),
-          functools.partial(lambda k, dataset: setup_keys.legacy(k, dataset), k), legacy=True)
-      for k in setup_keys.KEYS),
 )
-KEYS = {k.name: k for k in TABLE}
-#: Keys that may be grid axes, in run-id order.
-AXES = tuple(k.name for k in TABLE if k.axis)
-#: Keys in which the runs of one group may differ (with ``run_id`` and ``seed``).
-PER_RUN_KEYS = ("run_id",) + tuple(k.name for k in TABLE if k.per_run) + ("seed",)
-#: How each axis appears in run ids (None: the bare value); also accepted by --only.
-ID_LABELS = {k.name: k.label for k in TABLE if k.axis}
-OPTIMIZER_KEYS = tuple(k.name for k in TABLE if k.rules is not None)
-SETUP_KEYS = tuple(setup_keys.KEYS)
-SETTING_KEYS = tuple(k.name for k in TABLE
-                     if k.name not in OPTIMIZER_KEYS and k.name not in SETUP_KEYS)
+SETTING_KEYS = tuple(k.name for k in SETTINGS)
+SETUP_KEYS = setup_keys.NAMES
 
 
-def family(rule):
-    """The rule a run steps with in a program: 'adam_family' for adam, amsgrad and adamw
-    (one rule with switches, so their runs can be stepped together), else the rule."""
-    check("updater", rule)
-    return "adam_family" if rule in ADAM_FAMILY else rule
+def _check_updater(name):
+    if not isinstance(name, str):
+        raise Bad(f"expected the name of a rule, got {shown(name)}")
+    optimizers.get_rule(name)  # raises UnknownRule (a Bad) naming the registered ones
+    return name
+
+
+class Table:
+    """The key table as the rule registry stands: ``rows`` (:class:`Key`), ``keys``
+    (name -> row), ``axes`` (keys that may be grid axes, in run-id order),
+    ``labels`` (axis -> its label in run ids), ``optimizer_keys``, ``rules``."""
+
+    def __init__(self, rules):
+        takers, rows = {}, {}
+        for rule in rules:
+            for h in rule.hyperparameters:
+                takers.setdefault(h.name, []).append(rule.name)
+                first = rows.setdefault(h.name, h)
+                # compiled in for one rule: compiled in (runs differing in it train apart)
+                if first.per_run and not h.per_run:
+                    rows[h.name] = dataclasses.replace(first, per_run=False)
+        updater = Key("updater", _check_updater, label=None, axis=True, per_run=True,
+                      rules=tuple(r.name for r in rules), type=str)
+        optimizer = tuple(Key(h.name, h.check, h.default, h.label, True, h.per_run,
+                              tuple(takers[h.name]), h.legacy, h.type) for h in rows.values())
+        self.rows = SETTINGS + (updater,) + optimizer + setup_keys.KEYS
+        self.keys = {k.name: k for k in self.rows}
+        self.axes = tuple(k.name for k in self.rows if k.axis)
+        self.labels = {k.name: k.label for k in self.rows if k.axis}
+        self.optimizer_keys = ("updater",) + tuple(k.name for k in optimizer)
+        self.rules = updater.rules
+
+
+_TABLE = [None, None]  # (registry version, Table)
+
+
+def table():
+    """The key table of the registry as it stands (rebuilt after a registration)."""
+    version = optimizers.registry_version()
+    if _TABLE[0] != version:
+        _TABLE[:] = [version, Table(optimizers.registered_rules())]
+    return _TABLE[1]
+
+
+_VIEWS = {"AXES": "axes", "KEYS": "keys", "ID_LABELS": "labels",
+          "OPTIMIZER_KEYS": "optimizer_keys", "RULES": "rules"}
+
+
+def __getattr__(name):  # the views follow the registry (PEP 562)
+    if name in _VIEWS:
+        return getattr(table(), _VIEWS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def takes(rule, key):
     """Whether a run of ``rule`` has ``key`` (every run has the keys no rule owns)."""
-    rules = KEYS[key].rules
-    return rules is None or rule in rules
+    row = table().keys[key]
+    return row.rules is None or (key == "updater" or optimizers.get_rule(rule).takes(key))
 
 
 def rules_taking(key):
-    """The rules that take ``key`` (all, for a key of every run)."""
-    return KEYS[key].rules or RULES
+    """The registered rules that take ``key`` (all, for a key of every run)."""
+    return table().keys[key].rules or table().rules
 
 
-def check(key, value):
-    """``value`` of ``key`` normalised; ``ValueError`` saying what was expected."""
+def check(key, value, rule=None):
+    """``value`` of ``key`` normalised (by ``rule``'s own check where it has one);
+    ``ValueError`` saying what was expected."""
+    row = table().keys[key]
+    checker = row.check
+    if rule is not None and row.rules is not None and key != "updater":
+        checker = optimizers.get_rule(rule).hyperparameter(key).check
     try:
-        return KEYS[key].check(value)
+        return checker(value)
     except Bad as e:
         raise ValueError(str(e)) from None
 
 
-def default(key, dataset=None):
-    """What a config that leaves ``key`` out gets for a run on ``dataset``."""
-    value = KEYS[key].default
+def default(key, dataset=None, rule=None):
+    """What a config that leaves ``key`` out gets for a run of ``rule`` on ``dataset``."""
+    row = table().keys[key]
+    value = row.default
+    if rule is not None and row.rules is not None and key != "updater":
+        value = optimizers.get_rule(rule).hyperparameter(key).default
     return value(dataset) if callable(value) else value
 
 
 def _dataset(run):
     if run.get("dataset") is None and "model" not in run:
         return None
-    return run.get("dataset") or get_model(run["model"]).dataset
+    return run.get("dataset") or models.model_dataset(run["model"])
 
 
 def _legacy(run):
     """``{key: value}``: what each legacy key ``run`` may have means when missing."""
-    dataset = _dataset(run)
-    rule = run.get("updater")
-    return {k.name: default(k.name, dataset) for k in TABLE if k.legacy
+    dataset, rule = _dataset(run), run.get("updater")
+    return {k.name: default(k.name, dataset, rule) for k in table().rows if k.legacy
             and (dataset is not None or k.name not in SETUP_KEYS)
             and (rule is None or takes(rule, k.name))}
 
@@ -280,7 +163,7 @@ def resolve(run):
     owned by rules is filled in only where the run names its rule."""
     legacy = _legacy(run)
     if run.get("updater") is None:
-        legacy = {k: v for k, v in legacy.items() if KEYS[k].rules is None}
+        legacy = {k: v for k, v in legacy.items() if table().keys[k].rules is None}
     return {**run, **{k: v for k, v in legacy.items() if k not in run}}
 
 
@@ -291,54 +174,100 @@ def canonical(run):
     return {k: v for k, v in run.items() if k not in legacy or v != legacy[k]}
 
 
+def setup_of(run):
+    """The :class:`~experiments.config.setup_keys.SetupKeys` of a run or a grid's fixed
+    settings (a missing key: its default, what the code did before it existed)."""
+    resolved = resolve(run)
+    return setup_keys.SetupKeys(**{k: resolved[k] for k in SETUP_KEYS})
+
+
 _EXTRA = (("name", str), ("run_id", str), ("seed", int))
-_RunConfigBase = make_dataclass(
-    "_RunConfigBase", [(k.name, k.type, None) for k in TABLE]
+_RunConfigBase = dataclasses.make_dataclass(
+    "_RunConfigBase", [(k.name, k.type, None) for k in SETTINGS]
+    + [("updater", str, None), ("hyperparameters", tuple, ())]
+    + [(k.name, k.type, None) for k in setup_keys.KEYS]
     + [(name, t, None) for name, t in _EXTRA], frozen=True)
 
 
 class RunConfig(_RunConfigBase):
-    """A checked run: every key of :data:`TABLE` as a typed attribute (``None`` for a
-    key its rule does not take), frozen. :meth:`from_run` builds it from a run dict
-    (as :func:`experiments.grid.runs.expand_grid` makes them); the trainer and the engines
-    read runs through it."""
+    """A checked run: its settings, rule, setup keys, name, run id and seed as typed
+    attributes, frozen; the rule's hyperparameters in ``hyperparameters`` (``(name,
+    value)`` pairs, the learning rate first) and as attributes too (``config.beta2``;
+    ``None`` for a key of the table its rule does not take). :meth:`from_run` builds it
+    from a run dict (as :func:`experiments.config.runs.expand_grid` makes them); the
+    trainer reads runs through it."""
+
+    def __setattr__(self, name, value):  # frozen, the rule's keys too
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __getattr__(self, name):  # the rule's keys as attributes
+        if name.startswith("_") or name == "hyperparameters":
+            raise AttributeError(name)
+        values = dict(object.__getattribute__(self, "hyperparameters"))
+        if name in values:
+            return values[name]
+        if name in table().keys:
+            return None
+        raise AttributeError(f"a run has no key {name!r}")
 
     @classmethod
     def from_run(cls, run):
         """Check every key of ``run`` with the table and fill in the defaults; a key
         the table does not know is a ``ValueError``, one of another rule is ignored."""
-        unknown = [k for k in run if k not in KEYS and k not in dict(_EXTRA)]
+        keys = table().keys
+        unknown = [k for k in run if k not in keys and k not in dict(_EXTRA)]
         if unknown:
             raise ValueError(f"unknown run key {unknown[0]!r}")
         if "model" not in run:
             raise ValueError(f"a run needs a 'model', got {sorted(run)}")
-        # without an updater: the run's settings and setup only
         rule = check("updater", run["updater"]) if "updater" in run else None
-        dataset = check("dataset", run.get("dataset")) or get_model(run["model"]).dataset
-        values = {}
-        for key in TABLE:
-            if key.rules is not None and rule not in key.rules:
-                continue
-            if key.name in run:
-                try:
-                    values[key.name] = key.check(run[key.name])
-                except Bad as e:
-                    raise ValueError(f"{key.name}: {e}") from None
-            elif key.default is not REQUIRED:
-                values[key.name] = default(key.name, dataset)
-        values["dataset"] = dataset  # None: the model's
+        dataset = check("dataset", run.get("dataset")) or models.model_dataset(run["model"])
+        values = {"dataset": dataset}
+        for row in SETTINGS[2:] + setup_keys.KEYS:
+            values[row.name] = _value(row, run, row.default, dataset)
+        values["model"] = check("model", run["model"])
+        if rule is not None:
+            entry = optimizers.get_rule(rule)
+            values["updater"] = rule
+            values["hyperparameters"] = tuple(
+                (h.name, _value(h, run, h.default, dataset)) for h in entry.hyperparameters)
         extra = {name: run[name] for name, _ in _EXTRA if name in run}
         return cls(**values, **extra)
 
     def as_run(self):
-        """The run dict: the keys this run's rule takes, and name, run_id and seed."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in KEYS and KEYS[f.name].rules is None or value is not None:
-                out[f.name] = value
-        return out
+        """The run dict: its settings, the keys its rule takes, its setup keys, and
+        name, run_id and seed, in the table's order."""
+        out = {k.name: getattr(self, k.name) for k in SETTINGS}
+        if self.updater is not None:
+            out["updater"] = self.updater
+            out.update(self.hyperparameters)
+        out.update((k.name, getattr(self, k.name)) for k in setup_keys.KEYS)
+        out.update((name, getattr(self, name)) for name, _ in _EXTRA
+                   if getattr(self, name) is not None)
+        return {**{k: out[k] for k in ("name", "run_id") if k in out},
+                **{k: v for k, v in out.items() if k not in ("name", "run_id")}}
 
-    def setup(self):
-        """The run's :class:`experiments.setup_keys.Setup`."""
-        return setup_keys.Setup(**{k: getattr(self, k) for k in SETUP_KEYS})
+    @property
+    def learning_rate(self):
+        return dict(self.hyperparameters).get("learning_rate")
+
+    def optimizer(self):
+        """The run's :class:`~experiments.optimizers.Optimizer` (its rule and values)."""
+        values = {k: v for k, v in self.hyperparameters if k != "learning_rate"}
+        return optimizers.Optimizer.of(self.updater, **values)
+
+    def setup_keys(self):
+        """The run's :class:`~experiments.config.setup_keys.SetupKeys`."""
+        return setup_keys.SetupKeys(**{k: getattr(self, k) for k in SETUP_KEYS})
+
+
+def _value(row, run, default, dataset):
+    """``run``'s value of ``row`` checked, or its default."""
+    if row.name not in run:
+        if default is REQUIRED:
+            raise ValueError(f"a run needs {row.name!r}")
+        return default(dataset) if callable(default) else default
+    try:
+        return row.check(run[row.name])
+    except Bad as e:
+        raise ValueError(f"{row.name}: {e}") from None

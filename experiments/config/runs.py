@@ -7,16 +7,15 @@ the order of the key table (:mod:`experiments.config.keys`):
 ``amsgrad_lr=0.001_b2=0.999_bc=on_seed=3``. ``--epochs`` changes the learning-rate
 schedule, so its results go to ``<name>_epochs=<N>``.
 """
-import dataclasses
 import itertools
 
 import yaml
 
 from experiments.config import run_keys
-from experiments.config.grid_config import ConfigError, check_value, did_you_mean
-from experiments.config.run_keys import AXES, ID_LABELS
+from experiments.config.checks import did_you_mean
+from experiments.config.loading import ConfigError
 
-__all__ = ["expand_grid", "run_id", "id_value", "with_epochs", "select"]
+__all__ = ["expand_grid", "run_id", "id_value", "select"]
 
 
 def id_value(value):
@@ -26,10 +25,11 @@ def id_value(value):
 
 
 def run_id(run, axes):
-    """The id of ``run``: its values on ``axes`` (in :data:`~experiments.config.AXES`
-    order) and its seed, e.g. ``amsgrad_lr=0.001_b2=0.999_bc=on_seed=3``."""
-    parts = [id_value(run[a]) if ID_LABELS[a] is None else f"{ID_LABELS[a]}={id_value(run[a])}"
-             for a in AXES if a in axes]
+    """The id of ``run``: its values on ``axes`` (in the key table's order) and its
+    seed, e.g. ``amsgrad_lr=0.001_b2=0.999_bc=on_seed=3``."""
+    table = run_keys.table()
+    parts = [id_value(run[a]) if table.labels[a] is None
+             else f"{table.labels[a]}={id_value(run[a])}" for a in table.axes if a in axes]
     return "_".join(parts + [f"seed={run['seed']}"])
 
 
@@ -42,9 +42,7 @@ def expand_grid(config):
     :data:`~experiments.run_keys.TABLE` its rule takes (the setup keys too) and
     ``seed``. Its id names the grid's axes its rule takes and the rule's own axes.
     """
-    if config.kind != "train":
-        raise ValueError(f"{config.path}: a {config.kind} config has no grid of runs")
-    rules = config.grid.get("updater") or (config.fixed["updater"],)
+    rules = config.updaters()
     per_rule = {rule: config.rule_settings(rule) for rule in rules}
     runs = []
     for seed in config.seeds:
@@ -55,19 +53,10 @@ def expand_grid(config):
                 settings = {**fixed, **dict(zip(axes, values)), "updater": rule}
                 run = {"name": config.name,
                        "run_id": run_id(dict(settings, seed=seed), id_axes)}
-                run.update((k, settings[k]) for k in run_keys.KEYS if k in settings)
+                run.update((k, settings[k]) for k in run_keys.table().keys if k in settings)
                 run["seed"] = seed
                 runs.append(run)
     return runs
-
-
-def with_epochs(config, epochs):
-    """``config`` trained for ``epochs`` instead; a different number of epochs is a
-    different schedule, hence a different grid name (``<name>_epochs=<N>``)."""
-    if epochs is None or epochs == config.fixed["epochs"]:
-        return config
-    return dataclasses.replace(config, name=f"{config.name}_epochs={epochs}",
-                               fixed={**config.fixed, "epochs": epochs})
 
 
 def select(runs, config, only):
@@ -77,16 +66,16 @@ def select(runs, config, only):
     values are read as YAML (``bc=off``, ``lr=1e-3``). A key or value the grid does not
     have raises :class:`ConfigError`.
     """
-    choices, fixed = {}, {}
-    for rule in config.grid.get("updater") or (config.fixed["updater"],):
+    table, choices, fixed = run_keys.table(), {}, {}
+    for rule in config.updaters():
         rule_fixed, axes = config.rule_settings(rule)
         for key, values in axes.items():
             choices[key] = tuple(dict.fromkeys(choices.get(key, ()) + tuple(values)))
         fixed = {**rule_fixed, **fixed}
-    choices = {**{k: choices[k] for k in AXES if k in choices}, "seed": config.seeds}
+    choices = {**{k: choices[k] for k in table.axes if k in choices}, "seed": config.seeds}
     if "updater" in config.grid:
         choices = {"updater": config.grid["updater"], **choices}
-    aliases = {label: axis for axis, label in ID_LABELS.items() if label}
+    aliases = {label: axis for axis, label in table.labels.items() if label}
     wanted = {}
     for item in only or ():
         key, sep, text = (s.strip() for s in item.partition("="))
@@ -106,7 +95,7 @@ def select(runs, config, only):
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ValueError(f"expected an integer, got {text!r}")
             else:
-                value = check_value(key, value)
+                value = run_keys.check(key, value)
         except ValueError as e:
             raise ConfigError(f"--only {item!r}: {e}") from None
         if value not in choices[key]:

@@ -19,7 +19,7 @@ always was, ``lr0 * (1 - e / epochs)`` in float64 on the host (the last epoch tr
 evaluated in float64 on the CPU, so a run's rates are the same on every device and jax
 version.
 
-:func:`check` normalises a config value: a schedule without parameters is its name
+:func:`normalize` normalises a config value: a schedule without parameters is its name
 (``linear``: so configs written before schedules had parameters keep their run ids and
 config hashes), any other a mapping with every parameter filled in.
 
@@ -35,6 +35,8 @@ import json
 
 import numpy as np
 
+from experiments.config.checks import Bad, did_you_mean, integer, list_of, number, shown
+
 #: Schedule name -> its parameters and their defaults (None: no default; step takes
 #: either ``every`` or ``at``).
 SCHEDULES = {
@@ -46,36 +48,37 @@ SCHEDULES = {
 #: The synthetic problem's per-step decays (``lr_decay``), of the step count t >= 1.
 STEP_DECAYS = ("constant", "sqrt")
 
-__all__ = ["SCHEDULES", "STEP_DECAYS", "check", "schedule", "rates", "learning_rate",
+__all__ = ["SCHEDULES", "STEP_DECAYS", "normalize", "schedule", "rates", "learning_rate",
            "step_decay"]
+
+
+#: Each schedule parameter's check.
+_CHECKS = {"final": number(0, 1), "factor": number(0, 1, low_open=True), "every": integer(1),
+           "at": list_of(integer(1))}
 
 
 def _param(name, key, value):
     """``value`` of parameter ``key`` of schedule ``name``, checked."""
-    from experiments.config import run_keys as c  # the checkers; the schema imports this module
-    checkers = {"final": c.number(0, 1), "factor": c.number(0, 1, low_open=True),
-                "every": c.integer(1), "at": c.list_of(c.integer(1))}
     try:
-        value = checkers[key](value)
-    except c.Bad as e:
+        value = _CHECKS[key](value)
+    except Bad as e:
         raise ValueError(f"{name}'s {key!r}: {e}") from None
     if key == "at" and value != sorted(value):
         raise ValueError(f"{name}'s 'at': expected increasing epochs, got {value}")
     return value
 
 
-def check(value):
+def normalize(value):
     """A config's ``lr_schedule`` normalised: the name of a schedule without parameters
     (``'linear'``, ``'constant'``), else ``{'name': ..., <every parameter>}``.
 
     Raises ``ValueError`` with one line saying what is wrong (the config adds the key).
     """
-    from experiments.config.run_keys import did_you_mean, shown as _shown
     given = dict(value) if isinstance(value, dict) else {"name": value}
     name = given.pop("name", None)
     if not isinstance(name, str) or name not in SCHEDULES:
         hint = did_you_mean(name, SCHEDULES) if isinstance(name, str) else ""
-        what = "missing 'name'" if name is None else f"unknown schedule {_shown(name)}{hint}"
+        what = "missing 'name'" if name is None else f"unknown schedule {shown(name)}{hint}"
         raise ValueError(f"{what}; choose from {', '.join(SCHEDULES)} (as a name, or "
                          f"{{name: step, every: 50, factor: 0.1}})")
     params = SCHEDULES[name]
@@ -97,7 +100,7 @@ def check(value):
 
 
 def schedule(spec, lr0, n_epochs):
-    """The rate of ``spec`` (as :func:`check` returns it) as a function of the 0-based
+    """The rate of ``spec`` (as :func:`normalize` returns it) as a function of the 0-based
     epoch, an optax-style schedule ``count -> rate`` (int, numpy or jax arrays)."""
     name = spec if isinstance(spec, str) else spec["name"]
     if name == "linear":
@@ -115,18 +118,18 @@ def schedule(spec, lr0, n_epochs):
 
 def rates(spec, lr0, n_epochs):
     """The rate of every epoch of ``n_epochs``: float64 array ``(n_epochs,)``."""
-    return _table(check(spec), lr0, n_epochs).copy()
+    return _table(normalize(spec), lr0, n_epochs).copy()
 
 
 def learning_rate(lr0, epoch, n_epochs, schedule="linear"):
     """The learning rate during epoch ``epoch`` (0-based) of ``n_epochs``.
 
     ``schedule`` is a config's ``lr_schedule`` (a name or a mapping, see
-    :func:`check`); ``'linear'`` gives ``lr0 * (1 - epoch / n_epochs)``.
+    :func:`normalize`); ``'linear'`` gives ``lr0 * (1 - epoch / n_epochs)``.
     """
     if not 0 <= epoch < n_epochs:
         raise ValueError(f"epoch {epoch} is not one of the {n_epochs} epochs")
-    return float(_table(check(schedule), lr0, n_epochs)[epoch])
+    return float(_table(normalize(schedule), lr0, n_epochs)[epoch])
 
 
 def _table(spec, lr0, n_epochs):
@@ -141,11 +144,19 @@ def _evaluated(key, lr0, n_epochs):
         table = np.asarray(fn(epochs), dtype=np.float64)
     else:
         import jax
-        from experiments.synthetic import precision
-        with precision("float64"), jax.default_device(jax.devices("cpu")[0]):
+        with _x64(), jax.default_device(jax.devices("cpu")[0]):
             table = np.asarray(fn(epochs), dtype=np.float64)
     table.flags.writeable = False
     return table
+
+
+def _x64():
+    """Context in which JAX computes in float64 (switched on here only)."""
+    import jax
+    if hasattr(jax, "enable_x64"):  # jax >= 0.5
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64  # jax 0.4.x
+    return enable_x64()
 
 
 def step_decay(name, lr0):

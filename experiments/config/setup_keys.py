@@ -21,76 +21,73 @@ pick either:
                             (bfloat16 operands, float32 accumulation)
 ==========================  =========================================================
 
-A key that is not given means what the code did before the keys existed
-(:data:`LEGACY`: no mean subtraction for CIFAR-10 but for MNIST, gain sqrt 2,
-averages over examples, the gradient to every tied maximum, the device's precision),
-so results written then load and resume unchanged: the run schema
-(:mod:`experiments.run_schema`, where these keys are rows of the one table) drops them
-at those values before a run config is hashed, and fills them in before two configs
-are compared.
+They are rows of the key table of a run (:data:`KEYS`, read by
+:mod:`experiments.config.run_keys`), checked like every other key. A key that is not
+given means what the code did before the keys existed (the ``default`` of each row: the
+dataset's own choice of mean subtraction (MNIST's subtracted, CIFAR-10's not), gain
+sqrt 2, averages over examples, the gradient to every tied maximum, the device's
+precision), so results written then load and resume unchanged: the key table drops
+them at those values before a run config is hashed, and fills them in before two
+configs are compared.
 """
 import math
 from dataclasses import dataclass, fields
 
-from experiments import models
+from experiments.config.checks import Bad, Key, boolean, choice
+from experiments.data.registry import get_dataset
+from experiments.models import MaxPool2DLayer
 
-KEYS = ("subtract_mean", "he_gain", "val_average", "maxpool_tie_gradient", "precision")
+__all__ = ["KEYS", "NAMES", "SetupKeys", "default", "not_applicable", "he_gain_value",
+           "VAL_AVERAGES", "TIE_GRADIENTS", "PRECISIONS"]
+
 VAL_AVERAGES = ("examples", "batches")
 TIE_GRADIENTS = ("all", "first")
 PRECISIONS = ("default", "highest", "tf32", "bf16")
-#: What a missing key means (the code before the keys existed).
-LEGACY = {"he_gain": "relu", "val_average": "examples", "maxpool_tie_gradient": "all",
-          "precision": "default"}
-#: ``subtract_mean`` before the keys existed, per dataset.
-LEGACY_SUBTRACT_MEAN = {"mnist": True, "cifar10": False}
-
-__all__ = ["KEYS", "LEGACY", "Setup", "check", "legacy", "not_applicable", "he_gain_value",
-           "engine_problem"]
 
 
-def check(key, value):
-    """``value`` of setup key ``key`` normalised; ``ValueError`` saying what was expected."""
-    def choice(choices):
-        if value not in choices:
-            shown = "null" if value is None else repr(value)
-            raise ValueError(f"expected one of {', '.join(choices)}, got {shown}")
+def _he_gain(value):
+    if value == "relu":
         return value
-    if key == "subtract_mean":
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
-        return value
-    if key == "he_gain":
-        if value == "relu":
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"expected 'relu' (sqrt 2) or a positive number, got {value!r}")
-        return float(value)
-    if key == "val_average":
-        return choice(VAL_AVERAGES)
-    if key == "maxpool_tie_gradient":
-        return choice(TIE_GRADIENTS)
-    if key == "precision":
-        return choice(PRECISIONS)
-    raise KeyError(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise Bad(f"expected 'relu' (sqrt 2) or a positive number, got {value!r}")
+    return float(value)
 
 
-def legacy(key, dataset):
-    """What a missing ``key`` means for a run on ``dataset``."""
-    return LEGACY_SUBTRACT_MEAN[dataset] if key == "subtract_mean" else LEGACY[key]
+def _subtract_mean_of(dataset):
+    """What a run on ``dataset`` did before the key existed: the dataset's choice."""
+    return get_dataset(dataset).subtract_mean
 
 
-def not_applicable(key, value, model):
-    """Why ``key: value`` cannot apply to ``model`` (a name), or None. A key that does
-    not apply is accepted at its legacy value only."""
-    spec = models.get_model(model)
-    if value == legacy(key, spec.dataset):
+#: The setup keys as rows of the key table; each default is what the code did before.
+KEYS = (
+    Key("subtract_mean", boolean, _subtract_mean_of, legacy=True, type=bool),
+    Key("he_gain", _he_gain, "relu", legacy=True),
+    Key("val_average", choice("val_average", VAL_AVERAGES), "examples", legacy=True, type=str),
+    Key("maxpool_tie_gradient", choice("maxpool_tie_gradient", TIE_GRADIENTS), "all",
+        legacy=True, type=str),
+    Key("precision", choice("precision", PRECISIONS), "default", legacy=True, type=str),
+)
+NAMES = tuple(k.name for k in KEYS)
+_BY_NAME = {k.name: k for k in KEYS}
+
+
+def default(key, dataset):
+    """What a missing setup key ``key`` means for a run on ``dataset``."""
+    value = _BY_NAME[key].default
+    return value(dataset) if callable(value) else value
+
+
+def not_applicable(key, value, spec):
+    """Why ``key: value`` cannot apply to the model ``spec``, or None. A key that does
+    not apply is accepted at its default only."""
+    if value == default(key, spec.dataset):
         return None
     if key == "he_gain" and not any(getattr(l, "W", None) == "he" for l in spec.layers):
-        return f"model {model!r} has no He-initialised layers"
-    if key == "maxpool_tie_gradient" and not any(isinstance(l, models.MaxPool2DLayer)
+        return f"model {spec.name!r} has no He-initialised layers"
+    if key == "maxpool_tie_gradient" and not any(isinstance(l, MaxPool2DLayer)
                                                  for l in spec.layers):
-        return f"model {model!r} has no max-pooling"
+        return f"model {spec.name!r} has no max-pooling"
     return None
 
 
@@ -99,24 +96,10 @@ def he_gain_value(gain):
     return math.sqrt(2) if gain == "relu" else float(gain)
 
 
-def engine_problem(engine, setup):
-    """Why ``engine`` ('jax' or 'theano') cannot train ``setup``, or None."""
-    if engine != "theano":
-        return None
-    if setup.maxpool_tie_gradient != "all":
-        return (f"maxpool_tie_gradient {setup.maxpool_tie_gradient!r} is not offered by the "
-                f"Theano engine (its pooling gradient goes to every tied maximum); use "
-                f"--engine jax or maxpool_tie_gradient: all")
-    if setup.precision not in ("default", "highest"):
-        return (f"precision {setup.precision!r} is not offered by the Theano engine (it "
-                f"computes in full float32 on the CPU); use --engine jax or precision: highest")
-    return None
-
-
 @dataclass(frozen=True)
-class Setup:
-    """The setup keys of one run (see the module docstring); the defaults are
-    :data:`LEGACY` (``subtract_mean`` None: the dataset's legacy choice)."""
+class SetupKeys:
+    """The setup keys of one run (see the module docstring), checked; the defaults are
+    what the code did before the keys existed (``subtract_mean`` None: the dataset's)."""
     subtract_mean: bool = None
     he_gain: object = "relu"
     val_average: str = "examples"
@@ -128,13 +111,6 @@ class Setup:
             value = getattr(self, f.name)
             if not (f.name == "subtract_mean" and value is None):
                 try:
-                    object.__setattr__(self, f.name, check(f.name, value))
-                except ValueError as e:
+                    object.__setattr__(self, f.name, _BY_NAME[f.name].check(value))
+                except Bad as e:
                     raise ValueError(f"{f.name}: {e}") from None
-
-    @classmethod
-    def from_run(cls, run):
-        """The setup of a run config dict (missing keys: :func:`legacy`)."""
-        from experiments.config.run_keys import resolve  # the schema's table holds these keys
-        resolved = resolve(run)
-        return cls(**{k: resolved[k] for k in KEYS})

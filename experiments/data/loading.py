@@ -1,19 +1,5 @@
-"""MNIST and CIFAR-10 as the experiments use them, and each epoch's batch plan.
-
-Preprocessing follows the original experiment code exactly:
-
-- MNIST: pixels / 256, shape (N, 1, 28, 28); the last 10,000 training images are the
-  validation set; the per-pixel mean of the remaining 50,000 is subtracted from both.
-  The MNIST test set is not used.
-- CIFAR-10: pixels / 255, shape (N, 3, 32, 32); the official test set is the
-  validation set; training images are flipped left-right at random. The per-pixel
-  training mean is subtracted as the setup says (``subtract_mean``: the published runs
-  did, the original code's last commit does not, and neither did this suite before the
-  key existed, so that is the default here).
-
-Mean subtraction is one function for both (:func:`preprocess`): the per-pixel mean of
-all training images in float64, cast to float32, subtracted from training and
-validation images alike (before any ``train_subset`` is taken).
+"""Loading a registered dataset (:mod:`experiments.data.registry`) and preparing it as a
+run's setup says: the training mean subtracted or not, the first N examples kept.
 
 Layout of a data directory (``--data-dir``, else ``$AMSGRAD_DATA_DIR``, else
 ``~/.cache/amsgrad-experiments/data``)::
@@ -25,41 +11,32 @@ Layout of a data directory (``--data-dir``, else ``$AMSGRAD_DATA_DIR``, else
                                                      folder above is missing)
 
 Missing files are downloaded from the official sources and verified against the
-official checksums before use (MNIST: md5 of the uncompressed IDX bytes, so any gzip
-recompression is accepted). Mirrors can be changed with ``$AMSGRAD_MNIST_MIRRORS``
-(base URLs separated by spaces or commas) and ``$AMSGRAD_CIFAR10_URL``.
+official checksums before use (each dataset's module says how).
+
+Mean subtraction is one function for every dataset (:func:`preprocess`): the per-pixel
+mean of all training images in float64, cast to float32, subtracted from training and
+validation images alike (before any ``train_subset`` is taken).
 """
 import copy
 import dataclasses
-import gzip
 import os
-import pickle
-import tarfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from . import download as dl
-
-MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
-                 "https://storage.googleapis.com/cvdf-datasets/mnist/")
-#: md5 of the UNCOMPRESSED official IDX files (only the training files are used).
-MNIST_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-             "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624"}
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
-CIFAR10_FOLDER = "cifar-10-batches-py"
-#: md5 of the official archive; ``None`` skips the check (for a home-made archive).
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+from experiments.data.registry import UnknownDataset, get_dataset
 
 DEFAULT_DATA_DIR = Path("~/.cache/amsgrad-experiments/data")
 HINT = "point --data-dir (or AMSGRAD_DATA_DIR) at a directory holding local copies"
 
 
 class DataError(Exception):
-    """A user-facing data problem (missing file, failed checksum, bad file); one line."""
+    """A user-facing data problem (missing file, failed checksum, bad file); one line.
+    ``key``: the config key it is about, if any (``train_subset``)."""
+
+    def __init__(self, message, key=None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclasses.dataclass(repr=False)
@@ -85,11 +62,13 @@ def resolve_data_dir(data_dir=None):
 
 
 def load_dataset(name, data_dir=None, download=True, quiet=False, subtract_mean=None):
-    """Load 'mnist' or 'cifar10', preprocessed as in the original experiments.
+    """Load the registered dataset ``name`` (``'mnist'``, ``'cifar10'``, ...), prepared as
+    the original experiments did.
 
     Parameters
     ----------
-    name : {'mnist', 'cifar10'}
+    name : str
+        A dataset of :mod:`experiments.data.registry`.
     data_dir : path, optional
         See :func:`resolve_data_dir` and the module docstring for the layout.
     download : bool
@@ -98,21 +77,23 @@ def load_dataset(name, data_dir=None, download=True, quiet=False, subtract_mean=
     quiet : bool
         No download progress bar.
     subtract_mean : bool, optional
-        Subtract the training mean (:func:`preprocess`); default: MNIST yes, CIFAR-10
-        no (:data:`experiments.setup_keys.LEGACY_SUBTRACT_MEAN`).
+        Subtract the training mean (:func:`preprocess`); default: the dataset's
+        (``DatasetEntry.subtract_mean``: MNIST yes, CIFAR-10 no).
 
     Raises
     ------
     DataError
-        Missing and not downloadable, failed checksum, or a malformed file.
+        Unknown dataset, missing and not downloadable, failed checksum, or a malformed
+        file.
     """
-    loaders = {"mnist": _load_mnist, "cifar10": _load_cifar10}
-    if name not in loaders:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(loaders)}")
+    try:
+        entry = get_dataset(name)
+    except UnknownDataset as e:
+        raise DataError(str(e)) from None
     root = resolve_data_dir(data_dir)
     if root.exists() and not root.is_dir():
         raise DataError(f"data directory {root} is not a directory")
-    return preprocess(loaders[name](root, download, quiet), subtract_mean)
+    return preprocess(entry.load(root, download, quiet), subtract_mean)
 
 
 def subtract_training_mean(x_train, x_val):
@@ -124,15 +105,16 @@ def subtract_training_mean(x_train, x_val):
 
 def preprocess(dataset, subtract_mean=None):
     """``dataset`` with the training mean subtracted (:func:`subtract_training_mean`)
-    or not, as ``subtract_mean`` says (None: the dataset's legacy choice, see
-    :data:`experiments.setup_keys.LEGACY_SUBTRACT_MEAN`).
+    or not, as ``subtract_mean`` says (None: the registered dataset's default,
+    ``DatasetEntry.subtract_mean``).
 
     A dataset whose ``mean_subtracted`` is None (made by hand) is taken as it is; one
     already subtracted cannot be asked for without the subtraction (``ValueError``).
     """
-    from experiments.config.setup_keys import legacy
-    want = legacy("subtract_mean", dataset.name) if subtract_mean is None else subtract_mean
-    if dataset.mean_subtracted is None or bool(dataset.mean_subtracted) == bool(want):
+    if dataset.mean_subtracted is None:  # made by hand: taken as it is
+        return dataset
+    want = get_dataset(dataset.name).subtract_mean if subtract_mean is None else subtract_mean
+    if bool(dataset.mean_subtracted) == bool(want):
         return dataset
     if not want:
         raise ValueError(f"the {dataset.name} images given have the training mean "
@@ -155,214 +137,40 @@ def subset(dataset, train_subset=None, val_subset=None):
     return out
 
 
-def epoch_batches(seed, epoch, n_train, batch_size=128, flip=False):
-    """The training batches of one epoch: example indices and flip masks.
-
-    Everything is drawn from ``np.random.default_rng([seed, 1, epoch])`` in this
-    order: a permutation of ``range(n_train)``; then, to fill up the last incomplete
-    batch, examples drawn uniformly (with replacement) from all ``n_train``; then, if
-    ``flip``, one fair coin per example. So every batch has exactly ``batch_size``
-    examples (50,000 -> 391 batches), and an epoch is reproducible from
-    ``(seed, epoch)`` alone, e.g. after a resume.
-
-    Returns
-    -------
-    indices : int32 array (n_batches, batch_size)
-    flips : bool array of the same shape, or None if not ``flip``
-    """
-    for label, value, low in (("seed", seed, 0), ("epoch", epoch, 0),
-                              ("n_train", n_train, 1), ("batch_size", batch_size, 1)):
-        if int(value) != value or value < low:
-            raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
-    n_train, batch_size = int(n_train), int(batch_size)
-    rng = np.random.default_rng([int(seed), 1, int(epoch)])
-    n_batches = -(-n_train // batch_size)
-    order = rng.permutation(n_train)
-    fill = rng.integers(0, n_train, size=n_batches * batch_size - n_train)
-    indices = np.concatenate([order, fill]).astype(np.int32).reshape(n_batches, batch_size)
-    flips = rng.random(indices.shape) < 0.5 if flip else None
-    return indices, flips
 
 
-def flip_images(x, flips):
-    """Reference augmentation: flip ``x[i]`` left-right (last axis) where ``flips[i]``."""
-    x = np.asarray(x)
-    flips = np.asarray(flips, dtype=bool).reshape((-1,) + (1,) * (x.ndim - 1))
-    return np.where(flips, x[..., ::-1], x)
+@dataclasses.dataclass(frozen=True)
+class DataRequest:
+    """The data a run asks for: dataset ``name`` with the training mean subtracted or
+    not (``subtract_mean``; None: the dataset's default) and its first ``train_subset``
+    / ``val_subset`` examples (None: all). Loading and preparing happen here alone, so
+    a grid that loads the data once and a run that gets it prepare it the same way."""
+    name: str
+    subtract_mean: bool = None
+    train_subset: int = None
+    val_subset: int = None
 
+    @classmethod
+    def of(cls, run):
+        """The request of a run dict (or a grid's fixed settings)."""
+        return cls(run["dataset"], run.get("subtract_mean"), run.get("train_subset"),
+                   run.get("val_subset"))
 
-# -- MNIST ----------------------------------------------------------------------------
+    def load(self, data_dir=None, load_fn=None, quiet=False):
+        """The dataset, loaded (by ``load_fn(name, data_dir=, quiet=)``, default
+        :func:`load_dataset` without the mean subtracted) and prepared."""
+        if load_fn is None:
+            return self.prepare(load_dataset(self.name, data_dir, quiet=quiet,
+                                             subtract_mean=False))
+        return self.prepare(load_fn(self.name, data_dir=data_dir, quiet=quiet))
 
-def _load_mnist(root, download, quiet):
-    images = _read_idx(_mnist_file(root, "train-images-idx3-ubyte", download, quiet),
-                       (60000, 28, 28))
-    labels_path = _mnist_file(root, "train-labels-idx1-ubyte", download, quiet)
-    labels = _read_idx(labels_path, (60000,))
-    if labels.max() > 9:
-        bad = int(np.argmax(labels > 9))
-        raise DataError(f"{labels_path}: label {labels[bad]} at index {bad} is outside 0..9")
-    x = images.reshape(-1, 1, 28, 28).astype(np.float32)
-    x /= np.float32(256)
-    y = labels.astype(np.int32)
-    return Dataset("mnist", x[:50000], y[:50000], x[50000:], y[50000:], flip=False,
-                   mean_subtracted=False)
-
-
-def _mnist_file(root, name, download, quiet):
-    """Path of a local copy (uncompressed or .gz, in root/mnist or root), else download."""
-    for folder in (root / "mnist", root):
-        for candidate in (folder / name, folder / (name + ".gz")):
-            if candidate.is_file():
-                return candidate
-    target = root / "mnist" / (name + ".gz")
-    where = f"MNIST file {target.name} not found in {target.parent}"
-    if not download:
-        raise DataError(f"{where} (downloads disabled); {HINT}")
-    mirrors = os.environ.get("AMSGRAD_MNIST_MIRRORS", "").replace(",", " ").split()
-    urls = [base.rstrip("/") + "/" + target.name for base in mirrors or MNIST_MIRRORS]
-    expected = MNIST_MD5[name]
-
-    def verify(path):
-        try:
-            digest = dl.md5sum(gzip.decompress(path.read_bytes()))
-        except (OSError, EOFError, zlib.error) as e:
-            return f"not a valid gzip file ({dl.one_line(e)})"
-        if digest != expected:
-            return f"md5 of the uncompressed data is {digest}, expected {expected}"
-        return None
-
-    try:
-        return dl.fetch(urls, target, verify=verify, quiet=quiet)
-    except dl.DownloadError as e:
-        raise DataError(f"{where} and the download failed: {e}; {HINT}") from None
-
-
-def _read_idx(path, shape):
-    """The uint8 array of an IDX file (gzip or not), checked against ``shape``."""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"cannot read {path}: {dl.one_line(e)}") from None
-    ndim = len(shape)
-    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or raw[3] != ndim:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes with {ndim} "
-                        f"dimension(s) (magic number {raw[:4].hex() or 'missing'}, "
-                        f"expected 000008{ndim:02x})")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated: the IDX header is incomplete")
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
-    if dims != shape:
-        raise DataError(f"{path} holds an array of shape {dims}, expected {shape}")
-    size = header + int(np.prod(shape))
-    if len(raw) != size:
-        problem = "is truncated" if len(raw) < size else "has trailing bytes"
-        raise DataError(f"{path} {problem}: {len(raw)} bytes, expected {size}")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
-
-
-# -- CIFAR-10 -------------------------------------------------------------------------
-
-def _load_cifar10(root, download, quiet):
-    folder = cifar10_folder(root, download, quiet)
-    parts = [_read_cifar_batch(folder / name) for name in CIFAR10_BATCHES]
-    for split, batches, count in (("training", parts[:5], 50000), ("test", parts[5:], 10000)):
-        total = sum(len(y) for _, y in batches)
-        if total != count:
-            raise DataError(f"{folder} holds {total} {split} images, expected {count}")
-    x_train = _cifar_pixels(np.concatenate([x for x, _ in parts[:5]]))
-    y_train = np.concatenate([y for _, y in parts[:5]])
-    x_val, y_val = _cifar_pixels(parts[5][0]), parts[5][1]
-    return Dataset("cifar10", x_train, y_train, x_val, y_val, flip=True, mean_subtracted=False)
-
-
-def _cifar_pixels(data):
-    x = data.reshape(-1, 3, 32, 32).astype(np.float32)
-    x /= np.float32(255)
-    return x
-
-
-def cifar10_folder(root, download=True, quiet=False):
-    """``root/cifar-10-batches-py`` (or ``root`` itself if it holds the batches),
-    extracted from a local or downloaded (verified) archive if missing."""
-    for folder in (root / CIFAR10_FOLDER, root):
-        if all((folder / name).is_file() for name in CIFAR10_BATCHES):
-            return folder
-    folder = root / CIFAR10_FOLDER
-    if folder.exists():  # never overwrite a directory the user made
-        missing = next(n for n in CIFAR10_BATCHES if not (folder / n).is_file())
-        raise DataError(f"CIFAR-10 file {folder / missing} is missing; complete or remove "
-                        f"{folder}, or {HINT}")
-    archive = root / CIFAR10_ARCHIVE
-    if archive.is_file():
-        problem = _verify_cifar_archive(archive)
-        if problem:
-            raise DataError(f"{archive}: {problem}")
-    elif not download:
-        raise DataError(f"CIFAR-10 folder {folder} not found and no {CIFAR10_ARCHIVE} in "
-                        f"{root} (downloads disabled); {HINT}")
-    else:
-        url = os.environ.get("AMSGRAD_CIFAR10_URL") or CIFAR10_URL
-        try:
-            dl.fetch([url], archive, verify=_verify_cifar_archive, quiet=quiet)
-        except dl.DownloadError as e:
-            raise DataError(f"CIFAR-10 folder {folder} not found and the download failed: "
-                            f"{e}; {HINT}") from None
-    try:
-        dl.extract_folder(archive, CIFAR10_FOLDER, root, required=CIFAR10_BATCHES)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        raise DataError(f"cannot extract {archive} into {root}: {dl.one_line(e)}") from None
-    return folder
-
-
-def _verify_cifar_archive(path):
-    if CIFAR10_MD5 is None:
-        return None
-    digest = dl.md5sum(path)
-    return None if digest == CIFAR10_MD5 else f"md5 {digest} is not the official {CIFAR10_MD5}"
-
-
-try:  # where numpy keeps the array unpickling helpers (moved in numpy 2)
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # numpy 1.x
-    from numpy.core import multiarray as _multiarray
-
-# A batch is a pickle: only arrays, and never code, may come out of it. Mapping the
-# names by hand also reads files written under numpy 1 (numpy.core) and 2 (numpy._core).
-_PICKLE_GLOBALS = {"_reconstruct": _multiarray._reconstruct, "scalar": _multiarray.scalar,
-                   "ndarray": np.ndarray, "dtype": np.dtype}
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray") \
-                and name in _PICKLE_GLOBALS:
-            return _PICKLE_GLOBALS[name]
-        if (module, name) == ("_codecs", "encode"):  # bytes pickled by Python 3, protocol < 3
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
-def _read_cifar_batch(path):
-    """(uint8 data (n, 3072), int32 labels (n,)) of one batch file, checked."""
-    try:
-        with open(path, "rb") as f:
-            batch = _ArrayUnpickler(f, encoding="bytes").load()  # Python 2 pickles
-    except Exception as e:  # a damaged pickle can fail in many ways; all mean the same
-        raise DataError(f"cannot read CIFAR-10 batch {path}: {dl.one_line(e)}") from None
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise DataError(f"{path} is not a CIFAR-10 batch (a dict with b'data' and b'labels')")
-    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(f"{path}: b'data' is {data.dtype} {data.shape}, expected uint8 (n, 3072)")
-    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-        raise DataError(f"{path}: b'labels' has shape {labels.shape}, expected "
-                        f"{len(data)} integers")
-    if labels.size and (labels.min() < 0 or labels.max() > 9):
-        bad = int(np.argmax((labels < 0) | (labels > 9)))
-        raise DataError(f"{path}: label {int(labels[bad])} at index {bad} is outside 0..9")
-    return data, labels.astype(np.int32)
+    def prepare(self, dataset):
+        """``dataset`` as requested (the same dataset if it is already). A subset larger
+        than the data is a :class:`DataError` naming the key."""
+        for key, n, have in (("train_subset", self.train_subset, len(dataset.y_train)),
+                             ("val_subset", self.val_subset, len(dataset.y_val))):
+            if n is not None and n > have:
+                raise DataError(f"key {key!r}: {n} is more than the {have} examples "
+                                f"{dataset.name} has", key=key)
+        return subset(preprocess(dataset, self.subtract_mean), self.train_subset,
+                      self.val_subset)

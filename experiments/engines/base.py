@@ -22,135 +22,71 @@ Checkpoint arrays
 ``opt:v:<param>``           Adam family: second moment (raw, uncorrected)
 ``opt:v_hat:<param>``       AMSGrad: running maximum of ``v``
 ``opt:velocity:<param>``    momentum, nesterov_momentum: velocity
+``opt:<slot>[:<param>]``    any other rule: its registry entry's names
+                            (:mod:`experiments.optimizers.state_names`)
 ==========================  ==================================================
 
 The names do not depend on the engine, so a checkpoint written by one engine loads
-into another; :func:`array_shapes` lists them for a spec and hyperparameters, and
+into another; :func:`array_shapes` lists them for a spec and a run's optimizer, and
 :func:`check_arrays` checks a checkpoint against that list.
 """
 import abc
 from collections import OrderedDict
-from dataclasses import dataclass, fields
 
 import numpy as np
 
+from experiments.engines import get_engine
+
 from experiments import models
-from experiments.config import run_keys
-from experiments.config.run_keys import ADAM_FAMILY, RULES as UPDATERS, VARIANTS  # noqa: F401
-from experiments.config.setup_keys import Setup, engine_problem, he_gain_value
+from experiments.config.setup_keys import SetupKeys, he_gain_value
 
 #: Predictions are clipped to ``[CLIP, 1 - CLIP]`` before the log of the cross-entropy
 #: (Lasagne's experiment code); a saturated wrong prediction costs ``-log(CLIP)``
 #: = 16.118 and has zero gradient.
 CLIP = 1e-7
 
-#: The rule a run steps with in a program (adam, amsgrad and adamw: one, with switches).
-optimizer_family = run_keys.family
 
-
-@dataclass(frozen=True)
-class Hyperparameters:
-    """Optimizer hyperparameters of a run, except the learning rate.
-
-    The learning rate changes every epoch (the schedule) and is passed to
-    :meth:`Engine.train_epoch`; everything here is fixed for the whole run. Values
-    are checked, and default, as :data:`experiments.run_keys.TABLE` says; a rule
-    ignores the keys it does not take.
-
-    Parameters
-    ----------
-    updater : {'adam', 'amsgrad', 'adamw', 'sgd', 'momentum', 'nesterov_momentum'}
-    beta1, beta2, epsilon : float
-        Adam family only.
-    bias_correction : bool
-        Adam family: scale the step by ``sqrt(1 - beta2**t) / (1 - beta1**t)``.
-    variant : {'lasagne', 'pytorch', 'optax'}
-        Where the AMSGrad max is taken and where epsilon enters (the experiment
-        uses 'lasagne'); see :func:`amsgrad.rules.adam_step`.
-    momentum : float
-        'momentum' and 'nesterov_momentum' only.
-    weight_decay : float
-        'adamw' only: decoupled decay ``lr * weight_decay * param``.
-    amsgrad : bool
-        Keep AMSGrad's running maximum: true for 'amsgrad', as given for 'adamw',
-        false otherwise.
-    """
-    updater: str = "amsgrad"
-    beta1: float = run_keys.default("beta1")
-    beta2: float = run_keys.default("beta2")
-    epsilon: float = run_keys.default("epsilon")
-    bias_correction: bool = run_keys.default("bias_correction")
-    variant: str = run_keys.default("variant")
-    momentum: float = run_keys.default("momentum")
-    weight_decay: float = run_keys.default("weight_decay")
-    amsgrad: bool = run_keys.default("amsgrad")
-
-    def __post_init__(self):
-        for f in fields(self):
-            try:
-                object.__setattr__(self, f.name, run_keys.check(f.name, getattr(self, f.name)))
-            except ValueError as e:
-                raise ValueError(f"{f.name}: {e}") from None
-        object.__setattr__(self, "amsgrad", self.updater == "amsgrad"
-                           or (self.updater == "adamw" and self.amsgrad))
-
-    @classmethod
-    def from_run(cls, run):
-        """The hyperparameters of a run: a :class:`~experiments.run_keys.RunConfig`
-        or a run dict (checked as one)."""
-        if not isinstance(run, run_keys.RunConfig):
-            run = run_keys.RunConfig.from_run(run)
-        return cls(**{f.name: getattr(run, f.name) for f in fields(cls)
-                      if getattr(run, f.name) is not None})
-
-
-def optimizer_shapes(spec, hparams):
-    """Ordered ``{name: shape}`` of the optimizer state arrays (``opt:...``)."""
+def optimizer_shapes(spec, optimizer):
+    """Ordered ``{name: shape}`` of the optimizer state arrays (``opt:...``) of a run
+    with ``optimizer`` (:class:`~experiments.optimizers.Optimizer`): the step count
+    ``opt:t``, then its rule's state (its registry entry says which)."""
     shapes = OrderedDict([("opt:t", ())])
-    params = models.param_shapes(spec)
-    if hparams.updater in ADAM_FAMILY:
-        slots = ("m", "v", "v_hat") if hparams.amsgrad else ("m", "v")
-    elif run_keys.takes(hparams.updater, "momentum"):
-        slots = ("velocity",)
-    else:
-        slots = ()
-    for slot in slots:
-        for name, shape in params.items():
-            shapes[f"opt:{slot}:{name}"] = shape
+    state = optimizer.state_shapes(models.param_shapes(spec))
+    shapes.update((f"opt:{name}", shape) for name, shape in state.items() if name != "t")
     return shapes
 
 
-def array_shapes(spec, hparams):
+def array_shapes(spec, optimizer):
     """Ordered ``{name: shape}`` of everything :meth:`Engine.dump` returns."""
     shapes = OrderedDict((f"param:{k}", s) for k, s in models.param_shapes(spec).items())
     shapes.update((f"state:{k}", s) for k, s in models.state_shapes(spec).items())
-    shapes.update(optimizer_shapes(spec, hparams))
+    shapes.update(optimizer_shapes(spec, optimizer))
     return shapes
 
 
-def check_arrays(arrays, spec, hparams):
+def check_arrays(arrays, spec, optimizer):
     """Raise ``ValueError`` naming the first missing, unexpected or misshapen array."""
-    expected = array_shapes(spec, hparams)
+    expected = array_shapes(spec, optimizer)
     missing = [k for k in expected if k not in arrays]
     extra = [k for k in arrays if k not in expected]
     if missing or extra:
         raise ValueError(f"checkpoint does not fit model {spec.name!r} with updater "
-                         f"{hparams.updater!r}: missing {missing[:3]}, unexpected {extra[:3]}")
+                         f"{optimizer.name!r}: missing {missing[:3]}, unexpected {extra[:3]}")
     for name, shape in expected.items():
         if tuple(np.shape(arrays[name])) != tuple(shape):
             raise ValueError(f"checkpoint array {name!r} has shape {np.shape(arrays[name])},"
                              f" expected {tuple(shape)}")
 
 
-def initial_arrays(spec, hparams, seed, setup=None):
+def initial_arrays(spec, optimizer, seed, setup=None):
     """A fresh run's arrays: ``models.init_params`` (with the ``setup``'s He gain),
     ``models.init_state``, zero optimizer state. Engines start from these, so every
     engine starts identically."""
-    gain = he_gain_value((setup or Setup()).he_gain)
+    gain = he_gain_value((setup or SetupKeys()).he_gain)
     arrays = OrderedDict((f"param:{k}", v)
                          for k, v in models.init_params(spec, seed, gain).items())
     arrays.update((f"state:{k}", v) for k, v in models.init_state(spec).items())
-    for name, shape in optimizer_shapes(spec, hparams).items():
+    for name, shape in optimizer_shapes(spec, optimizer).items():
         arrays[name] = (np.zeros((), np.int64) if name == "opt:t"
                         else np.zeros(shape, np.float32))
     return arrays
@@ -196,13 +132,14 @@ class Engine(abc.ABC):
     dataset : experiments.data.Dataset or None
         Float32 ``x_train (N, C, H, W)``, int32 ``y_train``, ``x_val``, ``y_val``.
         ``None`` allows only :meth:`forward` and :meth:`train_steps`.
-    hparams : Hyperparameters
+    optimizer : experiments.optimizers.Optimizer
+        The run's rule and its values (:meth:`~experiments.optimizers.Optimizer.of`).
     seed : int
         Initial arrays come from :func:`initial_arrays` (``models.init_params(spec,
         seed)``); dropout masks derive from ``(seed, epoch)``.
     dropout : bool
         ``False`` turns dropout off in training (for comparing engines step by step).
-    setup : experiments.setup_keys.Setup, optional
+    setup : experiments.config.setup_keys.SetupKeys, optional
         He gain, validation averaging, pooling tie gradient, precision (default: as
         before those were keys); one the engine cannot honour is a ``ValueError``.
     """
@@ -210,14 +147,14 @@ class Engine(abc.ABC):
     #: Short name used in status files ('jax', 'theano').
     name = None
 
-    def __init__(self, spec, dataset, hparams, seed, dropout=True, setup=None):
+    def __init__(self, spec, dataset, optimizer, seed, dropout=True, setup=None):
         self.spec = spec
         self.dataset = dataset
-        self.hparams = hparams
+        self.optimizer = optimizer
         self.seed = int(seed)
         self.dropout = bool(dropout)
-        self.setup = setup or Setup()
-        problem = engine_problem(self.name, self.setup)
+        self.setup = setup or SetupKeys()
+        problem = get_engine(self.name).problem(self.setup, [optimizer.rule])
         if problem:
             raise ValueError(problem)
 

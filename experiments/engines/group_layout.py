@@ -73,41 +73,43 @@ class SlotLayout:
         """Stored ``(S, *shape, R)`` -> slot-major ``(S R, *shape)``."""
         return xp.moveaxis(stored, -1, 1).reshape((self.n_slots,) + stored.shape[1:-1])
 
-    def pack(self, arrays, param_names, opt_slots):
+    def pack(self, arrays, param_names):
         """Every run's checkpoint arrays (:meth:`~experiments.engines.base.Engine.dump`
         form, one dict per run) as the group holds them, on the host: ``(params, state,
-        {slot: {param: stored}}, steps)``; parameters and optimizer slots stored, state
-        and step counts (int32) slot-major. An optimizer slot a run lacks (AMSGrad's
-        ``v_hat`` of an Adam run) is filled with its ``v``."""
+        steps)``; parameters stored, batch-norm state and step counts (int32)
+        slot-major."""
         src = [arrays[k] for k in self.source]
-
-        def stored(prefix, fallback=None):
-            rows = lambda n: np.stack([np.asarray(  # noqa: E731
-                a[f"{prefix}{n}"] if f"{prefix}{n}" in a else a[f"{fallback}{n}"],
-                np.float32) for a in src])
-            return {n: np.ascontiguousarray(self.stored(rows(n))) for n in param_names}
-
+        params = {n: np.ascontiguousarray(self.stored(np.stack(
+            [np.asarray(a[f"param:{n}"], np.float32) for a in src]))) for n in param_names}
         state = {k[6:]: np.stack([np.asarray(a[k], np.float32) for a in src])
                  for k in src[0] if k.startswith("state:")}
-        steps = np.asarray([a["opt:t"] for a in src], np.int32)
-        slots = {slot: stored(f"opt:{slot}:", "opt:v:") for slot in opt_slots}
-        return stored("param:"), state, slots, steps
+        return params, state, np.asarray([a["opt:t"] for a in src], np.int32)
+
+    def pack_state(self, arrays, template):
+        """Every run's optimizer state (``opt:<name>`` of its checkpoint) stored as the
+        group's ``template`` (``{name: stored array}``) holds it; a run without
+        ``name`` (an Adam run's AMSGrad maximum) gets zeros there."""
+        src = [arrays[k] for k in self.source]
+
+        def rows(name, like):
+            shape, dtype = like.shape[1:-1], like.dtype  # one run's shape
+            return np.stack([np.asarray(a.get(f"opt:{name}", np.zeros(shape, dtype)), dtype)
+                             for a in src])
+        return {n: np.ascontiguousarray(self.stored(rows(n, like)))
+                for n, like in template.items()}
 
     def unpack(self, params, state, opt, steps, opt_names):
-        """The inverse of :meth:`pack` for each run: a list of checkpoint dicts, run
-        ``k`` with the optimizer arrays ``opt_names[k]`` (``opt:<slot>:<param>``)."""
+        """The inverse of :meth:`pack` and :meth:`pack_state` for each run: a list of
+        checkpoint dicts, run ``k`` with the optimizer arrays ``opt_names[k]``
+        (``opt:<name>``; ``opt`` holds them stored by name)."""
         slot_major = lambda tree: {n: self.slot_major(v) for n, v in tree.items()}  # noqa
-        params = slot_major(params)
-        opt = {k: slot_major(v) for k, v in opt.items()}
-        out = []
+        params, opt, out = slot_major(params), slot_major(opt), []
         for k, names in enumerate(opt_names):
             j = self.first_slot[k]
             a = OrderedDict((f"param:{n}", np.array(v[j])) for n, v in params.items())
             a.update((f"state:{n}", np.array(v[j])) for n, v in state.items())
             a["opt:t"] = np.asarray(steps[j], np.int64)
-            for name in names:
-                _, slot, n = name.split(":", 2)
-                a[name] = np.array(opt[slot][n][j])
+            a.update((name, np.array(opt[name[len("opt:"):]][j])) for name in names)
             out.append(a)
         return out
 
@@ -118,3 +120,4 @@ def slot_params(params, begin, end, width):
     the stored ``{name: (S, *shape, R)}`` (a copy: evaluation maps slots)."""
     slots = np.arange(begin, end)
     return {n: v[slots // width, ..., slots % width] for n, v in params.items()}
+

@@ -5,9 +5,10 @@ One epoch is one call of one compiled function: the training set lives on the de
 flip mask, and ``lax.scan`` runs every step (gather, flip, forward, backward, update)
 without returning to Python. Validation is one compiled call too.
 
-The update rule is :func:`amsgrad.optax.adam_family` (or the other updaters of
-:mod:`amsgrad.optax`), built inside the compiled step with the learning rate as a
-traced argument, so changing the learning rate every epoch does not recompile.
+The update rule is the run's optimizer's optax transformation (its registry entry:
+:mod:`experiments.optimizers`; for the library's rules :mod:`amsgrad.optax`), built
+inside the compiled step with the learning rate as a traced argument, so changing the
+learning rate every epoch does not recompile.
 
 Dropout keys: ``fold_in(fold_in(PRNGKey(seed), epoch), step)`` then ``fold_in(.., i)``
 for the dropout layer at position ``i`` of the spec; they depend on ``(seed, epoch,
@@ -21,10 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from experiments import models
+
 from . import jax_layers
-from .base import (Engine, check_arrays, initial_arrays, optimizer_family, optimizer_shapes,
-                   split_arrays, validation_means)
-from . import jax_optimizer
+from .base import (Engine, check_arrays, initial_arrays, optimizer_shapes, split_arrays,
+                   validation_means)
 
 
 class JaxEngine(Engine):
@@ -42,15 +44,14 @@ class JaxEngine(Engine):
 
     name = "jax"
 
-    def __init__(self, spec, dataset, hparams, seed, dropout=True, setup=None, device=None,
+    def __init__(self, spec, dataset, optimizer, seed, dropout=True, setup=None, device=None,
                  custom_grad=None):
-        super().__init__(spec, dataset, hparams, seed, dropout, setup)
+        super().__init__(spec, dataset, optimizer, seed, dropout, setup)
         self.device = device or jax.devices()[0]
         self.custom_grad = (self.device.platform == "cpu" if custom_grad is None
                             else bool(custom_grad))
-        self._opt_names = list(optimizer_shapes(spec, hparams))
-        self._family = optimizer_family(hparams.updater)
-        self._hyper = jax_optimizer.run_hyperparameters(hparams)
+        self._opt_names = list(optimizer_shapes(spec, optimizer))
+        self._param_names = list(models.param_shapes(spec))
         self._data = None if dataset is None else jax_layers.place_dataset(dataset, self.device)
         # The old carry's buffers are reused for the new one (donated).
         donate = (0,)
@@ -59,35 +60,35 @@ class JaxEngine(Engine):
         self._steps_fn = jax.jit(self._steps, donate_argnums=donate)
         self._eval_fn = jax.jit(self._eval_batches, static_argnames=("batch_size",))
         self._forward_fn = jax.jit(self._forward, static_argnames=("deterministic",))
-        self.load(initial_arrays(spec, hparams, seed, self.setup))
+        self.load(initial_arrays(spec, optimizer, seed, self.setup))
 
     def info(self):
         return jax_layers.device_info(self.device)
 
     # ---- arrays ---------------------------------------------------------------------
     def load(self, arrays):
-        check_arrays(arrays, self.spec, self.hparams)
+        check_arrays(arrays, self.spec, self.optimizer)
         params, state, opt = split_arrays(arrays)
         put = lambda a: jax.device_put(np.array(a, np.float32), self.device)  # own copy
         params = {k: put(v) for k, v in params.items()}
         state = {k: put(v) for k, v in state.items()}
-        # separate buffers for t and the optimizer's count: a donated carry may not
-        # hold one buffer twice
-        count = lambda: jax.device_put(np.array(opt["t"], np.int32), self.device)
-        t = count()
-        keep_max = self.hparams.amsgrad
-        slots = {s: {k: put(opt[f"{s}:{k}"]) for k in params}
-                 for s in jax_optimizer.slot_names(self._family, keep_max)}
-        state_of_opt = jax_optimizer.opt_state(self._family, slots, count(), keep_max)
-        self._carry = (params, state, state_of_opt, t)
+        # the rule's state (its zeros) with the checkpoint's arrays in place; its step
+        # count and the carry's t are separate buffers (a donated carry may not hold one
+        # buffer twice)
+        template = self.optimizer.transform(0.0).init(params)
+        opt_state = jax.device_put(self.optimizer.family.load_state(template, opt,
+                                                                    self._param_names),
+                                   self.device)
+        t = jax.device_put(np.array(opt["t"], np.int32), self.device)
+        self._carry = (params, state, opt_state, t)
 
     def dump(self):
         params, state, opt_state, t = jax.device_get(self._carry)
         out = {f"param:{k}": np.array(v) for k, v in params.items()}
         out.update((f"state:{k}", np.array(v)) for k, v in state.items())
         out["opt:t"] = np.asarray(t, np.int64)
-        for s, values in jax_optimizer.opt_slots(self._family, opt_state).items():
-            out.update((f"opt:{s}:{k}", np.array(v)) for k, v in values.items())
+        arrays = self.optimizer.family.state_arrays(opt_state, self._param_names)
+        out.update((f"opt:{k}", np.array(v)) for k, v in arrays.items() if k != "t")
         assert sorted(k for k in out if k.startswith("opt:")) == sorted(self._opt_names)
         return out
 
@@ -108,7 +109,7 @@ class JaxEngine(Engine):
             return loss, (new_state, jnp.mean(jax_layers.accuracy(probs, y)))
 
         (loss, (state, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        tx = jax_optimizer.make_optimizer(self._family, lr, self._hyper, self.hparams.variant)
+        tx = self.optimizer.transform(lr)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params, state, opt_state, t + 1), loss, acc

@@ -43,12 +43,13 @@ import optax
 from amsgrad.optax import active_runs, per_run
 
 from experiments import models
-from experiments.training import grouping
-from . import jax_layers, jax_optimizer
-from .group_layout import SlotLayout, slot_params
-from experiments.config.setup_keys import Setup, engine_problem
-from .base import (EngineGroup, check_arrays, initial_arrays, optimizer_family, optimizer_shapes,
+from experiments.config.setup_keys import SetupKeys
+from experiments.engines import available_memory, eval_bytes, get_engine
+
+from . import jax_layers
+from .base import (EngineGroup, check_arrays, initial_arrays, optimizer_shapes,
                    validation_means)
+from .group_layout import SlotLayout, slot_params
 
 LAYOUTS = ("shared", "per_run", "loop")
 _PROGRAMS = {}  # compiled programs by configuration and argument shapes
@@ -109,31 +110,27 @@ class GroupEngine(EngineGroup):
 
     name = "jax"
 
-    def __init__(self, spec, dataset, hparams, seeds, dropout=True, device=None,
+    def __init__(self, spec, dataset, optimizers, seeds, dropout=True, device=None,
                  setup=None, compute_dtype=None, layout=None, eval_runs=None,
                  custom_grad=None):
-        if len(hparams) != len(seeds) or not seeds:
-            raise ValueError(f"need one hyperparameter set per seed, got {len(hparams)} "
+        if len(optimizers) != len(seeds) or not seeds:
+            raise ValueError(f"need one optimizer per seed, got {len(optimizers)} "
                              f"and {len(seeds)}")
-        families = {optimizer_family(h.updater) for h in hparams}
-        if len(families) > 1:
-            raise ValueError(f"runs of one group must follow one rule, got updaters "
-                             f"{sorted({h.updater for h in hparams})}")
-        variants = {h.variant for h in hparams}
-        if len(variants) > 1:
-            raise ValueError(f"runs of one group must share the variant, got {sorted(variants)}")
-        self.family = families.pop()
+        programs = {o.program_key() for o in optimizers}
+        if len(programs) > 1:
+            raise ValueError(f"runs of one group must follow one rule and share what it "
+                             f"compiles in, got {sorted(programs)}")
+        self.family = optimizers[0].family
         device = device or jax.devices()[0]
         convolutional = any(isinstance(l, models.Conv2DLayer) for l in spec.layers)
         if layout is None:
             layout = "loop" if convolutional and device.platform == "cpu" else "shared"
         if layout not in LAYOUTS:
             raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
-        self.spec, self.dataset, self.hparams = spec, dataset, list(hparams)
+        self.spec, self.dataset, self.optimizers = spec, dataset, list(optimizers)
         self.seeds = [int(s) for s in seeds]
-        self.variant = variants.pop()
-        self.setup = setup or Setup()
-        problem = engine_problem(self.name, self.setup)
+        self.setup = setup or SetupKeys()
+        problem = get_engine(self.name).problem(self.setup, [o.rule for o in optimizers])
         if problem:
             raise ValueError(problem)
         self.dropout, self.layout = bool(dropout), layout
@@ -151,17 +148,18 @@ class GroupEngine(EngineGroup):
         self.seed_order = self.slots.seed_order
         self._shapes = {n: tuple(v) for n, v in models.param_shapes(spec).items()}
         self.eval_runs = None if eval_runs is None else int(eval_runs)
-        self.slots.runs = (len(self.seed_order), self.slots.width)  # the optimizer's run layout
-        hyper, self._unused = jax_optimizer.group_hyperparameters(
-            [self.hparams[k] for k in self.slots.source], self.slots.runs)
-        self._hyper = {k: jax.device_put(v, device) for k, v in hyper.items()}
-        self._keep_max = "amsgrad" not in self._unused
+        values, self._unused = self.family.group_values(
+            [self.optimizers[k].family_values() for k in self.slots.source], self.slots.runs)
+        # per-run values as device arrays, arguments of the program; the rest compiled in
+        self._static = {k: v for k, v in values.items() if np.ndim(v) == 0}
+        self._hyper = {k: jax.device_put(v, device) for k, v in values.items()
+                       if k not in self._static}
         self._data = jax_layers.place_dataset(dataset, self.device)
         self._donate = (0,) if self.device.platform != "cpu" else ()
         self.compile_seconds = 0.0
         self.epoch_program = None  # the last epoch's compiled program (memory_analysis())
-        self.load([initial_arrays(spec, h, s, self.setup)
-                   for h, s in zip(self.hparams, self.seeds)])
+        self.load([initial_arrays(spec, o, s, self.setup)
+                   for o, s in zip(self.optimizers, self.seeds)])
 
     @property
     def size(self):
@@ -179,27 +177,35 @@ class GroupEngine(EngineGroup):
     # ---- arrays ---------------------------------------------------------------------
     def load(self, arrays):
         """Set every run's arrays: ``arrays[k]`` as :meth:`Engine.load` takes them
-        (in a group with AMSGrad runs, an Adam run's slot of the running maximum holds
-        its ``v``, unused)."""
+        (a slot of the rule's state that a run lacks, e.g. AMSGrad's running maximum of
+        an Adam run in a group with AMSGrad runs, holds zeros, unused)."""
         if len(arrays) != self.size:
             raise ValueError(f"expected arrays of {self.size} runs, got {len(arrays)}")
-        for a, h in zip(arrays, self.hparams):
-            check_arrays(a, self.spec, h)
-        names = jax_optimizer.slot_names(self.family, self._keep_max)
-        params, state, slots, steps = self.slots.pack(arrays, list(self._shapes), names)
+        for a, o in zip(arrays, self.optimizers):
+            check_arrays(a, self.spec, o)
+        params, state, steps = self.slots.pack(arrays, list(self._shapes))
         put = lambda tree: jax.device_put(tree, self.device)  # noqa: E731
+        template = self._transform(self._hyper, 0.0).init(params)
+        names = self.family.state_arrays(template, self._shapes)
+        packed = self.slots.pack_state(arrays, names)  # the step count "t" too
+        opt = put(self.family.load_state(template, packed, self._shapes))
         # the optimizer's step counts and the carry's: two buffers (donated apart)
-        count = put(steps.reshape(self.slots.runs))
-        opt = jax_optimizer.opt_state(self.family, put(slots), count, self._keep_max)
         self._carry = (put(params), put(state), opt, put(steps))
 
     def dump(self):
         """Every run's arrays, as :meth:`Engine.dump` returns them: a list of K dicts."""
         params, state, opt, t = jax.device_get(self._carry)
-        opt = jax_optimizer.opt_slots(self.family, opt)
+        opt = {k: v for k, v in self.family.state_arrays(opt, self._shapes).items()
+               if k != "t"}
         return self.slots.unpack(params, state, opt, t,
-                                 [list(optimizer_shapes(self.spec, h))[1:]  # after opt:t
-                                  for h in self.hparams])
+                                 [list(optimizer_shapes(self.spec, o))[1:]  # after opt:t
+                                  for o in self.optimizers])
+
+    def _transform(self, hyper, lr):
+        """The rule's transformation of every slot: ``hyper`` its per-run values,
+        ``lr`` the learning rates (laid out as the slots' runs)."""
+        values = {**self._static, **hyper, "learning_rate": lr}
+        return self.family.transform(values, runs=self.slots.runs)
 
     # ---- compiled pieces ------------------------------------------------------------
     def _layer_options(self):
@@ -254,11 +260,8 @@ class GroupEngine(EngineGroup):
     def _step(self, carry, hyper, x, y, lr, active, keys, masked=True):
         params, state, opt, t = carry
         grads, new_state, loss, acc = self._grads(params, state, x, y, keys)
-        # the library's rule, each run's values broadcast along its parameters' run axis
-        runs = self.slots.runs
-        tx = active_runs(jax_optimizer.make_optimizer(
-            self.family, lr.reshape(runs), jax_optimizer.switched_off(hyper, self._unused),
-            self.variant, runs=runs))
+        # the rule, each run's values broadcast along its parameters' run axis
+        tx = active_runs(self._transform(hyper, lr.reshape(self.slots.runs)))
         updates, opt = tx.update(grads, opt, params,
                                  active=active.reshape(self.slots.runs) if masked else None)
         params = optax.apply_updates(params, updates)
@@ -329,8 +332,8 @@ class GroupEngine(EngineGroup):
         :attr:`compile_seconds`."""
         leaves = tuple((a.shape, str(a.dtype)) for a in jax.tree_util.tree_leaves(args))
         key = (name, self.spec, self.layout, self.dropout, self.setup,
-               str(self.compute_dtype), self.custom_grad, self.family, self.variant,
-               self._unused,
+               str(self.compute_dtype), self.custom_grad, self.family.name,
+               tuple(sorted((k, repr(v)) for k, v in self._static.items())), self._unused,
                len(self.seed_order), self.slots.width, self.device, tuple(sorted(static.items())),
                leaves, jax.config.jax_threefry_partitionable)
         if key not in _PROGRAMS:
@@ -381,8 +384,8 @@ class GroupEngine(EngineGroup):
         if chunk_size is None:
             chunk_size = self.slots.n_slots
             if self.layout != "loop":
-                room = grouping.available_memory(self.device) / 4
-                chunk_size = max(1, min(chunk_size, int(room // grouping.eval_bytes(
+                room = available_memory(self.device) / 4
+                chunk_size = max(1, min(chunk_size, int(room // eval_bytes(
                     self.spec, min(int(batch_size), x.shape[0])))))
         loss_sums, correct = [], []
         for a in range(0, self.slots.n_slots, chunk_size):

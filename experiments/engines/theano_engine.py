@@ -3,8 +3,8 @@
 This is the reference engine. It builds each model as the original Lasagne code did
 (:mod:`experiments.engines.theano_layers`: Theano's ``conv2d``, ``pool_2d``, Lasagne's
 batch norm, LRN and dropout, ``T.nnet.softmax``, clipped categorical cross-entropy) and
-trains it with the Lasagne-style rules of :mod:`amsgrad.updates`
-(``amsgrad``/``adam`` with ``bias_correction``) through
+trains it with the rule's Lasagne-style face (:mod:`amsgrad.updates` for the library's
+rules, through their registry entries: :mod:`experiments.optimizers`) through
 ``theano.function(..., updates=...)``, one call per batch, the learning rate a shared
 variable set once per epoch. It is meant for the CPU (Theano's GPU back end is not
 supported on today's stacks) and builds every graph in float32, whatever ``floatX``
@@ -40,8 +40,6 @@ from experiments.engines.theano_env import theano  # sets Theano's flags before 
 import theano.tensor as T  # noqa: E402
 from theano.sandbox.rng_mrg import MRG_RandomStreams  # noqa: E402
 
-import amsgrad.updates as lasagne_updates  # noqa: E402
-
 from experiments.data import flip_images  # noqa: E402
 from . import base  # noqa: E402
 from .theano_layers import get_output  # noqa: E402
@@ -66,9 +64,9 @@ class TheanoEngine(base.Engine):
 
     name = "theano"
 
-    def __init__(self, spec, dataset, hparams, seed, dropout=True, setup=None):
-        super().__init__(spec, dataset, hparams, seed, dropout, setup)  # checks the setup
-        arrays = base.initial_arrays(spec, hparams, seed, self.setup)
+    def __init__(self, spec, dataset, optimizer, seed, dropout=True, setup=None):
+        super().__init__(spec, dataset, optimizer, seed, dropout, setup)  # checks the setup
+        arrays = base.initial_arrays(spec, optimizer, seed, self.setup)
         params, state, _ = base.split_arrays(arrays)
         with theano.change_flags(floatX=_FLOAT):
             self._params = OrderedDict((k, _shared(v, k)) for k, v in params.items())
@@ -100,18 +98,8 @@ class TheanoEngine(base.Engine):
         return losses, correct
 
     def _optimizer_updates(self, loss):
-        h, params = self.hparams, list(self._params.values())
-        if h.updater in base.ADAM_FAMILY:
-            updates = lasagne_updates.adam_family(
-                loss, params, self._lr, h.beta1, h.beta2, h.epsilon,
-                bias_correction=bool(h.bias_correction), amsgrad=h.amsgrad,
-                variant=h.variant, weight_decay=h.weight_decay if h.updater == "adamw" else 0.0)
-        elif h.updater == "sgd":
-            updates = lasagne_updates.sgd(loss, params, self._lr)
-        else:
-            rule = (lasagne_updates.momentum if h.updater == "momentum"
-                    else lasagne_updates.nesterov_momentum)
-            updates = rule(loss, params, self._lr, h.momentum)
+        # the rule's Lasagne-style face (its registry entry), the learning rate shared
+        updates = self.optimizer.lasagne(loss, list(self._params.values()), self._lr)
         # The rules without a step counter get one, so every checkpoint holds opt:t.
         if not any(v.name == "t" for v in updates):
             t = theano.shared(np.int64(0), name="t")
@@ -158,7 +146,7 @@ class TheanoEngine(base.Engine):
     # -- arrays ---------------------------------------------------------------------
 
     def load(self, arrays):
-        base.check_arrays(arrays, self.spec, self.hparams)
+        base.check_arrays(arrays, self.spec, self.optimizer)
         params, state, opt = base.split_arrays(arrays)
         for group, values in ((self._params, params), (self._state, state), (self._opt, opt)):
             for name, var in group.items():
@@ -174,7 +162,7 @@ class TheanoEngine(base.Engine):
             value = var.get_value()
             arrays[f"opt:{name}"] = np.asarray(np.rint(value), np.int64) if name == "t" else value
         # The order of array_shapes, whatever order the rules created their state in.
-        return OrderedDict((k, arrays[k]) for k in base.array_shapes(self.spec, self.hparams))
+        return OrderedDict((k, arrays[k]) for k in base.array_shapes(self.spec, self.optimizer))
 
     # -- training and evaluation ----------------------------------------------------
 

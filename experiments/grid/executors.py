@@ -39,7 +39,7 @@ from experiments.results.store import DONE_STATES, CorruptFileWarning, RunStore
 
 MAX_ATTEMPTS = 3
 
-__all__ = ["Job", "run_jobs", "load_grid_dataset", "LocalExecutor", "MAX_ATTEMPTS"]
+__all__ = ["Job", "run_jobs", "LocalExecutor", "MAX_ATTEMPTS"]
 
 
 @dataclasses.dataclass
@@ -49,7 +49,7 @@ class Job:
     run_dir: str
     engine: str = "jax"
     data_dir: str = None
-    data: tuple = None  # (dataset name, train_subset, val_subset, config path, subtract_mean)
+    data: object = None  # experiments.data.DataRequest: what its worker loads
     max_attempts: int = MAX_ATTEMPTS
     stale_after: float = claims.STALE_AFTER
     heartbeat: float = claims.HEARTBEAT
@@ -63,23 +63,6 @@ class Job:
     @property
     def run_id(self):
         return self.run["run_id"]
-
-
-def load_grid_dataset(name, train_subset, val_subset, where, subtract_mean=None, data_dir=None,
-                      load_fn=None, quiet=False):
-    """Load dataset ``name``, subtract the training mean or not (``data.preprocess``)
-    and keep the first ``train_subset`` / ``val_subset`` examples (``None``: all); a
-    subset larger than the data is a ConfigError at ``where``."""
-    from experiments.data import load_dataset, preprocess, subset
-    if load_fn is None:  # the images as stored; preprocess() below subtracts the mean
-        load_fn = functools.partial(load_dataset, subtract_mean=False)
-    dataset = preprocess(load_fn(name, data_dir=data_dir, quiet=quiet), subtract_mean)
-    for key, n, have in (("train_subset", train_subset, len(dataset.y_train)),
-                         ("val_subset", val_subset, len(dataset.y_val))):
-        if n is not None and n > have:
-            raise ConfigError(f"{where}: key {key!r}: {n} is more than the {have} "
-                              f"examples {dataset.name} has")
-    return subset(dataset, train_subset, val_subset)
 
 
 def _outcome(job, result, **fields):

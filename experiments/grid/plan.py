@@ -14,7 +14,7 @@ import os
 import yaml
 
 from experiments.config import run_keys
-from experiments.config.grid_config import ConfigError
+from experiments.config.loading import ConfigError
 from experiments.config.runs import expand_grid, select
 from experiments.grid.executors import MAX_ATTEMPTS
 from experiments.results import faults

@@ -12,8 +12,7 @@ import sys
 
 from experiments.results import faults
 from experiments.config import ConfigError
-from experiments.grid.executors import (MAX_ATTEMPTS, _first_line, _outcome, load_grid_dataset,
-                                   run_jobs)
+from experiments.grid.executors import MAX_ATTEMPTS, _first_line, _outcome, run_jobs
 
 __all__ = ["RayExecutor", "start_local_ray"]
 
@@ -39,8 +38,7 @@ def _ray_task(job, events):
     try:
         if key not in _DATASETS:
             _DATASETS.clear()  # one dataset per worker at a time: they can be large
-            _DATASETS[key] = load_grid_dataset(*job.data, data_dir=job.data_dir,
-                                               load_fn=job.load_fn, quiet=True)
+            _DATASETS[key] = job.data.load(job.data_dir, job.load_fn, quiet=True)
         outcomes = run_jobs(group or [job], _DATASETS[key], on_event)
         return outcomes if group else outcomes[0]
     except (DataError, ConfigError) as error:

@@ -10,3 +10,10 @@ from experiments.optimizers.registry import (Family, Hyperparameter, Optimizer, 
                                              register_rule, registered_rules, registry_version,
                                              rule_names)
 from experiments.optimizers import library  # noqa: F401,E402  (registers the library's rules)
+
+
+def rule_from_function(name, fn, label=None, reference=""):
+    """A :class:`Rule` of an optax-style rule function (see
+    :func:`experiments.optimizers.from_optax.rule_from_function`; imports optax)."""
+    from experiments.optimizers import from_optax
+    return from_optax.rule_from_function(name, fn, label, reference)

@@ -20,9 +20,9 @@ import inspect
 
 from experiments.config.checks import INF, boolean, integer, number
 from experiments.optimizers import state_names
-from experiments.optimizers.registry import Family, Hyperparameter, Rule
+from experiments.optimizers.registry import LEARNING_RATE, Family, Hyperparameter, Rule
 
-__all__ = ["optax_rule", "OUR_NAMES"]
+__all__ = ["optax_rule", "rule_from_function", "optax_family", "OUR_NAMES"]
 
 #: optax's names for the hyperparameters the suite names otherwise.
 OUR_NAMES = {"b1": "beta1", "b2": "beta2", "eps": "epsilon"}
@@ -57,12 +57,22 @@ def _hyperparameter(parameter):
 
 def optax_rule(name):
     """The :class:`Rule` of optax's ``name`` (``optax.<name>`` or ``optax.contrib.<name>``),
-    or None if optax has no such rule (a function whose first argument is
-    ``learning_rate`` and that returns a ``GradientTransformation``)."""
+    or None if optax has no such rule."""
     import optax
     fn = _function(name)
     if fn is None:
         return None
+    where = "optax.contrib" if getattr(optax, name, None) is not fn else "optax"
+    return rule_from_function(name, fn, reference=f"{where}.{name} (optax {optax.__version__})")
+
+
+def rule_from_function(name, fn, label=None, reference=""):
+    """A :class:`Rule` of any optax-style rule: ``fn(learning_rate, **hyperparameters)``
+    returning a ``GradientTransformation`` (optax's own, or a user's), its
+    hyperparameters its keyword arguments with a number or boolean default; runs that
+    differ in the numbers train together (mapped over the runs). None if ``fn`` is not
+    such a function."""
+    import optax
     try:
         parameters = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
@@ -75,13 +85,10 @@ def optax_rule(name):
         return None
     if not isinstance(made, optax.GradientTransformation):
         return None
-    from experiments.optimizers.library import LEARNING_RATE
     hypers = [h for h in map(_hyperparameter, parameters[1:]) if h is not None]
     theirs = {OUR_NAMES.get(p.name, p.name): p.name for p in parameters}
     family = optax_family(name, fn, theirs, tuple(h.name for h in hypers if not h.per_run))
-    where = "optax.contrib" if getattr(optax, name, None) is not fn else "optax"
-    return Rule(name, family, (LEARNING_RATE, *hypers), {}, name,
-                f"{where}.{name} (optax {optax.__version__})")
+    return Rule(name, family, (LEARNING_RATE, *hypers), {}, label or name, reference)
 
 
 def optax_family(name, fn, theirs, static):

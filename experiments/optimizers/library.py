@@ -13,14 +13,14 @@ from amsgrad import updates as lasagne_updates
 from amsgrad.rules import VARIANTS
 from experiments.config.checks import INF, boolean, choice, number
 from experiments.optimizers import state_names
-from experiments.optimizers.registry import Family, Hyperparameter, Rule, register_rule
+from experiments.optimizers.registry import (LEARNING_RATE, Family, Hyperparameter, Rule,
+                                             register_rule)
 
 __all__ = ["ADAM_FAMILY", "SGD", "MOMENTUM", "LEARNING_RATE", "library_family"]
 
 #: The optax state fields of amsgrad.optax under the Lasagne face's slot names.
 RENAME = {"mu": "m", "nu": "v", "nu_max": "v_hat", "count": "t"}
 
-LEARNING_RATE = Hyperparameter("learning_rate", 0.001, number(0, INF, low_open=True), "lr")
 BETA1 = Hyperparameter("beta1", 0.9, number(0, 1, high_open=True), "b1")
 BETA2 = Hyperparameter("beta2", 0.999, number(0, 1, high_open=True), "b2")
 EPSILON = Hyperparameter("epsilon", 1e-8, number(0, INF), "eps")

@@ -22,9 +22,9 @@ file).
 import dataclasses
 from typing import Callable, Mapping, Optional, Tuple
 
-from experiments.config.checks import Bad, did_you_mean
+from experiments.config.checks import INF, Bad, did_you_mean, number
 
-__all__ = ["Hyperparameter", "Family", "Rule", "Optimizer", "register_rule", "get_rule",
+__all__ = ["Hyperparameter", "Family", "Rule", "Optimizer", "LEARNING_RATE", "register_rule", "get_rule",
            "rule_names", "registered_rules", "label", "is_rule", "UnknownRule"]
 
 
@@ -80,6 +80,26 @@ class Family:
     def __repr__(self):
         return f"Family({self.name!r})"
 
+    def group_values(self, runs_values, shape):
+        """The values of many runs for :attr:`transform` (``runs=shape``), from one
+        dict of :meth:`Optimizer.family_values` per run (in storage order, ``S * R``):
+        each value that runs may differ in as a numpy array of ``shape`` (booleans for
+        switches, float32 else); the ``static`` ones (equal in every run) plain; a
+        switch of ``off`` that no run uses plain at that value, which leaves it out of
+        the program. Returns ``(values, unused)``, ``unused`` the switches left out."""
+        import numpy as np
+        out, unused = {}, []
+        for key in runs_values[0]:
+            column = [v[key] for v in runs_values]
+            if key in self.static:
+                out[key] = column[0]
+            elif key in self.off and all(v == self.off[key] for v in column):
+                out[key], unused = self.off[key], unused + [key]
+            else:
+                dtype = bool if isinstance(column[0], (bool, np.bool_)) else np.float32
+                out[key] = np.asarray(column, dtype).reshape(shape)
+        return out, tuple(unused)
+
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
@@ -120,6 +140,10 @@ class Rule:
     @property
     def trains_on_theano(self):
         return self.family.lasagne is not None
+
+
+#: Every rule's first hyperparameter (each rule's own default may differ).
+LEARNING_RATE = Hyperparameter("learning_rate", 0.001, number(0, INF, low_open=True), "lr")
 
 
 class UnknownRule(Bad):

@@ -1,52 +1,58 @@
 """Which runs can train together in one compiled program, and how many at a time.
 
-Runs of one config that follow one rule of the library
-(:func:`~experiments.run_keys.family`: Adam, AMSGrad and AdamW are one)
-and differ only in its hyperparameters and seed (the keys of :data:`PER_RUN_KEYS`, the
-``per_run`` column of :data:`~experiments.run_keys.TABLE`) are
-*compatible*: the grouped engine
-(:mod:`experiments.engines.jax_group`) steps any number of them at once, with their
-hyperparameters as per-run arrays. :func:`group_runs` splits a list of runs into
-groups of at most ``group_size`` compatible runs, keeping the runs of one seed
+Runs of one config whose rules share a family (:mod:`experiments.optimizers`: Adam,
+AMSGrad and AdamW are one; every other rule its own) and the values the family compiles
+in (Adam's ``variant``), and that differ only in the other values of their rules and
+their seed, are *compatible*: an engine that trains groups steps any number of them at
+once, with their values as per-run arrays. :func:`group_runs` splits a list of runs
+into groups of at most ``group_size`` compatible runs, keeping the runs of one seed
 together (they share each batch) and the groups as rectangular as it can (the same
 number of runs for every seed of a group; a seed with fewer runs is padded).
 
 ``group_size='auto'`` (the grid's default) chooses per model, engine and device
 (:func:`choose_group_size`): on a GPU, and on a CPU for a dense model, as many runs as
-fit into the memory of the device that trains them (:func:`run_bytes`, an estimate
-from the model's parameter count and activation sizes); one run at a time for a conv
-net on a CPU, for the Theano engine and for a custom trainer.
+fit into the memory of the device that trains them (the engine's
+``memory_per_run``, an estimate from the model's parameter count and activation
+sizes); one run at a time for a conv net on a CPU, for an engine that does not train
+groups and for a custom trainer.
 """
-import math
-import os
-
-from experiments import models
-
+from experiments import models, optimizers
 from experiments.config import run_keys
-from experiments.config.run_keys import PER_RUN_KEYS
+from experiments.engines import available_memory, get_engine
 
 #: Share of the free memory ``'auto'`` plans to fill (XLA needs room of its own).
 MEMORY_FRACTION = 0.6
-#: Bytes of float32.
-_F32 = 4
 
-__all__ = ["PER_RUN_KEYS", "compatibility_key", "check_group", "model_costs", "run_bytes",
-           "eval_bytes", "available_memory", "auto_group_size", "device_room", "trains_groups",
-           "choose_group_size", "parse_group_size", "group_runs"]
+__all__ = ["compatibility_key", "check_group", "per_run_keys", "auto_group_size",
+           "device_room", "trains_groups", "choose_group_size", "parse_group_size",
+           "group_runs"]
+
+
+def per_run_keys():
+    """The keys in which runs of one group may differ: the rules' values that are not
+    compiled in, and ``run_id``, ``updater`` and ``seed``."""
+    rows = run_keys.table().rows
+    return ("run_id", "updater") + tuple(k.name for k in rows if k.per_run and k.rules
+                                         and k.name != "updater") + ("seed",)
 
 
 def compatibility_key(run):
-    """What must be equal for runs to share a group: the updater's rule and every
-    setting but :data:`PER_RUN_KEYS` (a missing legacy key as
-    :func:`experiments.run_keys.resolve` reads it), as a hashable tuple."""
-    rule = ("rule", run_keys.family(run["updater"]))
-    run = run_keys.resolve(run) if "model" in run else run
-    return (rule,) + tuple(sorted((k, repr(v)) for k, v in run.items() if k not in PER_RUN_KEYS))
+    """What must be equal for runs to share a group, as a hashable tuple: the rule's
+    family, the values it compiles in, and every setting but the rule's values (a
+    missing legacy key as :func:`experiments.config.run_keys.resolve` reads it)."""
+    rule = optimizers.get_rule(run["updater"])
+    values = {**rule.fixed, **{h.name: run.get(h.name, h.default)
+                               for h in rule.hyperparameters}}
+    compiled = tuple((k, repr(values.get(k))) for k in rule.family.static)
+    resolved = run_keys.resolve(run) if "model" in run else run
+    mapped = set(run_keys.table().optimizer_keys) | {"run_id", "seed"}
+    return (("rule", rule.family.name),) + compiled + tuple(sorted(
+        (k, repr(v)) for k, v in resolved.items() if k not in mapped))
 
 
 def check_group(runs):
-    """Raise ``ValueError`` unless ``runs`` can train as one group: one rule, and all
-    equal except in :data:`experiments.PER_RUN_KEYS`."""
+    """Raise ``ValueError`` unless ``runs`` can train as one group (see
+    :func:`compatibility_key`)."""
     if not runs:
         raise ValueError("a group needs at least one run")
     first = dict(compatibility_key(runs[0]))
@@ -57,83 +63,19 @@ def check_group(runs):
             raise ValueError(f"runs {runs[0].get('run_id', '?')} and {run.get('run_id', '?')} "
                              f"differ in {key!r} ({first.get(key, 'unset')} vs "
                              f"{other.get(key, 'unset')}); only the rule's hyperparameters "
-                             f"({', '.join(PER_RUN_KEYS[1:])}) may differ in a group")
-
-
-def model_costs(spec):
-    """Per-example costs of a model spec, from its layer shapes.
-
-    Returns
-    -------
-    dict
-        ``params`` (count), ``forward_flops`` and ``train_flops`` per example (the
-        layers' :meth:`~experiments.models.Layer.flops`: 2 per multiply-add of the
-        convolution and dense layers; training is the forward pass, the weight
-        gradients, and the input gradients of every weighted layer but the first;
-        element-wise layers are not counted), ``activations`` (floats
-        of all layer outputs, the input included) and ``widest_pair`` (floats of the
-        largest input + output of one layer: what evaluation holds at a time).
-    """
-    layers = models.layer_shapes(spec)
-    # a layer that counts FLOPs is a weighted product (models.Layer.flops)
-    forward = [f for f in (layer.flops(shape) for layer, shape, _ in layers) if f]
-    activations = math.prod(spec.input_shape) + sum(math.prod(out) for *_, out in layers)
-    widest = max([math.prod(spec.input_shape)]
-                 + [math.prod(shape) + math.prod(out) for _, shape, out in layers])
-    fwd = sum(forward)
-    train = 2 * fwd + sum(forward[1:])
-    return {"params": models.count_params(spec), "forward_flops": fwd, "train_flops": train,
-            "activations": activations, "widest_pair": widest}
-
-
-def run_bytes(spec, batch_size=128):
-    """Estimated device bytes one run adds to a group.
-
-    Twelve float32 copies of the parameters (parameters, three optimizer slots,
-    gradient, and the temporaries of unpacking and updating them), and three of every
-    activation of a training batch (kept for the backward pass, its gradient, and a
-    temporary).
-    """
-    costs = model_costs(spec)
-    return _F32 * (12 * costs["params"] + 3 * batch_size * costs["activations"])
-
-
-def eval_bytes(spec, val_batch_size=1024):
-    """Estimated device bytes one run needs while a validation batch passes through it:
-    twice the largest input + output of a layer."""
-    return _F32 * 2 * val_batch_size * model_costs(spec)["widest_pair"]
-
-
-def available_memory(device=None):
-    """Free bytes on ``device`` (a GPU's allocator limit minus what is in use), or on
-    the host for a CPU device (``MemAvailable`` of /proc/meminfo, else physical pages)."""
-    stats = None
-    if device is not None and getattr(device, "platform", "cpu") != "cpu":
-        try:
-            stats = device.memory_stats()
-        except Exception:  # a backend without memory statistics
-            stats = None
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+                             f"({', '.join(per_run_keys()[1:])}) may differ in a group")
 
 
 def auto_group_size(spec, batch_size=128, memory=None, device=None, data_bytes=0,
-                    fraction=MEMORY_FRACTION):
+                    fraction=MEMORY_FRACTION, engine="jax"):
     """The most runs of ``spec`` whose arrays fit into ``fraction`` of ``memory``
-    bytes (default: :func:`available_memory` of ``device``) after ``data_bytes`` for
-    the dataset; at least 1. Never decreases when ``memory`` grows."""
+    bytes (default: :func:`~experiments.engines.available_memory` of ``device``) after
+    ``data_bytes`` for the dataset, each taking ``engine``'s ``memory_per_run``; at
+    least 1. Never decreases when ``memory`` grows."""
     if memory is None:
         memory = available_memory(device)
     room = fraction * max(int(memory), 0) - int(data_bytes)
-    return max(1, int(room // run_bytes(spec, batch_size)))
+    return max(1, int(room // get_engine(engine).abilities.memory_per_run(spec, batch_size)))
 
 
 def device_room(device=None):
@@ -146,10 +88,10 @@ def device_room(device=None):
 
 
 def trains_groups(engine="jax", custom_trainer=False):
-    """Whether groups of more than one run can train: only on the JAX engine with the
-    suite's own trainer (the Theano engine and a custom ``train_fn`` take one run at a
-    time)."""
-    return engine == "jax" and not custom_trainer
+    """Whether groups of more than one run can train: on an engine that trains groups
+    (its abilities say), with the suite's own trainer (a custom ``train_fn`` takes one
+    run at a time)."""
+    return get_engine(engine).abilities.groups and not custom_trainer
 
 
 def choose_group_size(spec, platform="cpu", memory=None, engine="jax", custom_trainer=False,
@@ -171,7 +113,7 @@ def choose_group_size(spec, platform="cpu", memory=None, engine="jax", custom_tr
     dense = not any(isinstance(layer, models.Conv2DLayer) for layer in spec.layers)
     if platform == "cpu" and not dense:
         return 1
-    return auto_group_size(spec, batch_size, memory)
+    return auto_group_size(spec, batch_size, memory, engine=engine)
 
 
 def parse_group_size(text):
@@ -212,7 +154,8 @@ def _split(runs, group_size):
     return [[run for b in part for run in b] for part in parts]
 
 
-def group_runs(runs, group_size, memory=None, device=None, batch_size=None, platform=None):
+def group_runs(runs, group_size, memory=None, device=None, batch_size=None, platform=None,
+               engine="jax"):
     """Split ``runs`` into groups that train together.
 
     Parameters
@@ -241,11 +184,11 @@ def group_runs(runs, group_size, memory=None, device=None, batch_size=None, plat
     for members in classes.values():
         size = group_size
         if size == "auto":
-            spec = models.get_model(members[0]["model"])
+            spec = models.get_model(members[0]["model"], members[0].get("dataset"))
             size = choose_group_size(
                 spec, platform or getattr(device, "platform", "cpu"),
                 available_memory(device) if memory is None else memory,
-                batch_size=batch_size or int(members[0].get("batch_size", 128)))
+                engine=engine, batch_size=batch_size or int(members[0].get("batch_size", 128)))
         groups.extend(_split(members, size))
     first = {id(run): i for i, run in enumerate(runs)}
     return sorted(groups, key=lambda g: min(first[id(r)] for r in g))

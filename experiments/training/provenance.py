@@ -91,11 +91,11 @@ def code_version():
     return out
 
 
-def library_versions(engine=None):
-    """Python, the executable and :data:`LIBRARIES` (those installed); theano for the
-    Theano engine."""
+def library_versions(library=None):
+    """Python, the executable, :data:`LIBRARIES` (those installed) and ``library`` (the
+    training engine's own, e.g. theano)."""
     out = {"python": platform.python_version(), "executable": sys.executable}
-    for name in LIBRARIES + (("theano",) if engine == "theano" else ()):
+    for name in LIBRARIES + tuple(n for n in (library,) if n and n not in LIBRARIES):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -103,6 +103,7 @@ def library_versions(engine=None):
     return out
 
 
-def record(engine=None):
-    """The facts of the module docstring, for a run that starts training on ``engine``."""
-    return {"code": code_version(), **command_line(), "versions": library_versions(engine)}
+def record(library=None):
+    """The facts of the module docstring, for a run that starts training on an engine
+    whose library is ``library`` (its version recorded too)."""
+    return {"code": code_version(), **command_line(), "versions": library_versions(library)}

@@ -1,12 +1,11 @@
-"""The four models, written once in Lasagne's vocabulary as plain layer specs.
+"""Lasagne's layers as plain specs: each layer owns what follows from its input shape.
 
-A model is a sequence of frozen dataclasses named after Lasagne's layer classes.
-Each layer owns what follows from its input shape, as a Lasagne layer does
-(``get_output_shape_for``, its parameters): :meth:`Layer.output_shape`,
+A layer is a frozen dataclass named after a Lasagne layer class. As a Lasagne layer
+does (``get_output_shape_for``, its parameters), each owns :meth:`Layer.output_shape`,
 :meth:`Layer.param_shapes`, :meth:`Layer.state_shapes`, :meth:`Layer.flops` and its
-initial values. Each engine (JAX, Theano) maps a layer type to its forward function
-in one table (:func:`implementation`); initial values are drawn here, host-side with
-numpy, so every engine starts from identical arrays for a seed.
+initial values, drawn host-side with numpy so every engine starts from identical
+arrays. Each engine maps a layer type to its forward function in one table
+(:func:`implementation`).
 
 Parameter names are ``<layer name>.<param>`` (``conv1.W``, ``conv1_bn.gamma``);
 batch-norm running statistics are state, not parameters (``conv1_bn.mean``,
@@ -17,9 +16,13 @@ Shapes here have no batch axis.
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Tuple
 
 import numpy as np
+
+__all__ = ["NONLINEARITIES", "Layer", "Conv2DLayer", "DenseLayer", "BatchNormLayer",
+           "NonlinearityLayer", "MaxPool2DLayer", "DropoutLayer",
+           "LocalResponseNormalization2DLayer", "GlobalPoolLayer", "batch_norm", "he_normal",
+           "glorot_uniform", "implementation"]
 
 NONLINEARITIES = ("linear", "relu", "softmax")
 
@@ -89,6 +92,8 @@ class Conv2DLayer(_Weighted):
             if k % 2 == 0:
                 raise ValueError(f"{self.name}: 'same' padding needs an odd filter size")
             return (self.num_filters, h, w)
+        if min(h, w) < k:
+            raise ValueError(f"{self.name}: a {k}x{k} filter does not fit its {h}x{w} inputs")
         return (self.num_filters, h - k + 1, w - k + 1)
 
     def param_shapes(self, input_shape):
@@ -164,6 +169,9 @@ class MaxPool2DLayer(Layer):
 
     def output_shape(self, input_shape):
         c, h, w = input_shape
+        if min(h, w) < self.pool_size:
+            raise ValueError(f"{self.name}: {self.pool_size}x{self.pool_size} pooling does not "
+                             f"fit its {h}x{w} inputs")
         return (c, h // self.pool_size, w // self.pool_size)
 
 
@@ -191,14 +199,6 @@ class GlobalPoolLayer(Layer):
         return (input_shape[0],)
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    dataset: str
-    input_shape: Tuple[int, int, int]  # (C, H, W), without the batch axis
-    layers: Tuple
-
-
 def batch_norm(layer, name=None):
     """Lasagne's ``batch_norm()``: drop the layer's bias, normalise, then apply its
     nonlinearity. Returns the three layers that replace ``layer``."""
@@ -206,105 +206,6 @@ def batch_norm(layer, name=None):
     return (replace(layer, b=False, nonlinearity="linear"),
             BatchNormLayer(bn_name),
             NonlinearityLayer(f"{bn_name}_nl", layer.nonlinearity))
-
-
-def _logreg():
-    return (DenseLayer("out", 10, W="glorot", nonlinearity="softmax"),)
-
-
-def _cifarnet():
-    return (Conv2DLayer("conv1", 64, 6, "valid", W="he"),
-            LocalResponseNormalization2DLayer("lrn1"),
-            MaxPool2DLayer("pool1"),
-            Conv2DLayer("conv2", 64, 6, "valid", W="he"),
-            LocalResponseNormalization2DLayer("lrn2"),
-            MaxPool2DLayer("pool2"),
-            DenseLayer("fc1", 384, W="he"),
-            DropoutLayer("drop1", 0.5),
-            DenseLayer("fc2", 192, W="he"),
-            DenseLayer("out", 10, W="he", nonlinearity="softmax"))
-
-
-def _conv_bn(name, filters, size=3, pad="same"):
-    return batch_norm(Conv2DLayer(name, filters, size, pad, W="he"))
-
-
-def _small_vgg():
-    layers = []
-    for block, filters in enumerate((32, 64, 128), start=1):
-        layers += _conv_bn(f"conv{block}_1", filters)
-        layers += _conv_bn(f"conv{block}_2", filters)
-        layers += [MaxPool2DLayer(f"pool{block}"), DropoutLayer(f"drop{block}", 0.25)]
-    layers += _conv_bn("conv4", 512, 3, "valid") + (DropoutLayer("drop4", 0.5),)
-    layers += _conv_bn("conv5", 512, 1) + (DropoutLayer("drop5", 0.5),)
-    layers += _conv_bn("conv6", 10, 1)
-    layers += [GlobalPoolLayer("gpool"), NonlinearityLayer("softmax", "softmax")]
-    return tuple(layers)
-
-
-def _vgg():
-    layers = list(_conv_bn("conv1_1", 64) + _conv_bn("conv1_2", 64))
-    layers += [MaxPool2DLayer("pool1"), DropoutLayer("drop1", 0.25)]
-    # The original keeps a bias and no batch norm on the first conv of block 2.
-    layers += [Conv2DLayer("conv2_1", 128, 3, "same", W="he", b=True, nonlinearity="relu")]
-    layers += _conv_bn("conv2_2", 128)
-    layers += [MaxPool2DLayer("pool2"), DropoutLayer("drop2", 0.25)]
-    for i in range(1, 5):
-        layers += _conv_bn(f"conv3_{i}", 256)
-    layers += [MaxPool2DLayer("pool3"), DropoutLayer("drop3", 0.25)]
-    layers += _conv_bn("conv4", 1024, 3, "valid") + (DropoutLayer("drop4", 0.5),)
-    layers += _conv_bn("conv5", 1024, 1) + (DropoutLayer("drop5", 0.5),)
-    layers += _conv_bn("conv6", 10, 1)
-    layers += [GlobalPoolLayer("gpool"), DenseLayer("out", 10, W="glorot", nonlinearity="softmax")]
-    return tuple(layers)
-
-
-_MODELS = {
-    "logreg": ("mnist", (1, 28, 28), _logreg),
-    "cifarnet": ("cifar10", (3, 32, 32), _cifarnet),
-    "small_vgg": ("cifar10", (3, 32, 32), _small_vgg),
-    "vgg": ("cifar10", (3, 32, 32), _vgg),
-}
-MODEL_NAMES = tuple(_MODELS)
-
-
-def get_model(name):
-    """The :class:`ModelSpec` of ``'logreg'``, ``'cifarnet'``, ``'small_vgg'`` or ``'vgg'``."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
-    dataset, input_shape, build = _MODELS[name]
-    return ModelSpec(name, dataset, input_shape, build())
-
-
-def layer_shapes(spec):
-    """``[(layer, input shape, output shape)]`` in spec order; checks the spec's sizes."""
-    shape, out = tuple(spec.input_shape), []
-    for layer in spec.layers:
-        out_shape = tuple(layer.output_shape(shape))
-        out.append((layer, shape, out_shape))
-        shape = out_shape
-    return out
-
-
-def output_shapes(spec):
-    """``[(layer, output shape without batch axis)]`` in order; checks the spec's sizes."""
-    return [(layer, out) for layer, _, out in layer_shapes(spec)]
-
-
-def param_shapes(spec):
-    """Ordered ``{name: shape}`` of the trainable parameters, in Lasagne's order."""
-    shapes = OrderedDict()
-    for layer, shape, _ in layer_shapes(spec):
-        shapes.update(layer.param_shapes(shape))
-    return shapes
-
-
-def state_shapes(spec):
-    """Ordered ``{name: shape}`` of batch-norm running statistics (``mean``, ``inv_std``)."""
-    shapes = OrderedDict()
-    for layer, shape, _ in layer_shapes(spec):
-        shapes.update(layer.state_shapes(shape))
-    return shapes
 
 
 def _fans(shape):
@@ -325,30 +226,6 @@ def glorot_uniform(rng, shape, gain=1.0):
     fan_in, fan_out = _fans(shape)
     bound = gain * np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-bound, bound, size=shape)
-
-
-def init_params(spec, seed, he_gain=np.sqrt(2)):
-    """Initial parameters for ``seed``: float32 arrays, drawn layer by layer in spec
-    order from ``np.random.default_rng([seed, 0])`` (weights He with gain ``he_gain``,
-    or Glorot; biases and BN beta 0, BN gamma 1). The same draws for every gain: a
-    gain only scales the He weights."""
-    rng = np.random.default_rng([seed, 0])
-    params = OrderedDict()
-    for layer, shape, _ in layer_shapes(spec):
-        params.update(layer.init_params(shape, rng, he_gain))
-    return params
-
-
-def init_state(spec):
-    """Initial batch-norm running statistics: ``mean`` 0 and ``inv_std`` 1, as Lasagne."""
-    state = OrderedDict()
-    for layer, shape, _ in layer_shapes(spec):
-        state.update(layer.init_state(shape))
-    return state
-
-
-def count_params(spec):
-    return int(sum(np.prod(s) for s in param_shapes(spec).values()))
 
 
 def implementation(table, layer, engine):
