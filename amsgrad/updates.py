@@ -63,10 +63,11 @@ def _cast(library, expr, dtype):
     return pt.cast(expr, dtype)
 
 
-def _zeros_like(library, param, suffix):
-    """A shared zero array shaped like ``param`` (same dtype and broadcast pattern)."""
+def _zeros_like(library, param, suffix, fill=0.0):
+    """A shared array of ``fill`` (zeros) shaped like ``param`` (same dtype and broadcast
+    pattern), named ``<param.name>.<suffix>``."""
     value = param.get_value(borrow=True)
-    zeros = np.zeros(value.shape, dtype=value.dtype)
+    zeros = np.full(value.shape, fill, dtype=value.dtype)
     name = f"{param.name}.{suffix}" if param.name else suffix
     if library == "theano":
         import theano
@@ -150,6 +151,46 @@ def nesterov_momentum(loss_or_grads, params, learning_rate, momentum=0.9):
            of initialization and momentum in deep learning. ICML 2013.
     """
     return _momentum(loss_or_grads, params, learning_rate, momentum, nesterov=True)
+
+
+def elementwise_updates(loss_or_grads, params, step_fn, slots, hyper, fill=0.0):
+    """Updates of a rule that steps each parameter elementwise with its own state.
+
+    Parameters
+    ----------
+    loss_or_grads, params
+        As for every rule here.
+    step_fn : callable
+        ``step_fn(ns, g, *state, t, **hyper) -> (step, *new_state)``, from
+        :mod:`amsgrad.rules` or :mod:`amsgrad.fixes`; the new parameter is
+        ``param - step``.
+    slots : tuple of str or None
+        The state the step function takes, in order (:data:`amsgrad.slots.SLOTS`); each
+        becomes a shared variable ``<param.name>.<slot>`` starting at ``fill``. ``None``
+        passes ``None`` (state the rule leaves out, e.g. AMSBound's maximum in AdaBound).
+    hyper : dict
+        Keyword arguments of ``step_fn``: hyperparameters and switches.
+
+    Returns
+    -------
+    OrderedDict
+        Updates for the parameters, their state and the step counter ``t``.
+    """
+    library = _library(params)
+    grads = get_or_compute_grads(loss_or_grads, params)
+    ns = rules.namespace(library)
+    t_prev = _step_counter(library)
+    t = t_prev + 1
+    updates = OrderedDict()
+    for param, g in zip(params, grads):
+        state = [_zeros_like(library, param, slot, fill) if slot else None for slot in slots]
+        step, *new_state = step_fn(ns, g, *state, t, **hyper)
+        for variable, value in zip(state, new_state):
+            if variable is not None:
+                updates[variable] = _cast(library, value, param.dtype)
+        updates[param] = _cast(library, param - step, param.dtype)
+    updates[t_prev] = _cast(library, t, t_prev.dtype)
+    return updates
 
 
 def adam_family(loss_or_grads, params, learning_rate=0.001, beta1=0.9, beta2=0.999,
