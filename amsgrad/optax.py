@@ -1,18 +1,21 @@
 """The same rules for JAX, as optax ``GradientTransformation``s.
 
 Updates follow optax's sign convention (``optax.apply_updates`` adds them).
-Hyperparameters may be Python numbers or JAX arrays; the Adam family also takes a
-schedule (a callable of the step count) as learning rate, and optax's names for its
-hyperparameters (``b1``, ``b2``, ``eps``) as well as Lasagne's (``beta1``, ``beta2``,
-``epsilon``).
+Hyperparameters may be Python numbers or JAX arrays; the Adam family and the rules of
+:mod:`amsgrad.optax_fixes` (AdamNC, AdaBound, AMSBound, Yogi, AdaBelief, ADOPT, imported
+here) also take a schedule (a callable of the step count) as learning rate, and optax's
+names for their hyperparameters (``b1``, ``b2``, ``eps``, ``eps_root``) as well as
+Lasagne's (``beta1``, ``beta2``, ``epsilon``, ``epsilon_root``). What all rules share
+(:func:`per_run`, :func:`active_runs`, :func:`optax_names`) is in
+:mod:`amsgrad.optax_common` and importable from here.
 
 Many runs at once: a hyperparameter array holds one value per run (see
 :func:`per_run`), so one compiled program can step a whole grid of runs. An array of
 shape ``(K,)`` is broadcast against parameters whose leading axis holds ``K`` stacked
 runs; an array of shape ``(S, R)`` against parameters stored ``(S, *shape, R)`` (runs
-grouped by seed, a seed's ``R`` runs on the last axis). ``adam_family(..., runs=shape)``
-keeps a step count per run, so runs resumed at different steps keep their own bias
-correction, and :func:`active_runs` lets some runs sit a step out.
+grouped by seed, a seed's ``R`` runs on the last axis). ``runs=shape`` (every rule with
+state) keeps a step count per run, so runs resumed at different steps keep their own
+bias correction, and :func:`active_runs` lets some runs sit a step out.
 
 Examples
 --------
@@ -24,8 +27,6 @@ Examples
 >>> updates, state = tx.update({'w': jnp.ones(3)}, state, params)
 >>> params = optax.apply_updates(params, updates)
 """
-import functools
-import inspect
 from typing import Any, NamedTuple
 
 import jax
@@ -33,74 +34,26 @@ import jax.numpy as jnp
 import optax
 
 from . import rules
+from .optax_common import (JNP as _JNP, OPTAX_NAMES, active_runs, elementwise_transform,
+                           is_zero as _is_zero, optax_names, per_run, value_at as _value)
+from .optax_fixes import (AdaBeliefState, AdaBoundState, AdamNCState, AdoptState, YogiState,
+                          adabelief, adabound, adamnc, adopt, amsbound, yogi)
 
-_JNP = rules.namespace("jax")
-
-
-#: optax's keyword names and ours (Lasagne's), for the Adam family.
-OPTAX_NAMES = {"b1": "beta1", "b2": "beta2", "eps": "epsilon"}
-
-
-def optax_names(fn):
-    """Let ``fn`` also take optax's keyword names (:data:`OPTAX_NAMES`).
-
-    ``amsgrad(1e-3, b2=0.99, eps=1e-7)`` is ``amsgrad(1e-3, beta2=0.99, epsilon=1e-7)``,
-    so optax code ports by changing the import. A hyperparameter given under both names
-    (``beta2=0.99, b2=0.9``, or positionally and as ``b2``) is a ``TypeError``.
-    """
-    signature = inspect.signature(fn)
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        theirs = {k: kwargs.pop(k) for k in OPTAX_NAMES if k in kwargs}
-        given = signature.bind_partial(*args, **kwargs).arguments
-        for name, value in theirs.items():
-            ours = OPTAX_NAMES[name]
-            if ours in given:
-                raise TypeError(f"{fn.__name__}() got {ours!r} and its optax name {name!r}: "
-                                "give one of them")
-            kwargs[ours] = value
-        return fn(*args, **kwargs)
-
-    return wrapper
+__all__ = ["OPTAX_NAMES", "optax_names", "per_run", "active_runs", "elementwise_transform",
+           "AdamFamilyState", "MomentumState", "adam_family", "adam", "amsgrad", "adamw",
+           "sgd", "momentum", "AdamNCState", "AdaBoundState", "YogiState", "AdaBeliefState",
+           "AdoptState", "adamnc", "adabound", "amsbound", "yogi", "adabelief", "adopt"]
 
 
 class AdamFamilyState(NamedTuple):
     count: jax.Array  # steps taken so far (int32)
     mu: Any
     nu: Any
-    nu_max: Any  # running max of nu (AMSGrad); None for plain Adam
+    nu_max: Any = None  # running max of nu (AMSGrad); None for plain Adam
 
 
 class MomentumState(NamedTuple):
     velocity: Any
-
-
-def _value(h, count):
-    return h(count) if callable(h) else h
-
-
-def _is_zero(h):
-    """True for a plain number 0 (an array of decays is never skipped)."""
-    return isinstance(h, (int, float)) and h == 0
-
-
-def per_run(h, param):
-    """Broadcast a hyperparameter against ``param``.
-
-    A scalar is shared by all runs; a ``(K,)`` array is one value per run along the
-    parameter's leading axis (``(K, *shape)``); a ``(S, R)`` array is one value per run
-    of a parameter stored ``(S, *shape, R)``. Floating values take the parameter's dtype.
-    """
-    h = jnp.asarray(h)
-    if h.ndim == 1 and param.ndim >= 1 and h.shape[0] == param.shape[0]:
-        h = h.reshape((-1,) + (1,) * (param.ndim - 1))
-    elif h.ndim == 2 and param.ndim >= 2 and h.shape == (param.shape[0], param.shape[-1]):
-        h = h.reshape((h.shape[0],) + (1,) * (param.ndim - 2) + (h.shape[1],))
-    elif h.ndim != 0:
-        raise ValueError(f"hyperparameter of shape {h.shape} does not match a parameter of "
-                         f"shape {param.shape} (expected a scalar or one value per run)")
-    return h.astype(param.dtype) if jnp.issubdtype(h.dtype, jnp.floating) else h
 
 
 @optax_names
@@ -152,29 +105,6 @@ def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
         return unflat(0), new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-
-def active_runs(inner):
-    """``inner`` for runs of which some may sit a step out.
-
-    The returned transformation's ``update(grads, state, params=None, active=None)``
-    takes ``active``, one flag per run laid out as the hyperparameters (:func:`per_run`).
-    An inactive run gets a zero update and keeps its optimizer state, step count
-    included, as it was; nothing it computes reaches another run. ``active=None``:
-    every run steps, and no masking is compiled in.
-    """
-    def update_fn(grads, state, params=None, active=None, **extra_args):
-        updates, new_state = inner.update(grads, state, params)
-        if active is None:
-            return updates, new_state
-        updates = jax.tree_util.tree_map(
-            lambda u: jnp.where(per_run(active, u), u, jnp.zeros_like(u)), updates)
-        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(per_run(active, old),
-                                                                      new, old),
-                                           new_state, state)
-        return updates, new_state
-
-    return optax.GradientTransformationExtraArgs(inner.init, update_fn)
 
 
 @optax_names
