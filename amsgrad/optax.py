@@ -34,8 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from . import rules
-from .optax_common import (JNP as _JNP, OPTAX_NAMES, active_runs, elementwise_transform,
-                           is_zero as _is_zero, optax_names, per_run, value_at as _value)
+from .optax_common import OPTAX_NAMES, active_runs, elementwise_transform, optax_names, per_run
 from .optax_fixes import (AdaBeliefState, AdaBoundState, AdamNCState, AdoptState, YogiState,
                           adabelief, adabound, adamnc, adopt, amsbound, yogi)
 
@@ -68,43 +67,11 @@ def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
     for a step count per run; ``()`` (default), one count for all.
     """
     rules.check_variant(variant)
-    keep_max = amsgrad is not False
-    decay = not _is_zero(weight_decay)
-
-    def init_fn(params):
-        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)
-        return AdamFamilyState(count=jnp.zeros(tuple(runs), jnp.int32), mu=zeros(),
-                               nu=zeros(), nu_max=zeros() if keep_max else None)
-
-    def update_fn(grads, state, params=None):
-        count = state.count + 1
-        lr = _value(learning_rate, state.count)
-        leaves_g, treedef = jax.tree_util.tree_flatten(grads)
-        leaves_m = treedef.flatten_up_to(state.mu)
-        leaves_v = treedef.flatten_up_to(state.nu)
-        leaves_max = treedef.flatten_up_to(state.nu_max) if keep_max else [None] * len(leaves_g)
-        if decay and params is None:
-            raise ValueError("weight_decay needs the parameters: call update(grads, state, "
-                             "params)")
-        leaves_p = treedef.flatten_up_to(params) if decay else [None] * len(leaves_g)
-        out = []
-        for g, m, v, v_hat, p in zip(leaves_g, leaves_m, leaves_v, leaves_max, leaves_p):
-            t = per_run(count, g).astype(g.dtype)
-            hp = lambda h: per_run(h, g)
-            flag = lambda f: f if isinstance(f, bool) else per_run(f, g)
-            step, m_t, v_t, v_hat_t = rules.adam_step(
-                _JNP, g, m, v, v_hat, t, hp(lr), hp(beta1), hp(beta2), hp(epsilon),
-                bias_correction=flag(bias_correction), amsgrad=flag(amsgrad),
-                variant=variant)
-            if decay:
-                step = step + rules.decoupled_weight_decay(p, hp(lr), hp(weight_decay))
-            out.append(((-step).astype(g.dtype), m_t, v_t, v_hat_t))
-        unflat = lambda i: treedef.unflatten([o[i] for o in out])
-        new_state = AdamFamilyState(count=count, mu=unflat(1), nu=unflat(2),
-                                    nu_max=unflat(3) if keep_max else None)
-        return unflat(0), new_state
-
-    return optax.GradientTransformation(init_fn, update_fn)
+    hyper = dict(learning_rate=learning_rate, beta1=beta1, beta2=beta2, epsilon=epsilon,
+                 bias_correction=bias_correction, amsgrad=amsgrad, variant=variant)
+    slots = ("m", "v", "v_hat" if amsgrad is not False else None)
+    return elementwise_transform(AdamFamilyState, rules.adam_step, slots, hyper, runs,
+                                 weight_decay=weight_decay)
 
 
 @optax_names

@@ -80,7 +80,8 @@ def _leaf_value(h, g):
     return h if isinstance(h, (bool, str)) else per_run(h, g)
 
 
-def elementwise_transform(state_class, step_fn, slots, hyper, runs=(), fill=0.0):
+def elementwise_transform(state_class, step_fn, slots, hyper, runs=(), fill=0.0,
+                          weight_decay=0.0):
     """A ``GradientTransformation`` stepping every leaf by ``step_fn``.
 
     Parameters
@@ -101,8 +102,12 @@ def elementwise_transform(state_class, step_fn, slots, hyper, runs=(), fill=0.0)
         The runs' layout, ``(K,)`` or ``(S, R)``, for a step count per run; ``()``: one.
     fill : float
         The value the state starts from.
+    weight_decay : float or array
+        Decoupled decay (AdamW): ``learning_rate * weight_decay * param`` is added to the
+        step; it needs ``update(grads, state, params)``. A plain 0 compiles it out.
     """
     present = [slot for slot in slots if slot is not None]
+    decay = not is_zero(weight_decay)
 
     def init_fn(params):
         start = lambda: jax.tree_util.tree_map(lambda p: jnp.full_like(p, fill), params)
@@ -114,12 +119,18 @@ def elementwise_transform(state_class, step_fn, slots, hyper, runs=(), fill=0.0)
         now = {k: value_at(h, state.count) for k, h in hyper.items()}
         leaves, treedef = jax.tree_util.tree_flatten(grads)
         held = {s: treedef.flatten_up_to(getattr(state, FIELDS[s])) for s in present}
+        if decay and params is None:
+            raise ValueError("weight_decay needs the parameters: call update(grads, state, "
+                             "params)")
+        leaves_p = treedef.flatten_up_to(params) if decay else None
         out = []
         for i, g in enumerate(leaves):
             t = per_run(count, g).astype(g.dtype)
-            args = [held[s][i] if s is not None else None for s in slots]
-            step, *new = step_fn(JNP, g, *args, t, **{k: _leaf_value(h, g)
-                                                        for k, h in now.items()})
+            hp = {k: _leaf_value(h, g) for k, h in now.items()}
+            step, *new = step_fn(JNP, g, *[held[s][i] if s else None for s in slots], t, **hp)
+            if decay:
+                step = step + rules.decoupled_weight_decay(leaves_p[i], hp["learning_rate"],
+                                                           per_run(weight_decay, g))
             out.append([(-step).astype(g.dtype)] + [n for n, s in zip(new, slots) if s])
         unflat = lambda j: treedef.unflatten([o[j] for o in out])
         new_state = state_class(count=count, **{FIELDS[s]: unflat(j + 1)
