@@ -10,7 +10,7 @@ import pytest
 
 import amsgrad
 from amsgrad import optax as ao
-from amsgrad.slots import FIELDS, SLOTS
+from amsgrad.slots import FIELDS, SLOTS, slot_fields
 
 SHAPES = {"b": (3,), "w": (4, 3)}
 OPTAX_VERSION = tuple(int(p) for p in optax.__version__.split(".")[:3])
@@ -252,6 +252,17 @@ def test_state_is_named_as_the_slot_table_says(lasagne_face, optax_face, rule):
     held = {f for f in state._fields if getattr(state, f) is not None} - {"count"}
     assert held == {FIELDS[s] for s in SLOTS[rule]}
     assert amsgrad.SLOTS is SLOTS and set(NEW_RULES) <= set(SLOTS)
+    assert slot_fields(rule) == {FIELDS[s]: s for s in SLOTS[rule]}
+
+
+def test_slot_fields_add_the_maximum_where_it_is_optional():
+    with_max = {"mu": "m", "nu": "v", "nu_max": "v_hat"}
+    for rule in ("adabound", "adam_family", "adamw"):
+        assert slot_fields(rule) == {"mu": "m", "nu": "v"}
+        assert slot_fields(rule, keep_max=True) == with_max
+    assert slot_fields("amsbound") == slot_fields("amsgrad") == with_max
+    assert slot_fields("yogi", keep_max=True) == {"mu": "m", "nu": "v"}
+    assert slot_fields("momentum") == {"velocity": "velocity"} and slot_fields("sgd") == {}
 
 
 @pytest.mark.parametrize("rule", NEW_RULES)
