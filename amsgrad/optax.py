@@ -1,18 +1,21 @@
 """The same rules for JAX, as optax ``GradientTransformation``s.
 
 Updates follow optax's sign convention (``optax.apply_updates`` adds them).
-Hyperparameters may be Python numbers or JAX arrays; the Adam family also takes a
-schedule (a callable of the step count) as learning rate, and optax's names for its
-hyperparameters (``b1``, ``b2``, ``eps``) as well as Lasagne's (``beta1``, ``beta2``,
-``epsilon``).
+Hyperparameters may be Python numbers or JAX arrays; the Adam family and the rules of
+:mod:`amsgrad.optax_fixes` (AdamNC, AdaBound, AMSBound, Yogi, AdaBelief, ADOPT, imported
+here) also take a schedule (a callable of the step count) as learning rate, and optax's
+names for their hyperparameters (``b1``, ``b2``, ``eps``, ``eps_root``) as well as
+Lasagne's (``beta1``, ``beta2``, ``epsilon``, ``epsilon_root``). What all rules share
+(:func:`per_run`, :func:`active_runs`, :func:`optax_names`) is in
+:mod:`amsgrad.optax_common` and importable from here.
 
 Many runs at once: a hyperparameter array holds one value per run (see
 :func:`per_run`), so one compiled program can step a whole grid of runs. An array of
 shape ``(K,)`` is broadcast against parameters whose leading axis holds ``K`` stacked
 runs; an array of shape ``(S, R)`` against parameters stored ``(S, *shape, R)`` (runs
-grouped by seed, a seed's ``R`` runs on the last axis). ``adam_family(..., runs=shape)``
-keeps a step count per run, so runs resumed at different steps keep their own bias
-correction, and :func:`active_runs` lets some runs sit a step out.
+grouped by seed, a seed's ``R`` runs on the last axis). ``runs=shape`` (every rule with
+state) keeps a step count per run, so runs resumed at different steps keep their own
+bias correction, and :func:`active_runs` lets some runs sit a step out.
 
 Examples
 --------
@@ -24,8 +27,6 @@ Examples
 >>> updates, state = tx.update({'w': jnp.ones(3)}, state, params)
 >>> params = optax.apply_updates(params, updates)
 """
-import functools
-import inspect
 from typing import Any, NamedTuple
 
 import jax
@@ -33,74 +34,25 @@ import jax.numpy as jnp
 import optax
 
 from . import rules
+from .optax_common import OPTAX_NAMES, active_runs, elementwise_transform, optax_names, per_run
+from .optax_fixes import (AdaBeliefState, AdaBoundState, AdamNCState, AdoptState, YogiState,
+                          adabelief, adabound, adamnc, adopt, amsbound, yogi)
 
-_JNP = rules.namespace("jax")
-
-
-#: optax's keyword names and ours (Lasagne's), for the Adam family.
-OPTAX_NAMES = {"b1": "beta1", "b2": "beta2", "eps": "epsilon"}
-
-
-def optax_names(fn):
-    """Let ``fn`` also take optax's keyword names (:data:`OPTAX_NAMES`).
-
-    ``amsgrad(1e-3, b2=0.99, eps=1e-7)`` is ``amsgrad(1e-3, beta2=0.99, epsilon=1e-7)``,
-    so optax code ports by changing the import. A hyperparameter given under both names
-    (``beta2=0.99, b2=0.9``, or positionally and as ``b2``) is a ``TypeError``.
-    """
-    signature = inspect.signature(fn)
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        theirs = {k: kwargs.pop(k) for k in OPTAX_NAMES if k in kwargs}
-        given = signature.bind_partial(*args, **kwargs).arguments
-        for name, value in theirs.items():
-            ours = OPTAX_NAMES[name]
-            if ours in given:
-                raise TypeError(f"{fn.__name__}() got {ours!r} and its optax name {name!r}: "
-                                "give one of them")
-            kwargs[ours] = value
-        return fn(*args, **kwargs)
-
-    return wrapper
+__all__ = ["OPTAX_NAMES", "optax_names", "per_run", "active_runs", "elementwise_transform",
+           "AdamFamilyState", "MomentumState", "adam_family", "adam", "amsgrad", "adamw",
+           "sgd", "momentum", "AdamNCState", "AdaBoundState", "YogiState", "AdaBeliefState",
+           "AdoptState", "adamnc", "adabound", "amsbound", "yogi", "adabelief", "adopt"]
 
 
 class AdamFamilyState(NamedTuple):
     count: jax.Array  # steps taken so far (int32)
     mu: Any
     nu: Any
-    nu_max: Any  # running max of nu (AMSGrad); None for plain Adam
+    nu_max: Any = None  # running max of nu (AMSGrad); None for plain Adam
 
 
 class MomentumState(NamedTuple):
     velocity: Any
-
-
-def _value(h, count):
-    return h(count) if callable(h) else h
-
-
-def _is_zero(h):
-    """True for a plain number 0 (an array of decays is never skipped)."""
-    return isinstance(h, (int, float)) and h == 0
-
-
-def per_run(h, param):
-    """Broadcast a hyperparameter against ``param``.
-
-    A scalar is shared by all runs; a ``(K,)`` array is one value per run along the
-    parameter's leading axis (``(K, *shape)``); a ``(S, R)`` array is one value per run
-    of a parameter stored ``(S, *shape, R)``. Floating values take the parameter's dtype.
-    """
-    h = jnp.asarray(h)
-    if h.ndim == 1 and param.ndim >= 1 and h.shape[0] == param.shape[0]:
-        h = h.reshape((-1,) + (1,) * (param.ndim - 1))
-    elif h.ndim == 2 and param.ndim >= 2 and h.shape == (param.shape[0], param.shape[-1]):
-        h = h.reshape((h.shape[0],) + (1,) * (param.ndim - 2) + (h.shape[1],))
-    elif h.ndim != 0:
-        raise ValueError(f"hyperparameter of shape {h.shape} does not match a parameter of "
-                         f"shape {param.shape} (expected a scalar or one value per run)")
-    return h.astype(param.dtype) if jnp.issubdtype(h.dtype, jnp.floating) else h
 
 
 @optax_names
@@ -115,66 +67,11 @@ def adam_family(learning_rate=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8,
     for a step count per run; ``()`` (default), one count for all.
     """
     rules.check_variant(variant)
-    keep_max = amsgrad is not False
-    decay = not _is_zero(weight_decay)
-
-    def init_fn(params):
-        zeros = lambda: jax.tree_util.tree_map(jnp.zeros_like, params)
-        return AdamFamilyState(count=jnp.zeros(tuple(runs), jnp.int32), mu=zeros(),
-                               nu=zeros(), nu_max=zeros() if keep_max else None)
-
-    def update_fn(grads, state, params=None):
-        count = state.count + 1
-        lr = _value(learning_rate, state.count)
-        leaves_g, treedef = jax.tree_util.tree_flatten(grads)
-        leaves_m = treedef.flatten_up_to(state.mu)
-        leaves_v = treedef.flatten_up_to(state.nu)
-        leaves_max = treedef.flatten_up_to(state.nu_max) if keep_max else [None] * len(leaves_g)
-        if decay and params is None:
-            raise ValueError("weight_decay needs the parameters: call update(grads, state, "
-                             "params)")
-        leaves_p = treedef.flatten_up_to(params) if decay else [None] * len(leaves_g)
-        out = []
-        for g, m, v, v_hat, p in zip(leaves_g, leaves_m, leaves_v, leaves_max, leaves_p):
-            t = per_run(count, g).astype(g.dtype)
-            hp = lambda h: per_run(h, g)
-            flag = lambda f: f if isinstance(f, bool) else per_run(f, g)
-            step, m_t, v_t, v_hat_t = rules.adam_step(
-                _JNP, g, m, v, v_hat, t, hp(lr), hp(beta1), hp(beta2), hp(epsilon),
-                bias_correction=flag(bias_correction), amsgrad=flag(amsgrad),
-                variant=variant)
-            if decay:
-                step = step + rules.decoupled_weight_decay(p, hp(lr), hp(weight_decay))
-            out.append(((-step).astype(g.dtype), m_t, v_t, v_hat_t))
-        unflat = lambda i: treedef.unflatten([o[i] for o in out])
-        new_state = AdamFamilyState(count=count, mu=unflat(1), nu=unflat(2),
-                                    nu_max=unflat(3) if keep_max else None)
-        return unflat(0), new_state
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def active_runs(inner):
-    """``inner`` for runs of which some may sit a step out.
-
-    The returned transformation's ``update(grads, state, params=None, active=None)``
-    takes ``active``, one flag per run laid out as the hyperparameters (:func:`per_run`).
-    An inactive run gets a zero update and keeps its optimizer state, step count
-    included, as it was; nothing it computes reaches another run. ``active=None``:
-    every run steps, and no masking is compiled in.
-    """
-    def update_fn(grads, state, params=None, active=None, **extra_args):
-        updates, new_state = inner.update(grads, state, params)
-        if active is None:
-            return updates, new_state
-        updates = jax.tree_util.tree_map(
-            lambda u: jnp.where(per_run(active, u), u, jnp.zeros_like(u)), updates)
-        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(per_run(active, old),
-                                                                      new, old),
-                                           new_state, state)
-        return updates, new_state
-
-    return optax.GradientTransformationExtraArgs(inner.init, update_fn)
+    hyper = dict(learning_rate=learning_rate, beta1=beta1, beta2=beta2, epsilon=epsilon,
+                 bias_correction=bias_correction, amsgrad=amsgrad, variant=variant)
+    slots = ("m", "v", "v_hat" if amsgrad is not False else None)
+    return elementwise_transform(AdamFamilyState, rules.adam_step, slots, hyper, runs,
+                                 weight_decay=weight_decay)
 
 
 @optax_names

@@ -22,24 +22,25 @@ VARIANTS = ("lasagne", "pytorch", "optax")
 def namespace(module_name):
     """Array namespace for ``'numpy'``, ``'jax'``, ``'theano'`` or ``'pytensor'``.
 
-    Only the four operations the rules need: ``sqrt``, ``maximum``, ``where`` and
-    ``constant`` (Theano needs ``T.constant(1)`` so float32 graphs are not upcast).
+    Only the operations the rules need: ``sqrt``, ``maximum``, ``minimum``, ``sign``,
+    ``where`` and ``constant`` (Theano needs ``T.constant(1)`` so float32 graphs are not
+    upcast).
     """
     if module_name == "numpy":
-        return SimpleNamespace(sqrt=np.sqrt, maximum=np.maximum, where=np.where,
-                               constant=lambda x: x)
+        return SimpleNamespace(sqrt=np.sqrt, maximum=np.maximum, minimum=np.minimum,
+                               sign=np.sign, where=np.where, constant=lambda x: x)
     if module_name == "jax":
         import jax.numpy as jnp
-        return SimpleNamespace(sqrt=jnp.sqrt, maximum=jnp.maximum, where=jnp.where,
-                               constant=lambda x: x)
+        return SimpleNamespace(sqrt=jnp.sqrt, maximum=jnp.maximum, minimum=jnp.minimum,
+                               sign=jnp.sign, where=jnp.where, constant=lambda x: x)
     if module_name == "theano":
         import theano.tensor as T
-        return SimpleNamespace(sqrt=T.sqrt, maximum=T.maximum, where=T.switch,
-                               constant=T.constant)
+        return SimpleNamespace(sqrt=T.sqrt, maximum=T.maximum, minimum=T.minimum,
+                               sign=T.sgn, where=T.switch, constant=T.constant)
     if module_name == "pytensor":
         import pytensor.tensor as pt
-        return SimpleNamespace(sqrt=pt.sqrt, maximum=pt.maximum, where=pt.switch,
-                               constant=pt.constant)
+        return SimpleNamespace(sqrt=pt.sqrt, maximum=pt.maximum, minimum=pt.minimum,
+                               sign=pt.sign, where=pt.switch, constant=pt.constant)
     raise ValueError(f"unknown array library {module_name!r}")
 
 
@@ -48,6 +49,16 @@ def select(ns, flag, if_true, if_false):
     if isinstance(flag, (bool, np.bool_)):
         return if_true if flag else if_false
     return ns.where(flag, if_true, if_false)
+
+
+def ema(ns, x, average, decay):
+    """``decay * average + (1 - decay) * x``: the moving average every rule keeps."""
+    return decay * average + (ns.constant(1) - decay) * x
+
+
+def clip(ns, x, lower, upper):
+    """``x`` clipped into ``[lower, upper]`` elementwise (``torch.clamp``, ``jnp.clip``)."""
+    return ns.minimum(ns.maximum(x, lower), upper)
 
 
 def check_variant(variant):
@@ -99,8 +110,8 @@ def adam_step(ns, g, m, v, v_hat, t, learning_rate, beta1, beta2, epsilon,
     """
     check_variant(variant)
     one = ns.constant(1)
-    m_t = beta1 * m + (one - beta1) * g
-    v_t = beta2 * v + (one - beta2) * g ** 2
+    m_t = ema(ns, g, m, beta1)
+    v_t = ema(ns, g ** 2, v, beta2)
     c1 = one - beta1 ** t
     c2 = one - beta2 ** t
     use_max = v_hat is not None and amsgrad is not False

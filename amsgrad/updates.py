@@ -63,10 +63,11 @@ def _cast(library, expr, dtype):
     return pt.cast(expr, dtype)
 
 
-def _zeros_like(library, param, suffix):
-    """A shared zero array shaped like ``param`` (same dtype and broadcast pattern)."""
+def _zeros_like(library, param, suffix, fill=0.0):
+    """A shared array of ``fill`` (zeros) shaped like ``param`` (same dtype and broadcast
+    pattern), named ``<param.name>.<suffix>``."""
     value = param.get_value(borrow=True)
-    zeros = np.zeros(value.shape, dtype=value.dtype)
+    zeros = np.full(value.shape, fill, dtype=value.dtype)
     name = f"{param.name}.{suffix}" if param.name else suffix
     if library == "theano":
         import theano
@@ -152,6 +153,56 @@ def nesterov_momentum(loss_or_grads, params, learning_rate, momentum=0.9):
     return _momentum(loss_or_grads, params, learning_rate, momentum, nesterov=True)
 
 
+def elementwise_updates(loss_or_grads, params, step_fn, slots, hyper, fill=0.0,
+                        weight_decay=0.0):
+    """Updates of a rule that steps each parameter elementwise with its own state.
+
+    Parameters
+    ----------
+    loss_or_grads, params
+        As for every rule here.
+    step_fn : callable
+        ``step_fn(ns, g, *state, t, **hyper) -> (step, *new_state)``, from
+        :mod:`amsgrad.rules` or :mod:`amsgrad.fixes`; the new parameter is
+        ``param - step``.
+    slots : tuple of str or None
+        The state the step function takes, in order (:data:`amsgrad.slots.SLOTS`); each
+        becomes a shared variable ``<param.name>.<slot>`` starting at ``fill``. ``None``
+        passes ``None`` (state the rule leaves out, e.g. AMSBound's maximum in AdaBound).
+    hyper : dict
+        Keyword arguments of ``step_fn``: hyperparameters and switches.
+    fill : float
+        The value the state starts from.
+    weight_decay : float
+        Decoupled decay (AdamW): ``learning_rate * weight_decay * param`` is subtracted
+        beside the step.
+
+    Returns
+    -------
+    OrderedDict
+        Updates for the parameters, their state and the step counter ``t``.
+    """
+    library = _library(params)
+    grads = get_or_compute_grads(loss_or_grads, params)
+    ns = rules.namespace(library)
+    t_prev = _step_counter(library)
+    t = t_prev + 1
+    updates = OrderedDict()
+    for param, g in zip(params, grads):
+        state = [_zeros_like(library, param, slot, fill) if slot else None for slot in slots]
+        step, *new_state = step_fn(ns, g, *state, t, **hyper)
+        new_param = param - step
+        if weight_decay:
+            new_param = new_param - rules.decoupled_weight_decay(
+                param, hyper["learning_rate"], weight_decay)
+        for variable, value in zip(state, new_state):
+            if variable is not None:
+                updates[variable] = _cast(library, value, param.dtype)
+        updates[param] = _cast(library, new_param, param.dtype)
+    updates[t_prev] = _cast(library, t, t_prev.dtype)
+    return updates
+
+
 def adam_family(loss_or_grads, params, learning_rate=0.001, beta1=0.9, beta2=0.999,
                 epsilon=1e-8, bias_correction=True, amsgrad=False, variant="lasagne",
                 weight_decay=0.0):
@@ -179,30 +230,11 @@ def adam_family(loss_or_grads, params, learning_rate=0.001, beta1=0.9, beta2=0.9
         Updates for the parameters, their moment estimates and the step counter.
     """
     rules.check_variant(variant)
-    library = _library(params)
-    grads = get_or_compute_grads(loss_or_grads, params)
-    ns = rules.namespace(library)
-    t_prev = _step_counter(library)
-    t = t_prev + 1
-    updates = OrderedDict()
-    for param, g in zip(params, grads):
-        m = _zeros_like(library, param, "m")
-        v = _zeros_like(library, param, "v")
-        v_hat = _zeros_like(library, param, "v_hat") if amsgrad else None
-        step, m_t, v_t, v_hat_t = rules.adam_step(
-            ns, g, m, v, v_hat, t, learning_rate, beta1, beta2, epsilon,
-            bias_correction=bias_correction, amsgrad=amsgrad, variant=variant)
-        new_param = param - step
-        if weight_decay:
-            new_param = new_param - rules.decoupled_weight_decay(param, learning_rate,
-                                                                 weight_decay)
-        updates[m] = _cast(library, m_t, param.dtype)
-        updates[v] = _cast(library, v_t, param.dtype)
-        if amsgrad:
-            updates[v_hat] = _cast(library, v_hat_t, param.dtype)
-        updates[param] = _cast(library, new_param, param.dtype)
-    updates[t_prev] = _cast(library, t, t_prev.dtype)
-    return updates
+    hyper = dict(learning_rate=learning_rate, beta1=beta1, beta2=beta2, epsilon=epsilon,
+                 bias_correction=bias_correction, amsgrad=amsgrad, variant=variant)
+    return elementwise_updates(loss_or_grads, params, rules.adam_step,
+                               ("m", "v", "v_hat" if amsgrad else None), hyper,
+                               weight_decay=weight_decay)
 
 
 def adam(loss_or_grads, params, learning_rate=0.001, beta1=0.9, beta2=0.999,
