@@ -21,17 +21,18 @@ UNITS = {"final_val_acc": (100.0, " points"), "final_val_loss": (1.0, "")}
 
 def verdict_counts(rows, higher_is_better=True, key="p_holm"):
     """Setting-by-setting verdicts of :func:`~experiments.analysis.stats.compare` rows:
-    ``{'settings', 'tested', 'baseline_better', 'candidate_better', 'no_difference'}``,
-    the ``*_better`` entries lists of the sizes ``|mean difference|`` of the settings
-    where that rule is significantly better (``key`` below :data:`ALPHA`)."""
+    ``{'settings', 'tested', 'baseline_better', 'candidate_better', 'no_difference',
+    'identical'}``, the ``*_better`` entries lists of the sizes ``|mean difference|`` of
+    the settings where that rule is significantly better (``key`` below :data:`ALPHA`);
+    settings that ended identical for every seed count as tested, without a difference."""
     out = {"settings": len(rows), "tested": 0, "baseline_better": [], "candidate_better": [],
-           "no_difference": 0}
+           "no_difference": 0, "identical": 0}
     for row in rows:
         if not np.isfinite(row[key]):
             # identical results for every seed: no test, and no difference either
-            identical = row["n"] >= 2 and row["sd"] == 0 and row["mean"] == 0
-            out["no_difference"] += identical
-            out["tested"] += identical
+            identical = bool(row["n"] >= 2 and row["sd"] == 0 and row["mean"] == 0)
+            for count in ("no_difference", "tested", "identical"):
+                out[count] += identical
             continue
         out["tested"] += 1
         if row[key] >= ALPHA:
@@ -64,9 +65,11 @@ def verdict_text(counts, baseline, candidate, stat, label=rule_label):
             "after Holm" + (f", {_sizes(wins, scale, unit)}" if wins else ""))
     losses = counts["baseline_better"]
     text += f"; {b} in {len(losses)}" + (f", {_sizes(losses, scale, unit)}" if losses else "")
-    same = counts["no_difference"]
-    text += (f"; {same} show{'s' if same == 1 else ''} no significant difference." if same
-             else "; no setting is without a significant difference.")
+    same, identical = counts["no_difference"], counts.get("identical", 0)
+    text += (f"; {same} show{'s' if same == 1 else ''} no significant difference" if same
+             else "; no setting is without a significant difference")
+    text += (f" ({'all' if identical == same else f'{identical} of them'} identical for every "
+             "seed)." if identical else ".")
     untested = counts["settings"] - counts["tested"]
     if untested:
         text += f" {plural(untested, 'setting')} could not be tested (fewer than 2 pairs)."
