@@ -8,7 +8,13 @@ The trainer writes a run's curves row every epoch (:mod:`experiments.training`);
   ``val_acc``, ``lr``, ``seconds``), so ``tensorboard --logdir results/<grid>`` shows
   every run of the grid. Each training of a run opens a new event file whose
   ``purge_step`` is its first epoch: a resumed run's redone epochs replace the points
-  the killed training wrote after its last checkpoint.
+  the killed training wrote after its last checkpoint. The file also holds the run's
+  hyperparameters for TensorBoard's HPARAMS dashboard (:func:`hparams_events`): its
+  values on the grid's axes (``grid.yaml`` beside the run folders), the updater and the
+  seed, so runs can be filtered and compared by them, with the final ``val_acc`` and
+  ``val_loss`` as the dashboard's metrics; a training that ends marks the session done.
+  :func:`experiments.analysis.event_files.export_tensorboard` writes the same files
+  afterwards from a grid's stored curves.
 - ``'wandb'``: a Weights & Biases run per run, ``id`` ``<grid name>.<run id>`` (run ids
   repeat from grid to grid), ``name`` the run id, ``group`` the grid name, the run's
   config, ``resume='allow'``: a resumed run continues its W&B run, and the epochs W&B
@@ -31,10 +37,17 @@ import os
 import time
 import warnings
 
+import yaml
+
+from experiments.results.store import GRID_FILE
+
 #: What the curves can be logged to, and the package each needs.
 KINDS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}
+#: The HPARAMS dashboard's metrics: each run's last value of these scalars (the final epoch's).
+HPARAM_METRICS = ("val_acc", "val_loss")
 
-__all__ = ["KINDS", "parse", "check", "RunLog"]
+__all__ = ["KINDS", "HPARAM_METRICS", "parse", "check", "grid_axes_of", "hparam_names",
+           "run_hparams", "hparams_events", "session_end_event", "RunLog"]
 
 
 def parse(text):
@@ -63,6 +76,96 @@ def check(kinds):
     return kinds
 
 
+def grid_axes_of(grid_dir):
+    """The axes ``grid.yaml`` in ``grid_dir`` names: those of ``grid:`` and each rule's
+    own (a list under ``rules:``); None when there is no readable ``grid.yaml``."""
+    try:
+        with open(os.path.join(grid_dir, GRID_FILE), encoding="utf-8") as f:
+            settings = (yaml.safe_load(f) or {}).get("settings") or {}
+        axes = list(settings.get("axes") or ())
+        for own in (settings.get("rules") or {}).values():
+            axes += [k for k, v in (own or {}).items() if isinstance(v, list)]
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        return None
+    return [a for a in dict.fromkeys(axes) if isinstance(a, str)]
+
+
+def hparam_names(axes):
+    """The HPARAMS dashboard's hyperparameters of a grid: the updater, its ``axes``, the seed."""
+    return list(dict.fromkeys(["updater", *axes, "seed"]))
+
+
+def run_hparams(run, axes=None):
+    """A run's hyperparameters for the HPARAMS dashboard: ``{key: value}`` on
+    :func:`hparam_names`, where the run has a value (a mixed grid's rule lacks some).
+    ``axes`` None: every axis key the run holds."""
+    if axes is None:
+        from experiments.config import AXES
+        axes = [a for a in AXES if a in run]
+    return {k: run[k] for k in hparam_names(axes) if run.get(k) is not None}
+
+
+def _plugin_summary(tag, data):
+    """A Summary carrying hparams plugin ``data`` (an HParamsPluginData) under ``tag``."""
+    from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+    meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+        plugin_name="hparams", content=data.SerializeToString()))
+    return Summary(value=[Summary.Value(tag=tag, metadata=meta)])
+
+
+def _experiment(values, names, domains):
+    """The experiment summary: each of ``names`` typed (with its discrete domain where
+    ``domains`` gives one) and :data:`HPARAM_METRICS`. None if a name's type is unknown
+    (the run lacks it and there is no domain): TensorBoard then works the experiment out
+    from the runs, rather than take one run's partial list for the whole grid."""
+    from tensorboardX.proto.api_pb2 import DataType, Experiment, HParamInfo, MetricInfo, \
+        MetricName
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+    infos = []
+    for name in names:
+        seen = (domains or {}).get(name) or [values.get(name)]
+        kind = ("DATA_TYPE_STRING" if isinstance(seen[0], str) else "DATA_TYPE_BOOL"
+                if isinstance(seen[0], bool) else "DATA_TYPE_FLOAT64"
+                if isinstance(seen[0], (int, float)) else None)
+        if kind is None:
+            return None
+        info = HParamInfo(name=name, type=DataType.Value(kind))
+        if domains:
+            info.domain_discrete.extend(seen)
+        infos.append(info)
+    experiment = Experiment(hparam_infos=infos,
+                            metric_infos=[MetricInfo(name=MetricName(tag=m))
+                                          for m in HPARAM_METRICS])
+    return _plugin_summary("_hparams_/experiment", HParamsPluginData(experiment=experiment))
+
+
+def hparams_events(values, names=None, domains=None, wall_time=None):
+    """Events that give a run its hyperparameters ``values`` in TensorBoard's HPARAMS
+    dashboard (tensorboardX's hparams summaries): the session start, and the
+    experiment: the grid's hyperparameters ``names`` (default: those of ``values``),
+    with ``domains`` (``{name: [values]}`` of the whole grid) to choose from where known,
+    and :data:`HPARAM_METRICS`."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.summary import hparams
+    _, start, _ = hparams(values, {m: 0.0 for m in HPARAM_METRICS})
+    wall_time = time.time() if wall_time is None else wall_time
+    events = [Event(step=0, wall_time=wall_time, summary=start)]
+    experiment = _experiment(values, list(values) if names is None else names, domains)
+    if experiment is not None:
+        events.append(Event(step=0, wall_time=wall_time, summary=experiment))
+    return events
+
+
+def session_end_event(status="STATUS_SUCCESS", wall_time=None):
+    """The event that ends a run's HPARAMS session (``STATUS_SUCCESS``, ``STATUS_FAILURE``)."""
+    from tensorboardX.proto.api_pb2 import Status
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
+    data = HParamsPluginData(session_end_info=SessionEndInfo(status=Status.Value(status)))
+    return Event(step=0, wall_time=time.time() if wall_time is None else wall_time,
+                 summary=_plugin_summary("_hparams_/session_end_info", data))
+
+
 class _TensorBoard:
     """tensorboardX's synchronous event file writer: a row is on disk (the OS's) once
     written, so a killed runner's event file holds every row it wrote to curves.csv
@@ -80,6 +183,13 @@ class _TensorBoard:
         # files hold from this step on (the epochs a resume redoes).
         self.file.write_event(Event(step=first_epoch, wall_time=time.time(),
                                     session_log=SessionLog(status=SessionLog.START)))
+        # Every training writes them (the same values): a resumed run's later files
+        # stand alone, whichever TensorBoard reads.
+        axes = grid_axes_of(os.path.dirname(os.path.abspath(run_dir)))
+        names = hparam_names(axes if axes is not None else
+                             [k for k in run_hparams(run) if k not in ("updater", "seed")])
+        for event in hparams_events(run_hparams(run, axes), names):
+            self.file.write_event(event)
 
     def write(self, epoch, values):
         summary = self.Summary(value=[self.Summary.Value(tag=k, simple_value=v)
@@ -88,6 +198,8 @@ class _TensorBoard:
         self.file.flush()
 
     def close(self, ended):
+        if ended:  # an interrupted run resumes: its session goes on
+            self.file.write_event(session_end_event())
         self.file.close()
 
 
