@@ -14,7 +14,7 @@ from matplotlib.colors import to_hex, to_rgb
 
 from experiments.analysis import figures, records
 from experiments.results.store import RunStore
-from test_plots import BETA2S, LRS, NAN, STUCK, _panels, write_fake_grid, write_synthetic
+from test_plots import NAN, STUCK, _panels, write_fake_grid
 
 REPO = Path(__file__).resolve().parents[1]
 

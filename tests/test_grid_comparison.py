@@ -179,3 +179,17 @@ def test_cli_two_grid_mistakes_are_one_line(tmp_path, case, words):
     for word in words:
         assert word in lines[0], lines[0]
     assert not list(tmp_path.glob("r/*/vs_*"))
+
+
+def test_the_same_grid_run_twice_is_named_by_its_parent_folders(tmp_path):
+    old = write_grid(str(tmp_path / "old" / "logreg"), (0.99,), (0, 1))
+    new = write_grid(str(tmp_path / "new" / "logreg"), (0.99,), (0, 1), jax="0.4.30")
+    result = grids.compare_grids(old, new)
+    assert result["names"] == ("old/logreg", "new/logreg")
+    assert result["differences"] == [] and result["changes"] == [("jax", ["0.10.2"],
+                                                                  ["0.4.30"])]
+    assert grids_report.comparison_paths("out", result["names"])[0] == os.path.join(
+        "out", "vs_new_logreg.md")
+    text = grids_report.render_grid_comparison(result)
+    assert text.startswith("# old/logreg vs new/logreg\n")
+    assert "- What differs, `old/logreg` → `new/logreg`:\n  - jax: 0.10.2 → 0.4.30\n" in text

@@ -12,10 +12,10 @@ the grid, such as beta1 or variant, drawn in line styles of their own).
 
 Where rules run on top of each other, each stays visible: the rules are drawn in legend
 order (Adam, AMSGrad, then the others), each narrower than the one before, so an earlier
-rule shows as a border around a later one (from the third rule on, dashed as well). Each panel's y-range fits its own data
-(``y_range='shared'``: one range for all panels, as the post's figures); diverged runs
-(non-finite curves, or stuck at the clipped loss of 14.5) are drawn, but never set an
-axis' limits (:mod:`experiments.analysis.panels`).
+rule shows as a border around a later one (from the third rule on, dashed as well).
+Each panel's y-range fits its own data (``y_range='shared'``: one range for all panels,
+as the post's figures); diverged runs (non-finite curves, or stuck at the clipped loss of
+14.5) are drawn, but never set an axis' limits (:mod:`experiments.analysis.panels`).
 
 Figures are written as PNG and PDF by default (any format matplotlib writes, e.g.
 SVG), atomically, with the Agg backend.
@@ -37,7 +37,7 @@ from experiments.analysis.panels import (best_view, fit_panel, mean_band,  # noq
 from experiments.analysis.records import METRICS, grid_axes, rule_label  # noqa: E402
 # The synthetic problem's figure, in a module of its own; named here as ever (the grid
 # runner draws it through this module).
-from experiments.analysis.synthetic_figure import (SYNTHETIC_FILE, VARIANT_STYLES,  # noqa: E402,F401
+from experiments.analysis.synthetic_figure import (SYNTHETIC_FILE, VARIANT_STYLES,  # noqa: E402
                                                    plot_synthetic, read_synthetic,
                                                    save_synthetic, synthetic_dirs)
 from experiments.results.files import atomic_write_bytes  # noqa: E402
@@ -45,7 +45,8 @@ from experiments.results.files import atomic_write_bytes  # noqa: E402
 __all__ = ["VIEWS", "COLORS", "FORMATS", "Y_RANGES", "color", "line_width", "line_dash",
            "mean_band",
            "plot_metric", "figure_names", "plot_grid", "save_figure", "check_formats",
-           "read_synthetic", "plot_synthetic", "save_synthetic", "synthetic_dirs"]
+           "SYNTHETIC_FILE", "VARIANT_STYLES", "read_synthetic", "plot_synthetic",
+           "save_synthetic", "synthetic_dirs"]
 
 LABELS = {"loss": "training loss", "val_loss": "validation loss",
           "acc": "training accuracy", "val_acc": "validation accuracy"}

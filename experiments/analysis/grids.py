@@ -110,10 +110,22 @@ def _order(axes):
     return lambda key: tuple(one(a, v) for a, v in zip(axes, key))
 
 
+def _names(runs_a, runs_b):
+    """The grids' folder names; with their parent folders where those are the same (the
+    same grid run twice: ``old/logreg``, ``new/logreg``)."""
+    folders = [os.path.dirname(runs[0].path) if runs else "?" for runs in (runs_a, runs_b)]
+    names = [os.path.basename(f) for f in folders]
+    if names[0] == names[1]:
+        names = [os.path.join(os.path.basename(os.path.dirname(f)), n).replace(os.sep, "/")
+                 for f, n in zip(folders, names)]
+    return tuple(names)
+
+
 def compare_grids(runs_a, runs_b, names=None):
     """Compare the runs of two grids setting by setting.
 
-    Returns a dict: ``names`` (the grids' folder names, or ``names``), ``axes`` (the keys
+    Returns a dict: ``names`` (the grids' folder names, with their parents' where the
+    two are the same; or ``names``), ``axes`` (the keys
     of a setting, :func:`setting_keys`), ``settings_a``/``settings_b`` (how many each
     holds), ``shared`` (how many both hold), ``differences`` (:func:`config_differences`),
     ``provenance`` (each grid's, :func:`~experiments.analysis.provenance.provenance`),
@@ -126,8 +138,7 @@ def compare_grids(runs_a, runs_b, names=None):
     axes = setting_keys(runs_a, runs_b)
     groups_a, groups_b = _groups(runs_a, axes), _groups(runs_b, axes)
     shared = sorted(set(groups_a) & set(groups_b), key=_order(axes))
-    names = names or tuple(os.path.basename(os.path.dirname(runs[0].path)) if runs else "?"
-                           for runs in (runs_a, runs_b))
+    names = names or _names(runs_a, runs_b)
     provs = provenance(runs_a), provenance(runs_b)
     out = {"names": tuple(names), "axes": axes, "settings_a": len(groups_a),
            "settings_b": len(groups_b), "shared": len(shared),

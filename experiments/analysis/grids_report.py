@@ -174,7 +174,7 @@ def grid_comparison_json(result, title=None):
 def comparison_paths(out, names):
     """``(md, csv, json)``: ``out`` a ``.md`` file (CSV and JSON beside it), or a folder
     holding ``vs_<second grid>.md`` and the rest."""
-    md = out if out.endswith(".md") else os.path.join(out, f"vs_{names[1]}.md")
+    md = out if out.endswith(".md") else os.path.join(out, f"vs_{names[1].replace('/', '_')}.md")
     stem = md[:-len(".md")]
     return md, f"{stem}.csv", f"{stem}.json"
 

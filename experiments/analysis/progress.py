@@ -112,7 +112,8 @@ def progress_lines(progress):
         if not not_done:
             return [f"{plural(progress['on_disk'], 'run')} on disk, all done "
                     f"({done_states or 'none'}); {unknown}."]
+        verb = "is" if len(not_done) == 1 else "are"
         head = (f"**Unfinished grid: {len(not_done)} of the "
-                f"{plural(progress['on_disk'], 'run')} on disk {'is' if len(not_done) == 1 else 'are'}"
-                f" not done** ({_counts(progress)}); {unknown}.")
+                f"{plural(progress['on_disk'], 'run')} on disk {verb} not done** "
+                f"({_counts(progress)}); {unknown}.")
     return [head, "", _incomplete(progress)]

@@ -36,8 +36,8 @@ from experiments.analysis.records import (STATS, final_metrics, grid_axes, is_co
                                           is_diverged, setting_of)
 
 __all__ = ["ALPHA", "UPDATERS", "setting_axes", "summarize", "best_settings", "holm",
-           "effect_size", "paired_test", "welch_test", "choose_comparison", "rule_axes", "shares_axes",
-           "compare", "best_vs_best", "analyse"]
+           "effect_size", "paired_test", "welch_test", "choose_comparison", "rule_axes",
+           "shares_axes", "compare", "best_vs_best", "analyse"]
 
 ALPHA = 0.05
 UPDATERS = ("adam", "amsgrad")  # the post's comparison: baseline, candidate
