@@ -49,3 +49,15 @@ def test_installed_command_is_the_script(command, tmp_path):
         by_script.stderr.replace(script.name, "X").replace(str(script), "X")
     if command == "amsgrad-grid":
         assert by_command.returncode == 0 and "smoke" in by_command.stdout
+
+
+@pytest.mark.parametrize("command", sorted(WRAPPERS))
+def test_help_names_the_command_as_called(command, tmp_path):
+    installed = Path(sys.executable).parent / command
+    script = REPO / "scripts" / f"{WRAPPERS[command]}.py"
+    for argv, name in (([str(installed)], command), ([sys.executable, str(script)], script.name)):
+        shown = _run([*argv, "--help"], tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.startswith(f"usage: {name} "), shown.stdout[:80]
+        other = script.name if name == command else command
+        assert f"usage: {other}" not in shown.stdout

@@ -154,10 +154,15 @@ def test_markdown_of_three_rules(three, tmp_path):
     assert text.startswith("# Adam vs AMSGrad vs Momentum\n")
     # keys it does not take; variant: the Adam family's (lasagne for runs without it)
     assert "| momentum | 0.1 | – | – | – | – | – | 0.9 | 3 |" in text
-    assert "- momentum: lr=0.1, momentum=0.9: final val acc 0.9520 ± 0.0010 (n=3)" in text
-    assert "(3 pairs): Adam − Momentum = -0.02, 95% CI" in text
+    assert "- momentum: lr=0.1, momentum=0.9: final val acc 95.20 ± 0.10% (n=3)" in text
+    # d = Adam - Momentum per seed: -0.023, -0.019, -0.018: mean -0.02, s = 0.002646,
+    # half-width t_{0.975, 2} * s / sqrt(3) = 0.00657: in points 2.00 +- 0.66
+    assert ("**Adam vs Momentum, best against best** (final validation accuracy): Momentum "
+            "at its best (lr=0.1, momentum=0.9: 95.20%) against Adam at its best (lr=0.001, "
+            "β1=0.9, β2=0.999, ε=1e-08, bias correction on, variant=lasagne: 93.20%): "
+            "Momentum higher by 2.00 points (95% CI 1.34 to 2.66), d_z = 7.6") in text
     assert "Momentum does not take every hyperparameter Adam takes, so it is compared " \
-           "best against best only." in text
+           "best against best only (in the key findings)." in text
     assert "## Adam vs AMSGrad, paired by seed" in text
     assert "## Adam vs Momentum, paired by seed" not in text
     table = text.split("### Final validation accuracy: Adam − AMSGrad")[1]
@@ -172,11 +177,12 @@ def test_csv_and_json_hold_every_test(three):
     _, runs = three
     result = stats.analyse(runs)
     rows = _table(report.report_csv(result))
-    # AMSGrad: 4 settings x 2 statistics, and best against best; momentum: best only
+    # The key finding first: best against best for each candidate; then AMSGrad's 4
+    # settings x 2 statistics (momentum: best only)
     assert [(r["comparison"], r["candidate"]) for r in rows] == (
-        [("setting", "amsgrad")] * 8 + [("best", "amsgrad"), ("best", "momentum")])
+        [("best", "amsgrad"), ("best", "momentum")] + [("setting", "amsgrad")] * 8)
     setting = result["setting"]["amsgrad"]["final_val_acc"]
-    for row, expect in zip(rows[:4], setting):
+    for row, expect in zip(rows[2:6], setting):
         assert row["stat"] == "final_val_acc" and row["baseline"] == "adam"
         assert float(row["learning_rate"]) == expect["learning_rate"]
         assert row["baseline_learning_rate"] == row["learning_rate"]
@@ -186,7 +192,7 @@ def test_csv_and_json_hold_every_test(three):
             value = expect[key]
             assert (row[key] == "" and np.isnan(value)) or float(row[key]) == value, key
         assert (float(row["ci_low"]), float(row["ci_high"])) == expect["ci"]
-    best = rows[-1]
+    best = rows[1]
     assert (best["learning_rate"], best["momentum"], best["beta2"]) == ("0.1", "0.9", "")
     assert (best["baseline_learning_rate"], best["baseline_bias_correction"],
             best["baseline_momentum"]) == ("0.001", "True", "")
@@ -195,7 +201,7 @@ def test_csv_and_json_hold_every_test(three):
     assert data["baseline"] == "adam" and data["candidates"] == ["amsgrad", "momentum"]
     assert data["best"]["momentum"]["learning_rate"] == 0.1
     assert len(data["tests"]) == len(rows) and len(data["summary"]) == 10
-    last = data["tests"][-1]
+    last = data["tests"][1]
     assert last["setting"]["momentum"] == 0.9 and last["setting"]["beta2"] is None
     assert last["p_holm"] is None and last["mean"] == pytest.approx(-0.02)
     assert last["p"] == pytest.approx(float(best["p"]), rel=1e-15)

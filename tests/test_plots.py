@@ -184,7 +184,8 @@ def test_zoomed_views(grid):
     bests = [c["val_acc"].max() for k, (c, _) in written.items()
              if k[1:3] == (0.01, 0.999) and k != STUCK]
     assert lo < min(bests) and max(bests) < hi and lo > 0.5
-    assert ax.get_xlim()[0] >= 1 and ax.get_xlim()[1] <= 10 + 1e-6
+    # the last epoch inside the frame, not on it: a best value there stays visible
+    assert ax.get_xlim()[0] >= 1 and 10 < ax.get_xlim()[1] <= 11
 
 
 def test_partial_grid(tmp_path):

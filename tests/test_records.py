@@ -101,8 +101,8 @@ def test_a_beta1_axis_is_reported_setting_by_setting(tmp_path):
     assert [r["mean"] for r in rows] == pytest.approx([-0.01, -0.01])
     text = report.render_report(runs, str(tmp_path / "report.md"))
     assert "| updater | β1 | n |" in text
-    assert "| adam | 0.9 | 2 | 0 | 0 | 0.9105 ± 0.0007 |" in text
-    assert "- amsgrad: β1=0.9: final val acc 0.9205 ± 0.0007 (n=2)" in text
+    assert "| adam | 0.9 | 2 | 0 | 0 | 91.05 ± 0.07 |" in text  # accuracies in percent
+    assert "- amsgrad: β1=0.9: final val acc 92.05 ± 0.07% (n=2)" in text
 
 
 def test_axes_come_from_grid_yaml_and_from_what_varies(tmp_path):

@@ -137,17 +137,27 @@ def test_markdown_shows_the_numbers(grid, tmp_path):
     row = summary["adam", 0.001, 0.99, True]
     values = _final(written, "adam", (0.001, 0.99, True))
     line = next(ln for ln in text.splitlines() if ln.startswith("| adam | 0.001 | 0.99 | on |"))
-    assert f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" in line
+    # accuracies in percent, losses as they are
+    assert f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f}" in line
     assert f"{row['final_loss_mean']:.4f} ± {row['final_loss_std']:.4f}" in line
     acc = _section(text, "### Final validation accuracy")
+    assert "| pairs | mean diff. (points) | 95% CI |" in acc
     rows = grid_stats.compare(runs)
     for r in rows:
         line = next(ln for ln in acc.splitlines() if ln.startswith(
             f"| {r['learning_rate']:g} | {r['beta2']:g} | {'on' if r['bias_correction'] else 'off'} |"))
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[3:10] == [
-            "5", f"{r['mean']:.3g}", f"[{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]", f"{r['t']:.3f}",
-            f"{r['p']:.3g}", f"{r['p_holm']:.3g}", f"{r['p_wilcoxon']:.3g}"]
+        assert cells[3] == "5"
+        # the difference in points, to 2 significant digits of the interval's half-width
+        half = 100 * (r["ci"][1] - r["ci"][0]) / 2
+        decimals = max(0, 1 - int(np.floor(np.log10(half))))
+        low, high = cells[5].strip("[]").split(", ")
+        for shown, value in ((cells[4], r["mean"]), (low, r["ci"][0]), (high, r["ci"][1])):
+            assert shown == ("0" if round(100 * value, decimals) == 0
+                             else f"{100 * value:.{decimals}f}")
+        assert cells[6] == f"{r['t']:.2f}"
+        for shown, p in zip(cells[7:10], (r["p"], r["p_holm"], r["p_wilcoxon"])):
+            assert float(shown) == pytest.approx(float(f"{p:.2g}"))  # 2 significant digits
         better = "Adam" if r["mean"] > 0 else "AMSGrad"  # accuracy: higher is better
         assert cells[10] == (f"yes: {better} better" if r["p"] < 0.05 else "no")
         assert cells[11] == (f"yes: {better} better" if r["p_holm"] < 0.05 else "no")
@@ -179,7 +189,7 @@ def test_partial_results(tmp_path):
     assert all(r["n"] == 1 and np.isnan(r["p"]) and np.isnan(r["p_holm"]) for r in comparisons)
     text = report.render_report(runs, str(tmp_path / "report.md"))
     assert "| adam | 0.01 | 0.99 | on | 1 | 0 | 1 |" in text
-    assert f"{row['final_val_acc_mean']:.4f} ± n/a" in text
+    assert f"{100 * row['final_val_acc_mean']:.2f} ± n/a" in text
     assert "nothing can be tested" in text
 
 
@@ -267,4 +277,4 @@ def test_verdicts_at_the_five_percent_line():
     lines = report._comparison_section(
         [{**same, "learning_rate": 0.01, "beta2": 0.99, "bias_correction": True, "p_holm": np.nan}], AXES, "X")
     assert lines[4].endswith("| no: identical | no: identical | n/a |")  # d_z undefined
-    assert "In 1 settings Adam and AMSGrad ended identical for every seed." in lines[-1]
+    assert "In 1 setting Adam and AMSGrad ended identical for every seed." in lines[-1]

@@ -49,8 +49,9 @@ class ResultsError(Exception):
 @dataclass
 class Run:
     """One run: its hyperparameters (``hparams``: the keys of
-    key table's axes (:mod:`experiments.config.run_keys`) and the axes of its grid's ``grid.yaml``; ``None``
-    for a key its rule does not take), seed, state and curves (``epoch`` 1-based)."""
+    key table's axes (:mod:`experiments.config.run_keys`) and the axes of its grid's
+    ``grid.yaml``; ``None`` for a key its rule does not take), seed, state, curves
+    (``epoch`` 1-based) and its ``status.json`` (``status``: state, timings, provenance)."""
     grid: str
     path: str
     hparams: dict
@@ -61,7 +62,7 @@ class Run:
     curves: dict = field(repr=False)  # metric -> float array, aligned with epoch
     config: dict = field(default_factory=dict, repr=False)
     rows: list = field(default_factory=list, repr=False)  # curves.csv as read
-
+    status: dict = field(default_factory=dict, repr=False)  # status.json ({} if none)
 
     updater = property(lambda self: self.hparams["updater"])
     learning_rate = property(lambda self: self.hparams["learning_rate"])
@@ -190,7 +191,7 @@ def _to_run(record, keys):
     return Run(grid=record["name"], path=path, hparams=_hparams(config, path, keys),
                seed=seed, state=(record["status"] or {}).get("state"),
                epochs=int(config.get("epochs") or 0), epoch=epoch, curves=curves,
-               config=config, rows=rows)
+               config=config, rows=rows, status=dict(record["status"] or {}))
 
 
 _READ_ERRORS = (OSError, ValueError, KeyError, TypeError, yaml.YAMLError)  # json, csv too

@@ -23,6 +23,8 @@ counted. Diverged runs enter with the values they ended at.
 References
 ----------
 Student (1908). The probable error of a mean. Biometrika 6(1), 1-25.
+Welch, B. L. (1947). The generalization of 'Student's' problem when several different
+    population variances are involved. Biometrika 34(1-2), 28-35.
 Holm, S. (1979). A simple sequentially rejective multiple test procedure.
     Scandinavian Journal of Statistics 6(2), 65-70.
 Cohen, J. (1988). Statistical Power Analysis for the Behavioral Sciences, 2nd ed.,
@@ -34,8 +36,8 @@ from experiments.analysis.records import (STATS, final_metrics, grid_axes, is_co
                                           is_diverged, setting_of)
 
 __all__ = ["ALPHA", "UPDATERS", "setting_axes", "summarize", "best_settings", "holm",
-           "effect_size", "paired_test", "choose_comparison", "rule_axes", "shares_axes",
-           "compare", "best_vs_best", "analyse"]
+           "effect_size", "paired_test", "welch_test", "choose_comparison", "rule_axes",
+           "shares_axes", "compare", "best_vs_best", "analyse"]
 
 ALPHA = 0.05
 UPDATERS = ("adam", "amsgrad")  # the post's comparison: baseline, candidate
@@ -169,6 +171,35 @@ def paired_test(a, b, alpha=ALPHA):
         out.update(t=float(res.statistic), p=float(res.pvalue))
         if n >= 5 and np.any(d != 0):
             out["p_wilcoxon"] = float(stats.wilcoxon(d).pvalue)
+    return out
+
+
+def welch_test(a, b, alpha=ALPHA):
+    """Unpaired comparison of ``a`` and ``b`` (runs that share no seed): statistics of
+    ``mean(a) - mean(b)`` without assuming equal variances (Welch 1947).
+
+    Returns a dict: ``n_a``, ``n_b``, ``mean``, ``ci`` (two-sided ``1 - alpha`` t interval
+    with the Welch-Satterthwaite degrees of freedom ``df``), ``t``, ``p`` (Welch's
+    t-test, two-sided), ``d`` (Cohen's d: the difference over the pooled standard
+    deviation). NaN where undefined (fewer than 2 values on a side; no spread).
+    """
+    stats = _scipy_stats()
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    mean = float(a.mean() - b.mean()) if a.size and b.size else np.nan
+    out = {"n_a": int(a.size), "n_b": int(b.size), "mean": mean, "ci": (np.nan, np.nan),
+           "df": np.nan, "t": np.nan, "p": np.nan, "d": np.nan}
+    if a.size < 2 or b.size < 2 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return out
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    if va + vb == 0:
+        return out
+    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    half = stats.t.ppf(1 - alpha / 2, df) * np.sqrt(va + vb)
+    res = stats.ttest_ind(a, b, equal_var=False)
+    pooled = np.sqrt(((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1))
+                     / (a.size + b.size - 2))
+    out.update(ci=(mean - half, mean + half), df=float(df), t=float(res.statistic),
+               p=float(res.pvalue), d=mean / pooled if pooled > 0 else np.nan)
     return out
 
 

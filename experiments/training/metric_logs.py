@@ -8,7 +8,13 @@ The trainer writes a run's curves row every epoch (:mod:`experiments.training`);
   ``val_acc``, ``lr``, ``seconds``), so ``tensorboard --logdir results/<grid>`` shows
   every run of the grid. Each training of a run opens a new event file whose
   ``purge_step`` is its first epoch: a resumed run's redone epochs replace the points
-  the killed training wrote after its last checkpoint.
+  the killed training wrote after its last checkpoint. The file also holds the run's
+  hyperparameters for TensorBoard's HPARAMS dashboard (:func:`hparams_events`): its
+  values on the grid's axes (``grid.yaml`` beside the run folders), the updater and the
+  seed, so runs can be filtered and compared by them, with the final ``val_acc`` and
+  ``val_loss`` as the dashboard's metrics; a training that ends marks the session done.
+  :func:`experiments.analysis.event_files.export_tensorboard` writes the same files
+  afterwards from a grid's stored curves.
 - ``'wandb'``: a Weights & Biases run per run, ``id`` ``<grid name>.<run id>`` (run ids
   repeat from grid to grid), ``name`` the run id, ``group`` the grid name, the run's
   config, ``resume='allow'``: a resumed run continues its W&B run, and the epochs W&B
@@ -30,6 +36,10 @@ Install: ``pip install -e ".[tensorboard]"`` / ``".[wandb]"``.
 import os
 import time
 import warnings
+
+from experiments.config import run_keys
+from experiments.results.tensorboard import (grid_axes_of, hparam_names, hparams_events,
+                                             run_hparams, session_end_event)
 
 #: What the curves can be logged to, and the package each needs.
 KINDS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}
@@ -80,6 +90,13 @@ class _TensorBoard:
         # files hold from this step on (the epochs a resume redoes).
         self.file.write_event(Event(step=first_epoch, wall_time=time.time(),
                                     session_log=SessionLog(status=SessionLog.START)))
+        # Every training writes them (the same values): a resumed run's later files
+        # stand alone, whichever TensorBoard reads.
+        axes = grid_axes_of(os.path.dirname(os.path.abspath(run_dir)))
+        if axes is None:  # no grid.yaml: every axis key the run holds
+            axes = [a for a in run_keys.table().axes if a in run and a != "updater"]
+        for event in hparams_events(run_hparams(run, axes), hparam_names(axes)):
+            self.file.write_event(event)
 
     def write(self, epoch, values):
         summary = self.Summary(value=[self.Summary.Value(tag=k, simple_value=v)
@@ -88,6 +105,8 @@ class _TensorBoard:
         self.file.flush()
 
     def close(self, ended):
+        if ended:  # an interrupted run resumes: its session goes on
+            self.file.write_event(session_end_event())
         self.file.close()
 
 
