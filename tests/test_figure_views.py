@@ -12,6 +12,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 
+from experiments import optimizers
 from experiments.analysis import figures, records
 from experiments.results.store import RunStore
 from test_plots import NAN, STUCK, _panels, write_fake_grid
@@ -93,18 +94,20 @@ def test_coinciding_rules_both_stay_visible(tmp_path):
         fig = figures.plot_metric(runs, "val_acc", view)
         ax = fig.axes[0]
         adam, amsgrad = (ln for ln in ax.lines)  # drawn in this order: Adam underneath
-        assert to_hex(adam.get_color()) == figures.COLORS["adam", True]
+        blue, red = (optimizers.get_rule(u).colors[0] for u in ("adam", "amsgrad"))
+        assert to_hex(adam.get_color()) == blue  # the registry entry's colour
         assert adam.get_linewidth() > 1.5 * amsgrad.get_linewidth()
         image = inside(pixels(fig), ax)
         # Adam's blue shows on both sides of the red line on top of it
-        assert near(image, figures.COLORS["adam", True]) > 100, view
-        assert near(image, figures.COLORS["amsgrad", True]) > 100, view
+        assert near(image, blue) > 100, view
+        assert near(image, red) > 100, view
 
 
 def test_a_third_rule_gets_its_own_colour_and_stays_visible(tmp_path):
     runs = write_twins(str(tmp_path / "three"), updaters=("adam", "amsgrad", "lion"))
     colours = {figures.color(u) for u in ("adam", "amsgrad", "lion")}
-    assert len(colours) == 3 and figures.color("lion") not in figures.COLORS.values()
+    own = {c for r in optimizers.registered_rules() if r.colors for c in r.colors}
+    assert len(colours) == 3 and figures.color("lion") not in own
     fig = figures.plot_metric(runs, "val_acc")
     widths = [ln.get_linewidth() for ln in fig.axes[0].lines]
     assert widths == sorted(widths, reverse=True) and len(set(widths)) == 3

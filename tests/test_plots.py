@@ -141,7 +141,7 @@ def test_one_panel_per_setting_one_line_per_run(grid, metric):
         keys = [k for k in written if k[1:3] == (lr, beta2)]
         assert len(ax.lines) == len(keys) == 12
         colors = sorted(to_hex(line.get_color()) for line in ax.lines)
-        assert colors == sorted(figures.COLORS[k[0], k[3]] for k in keys)
+        assert colors == sorted(figures.color(k[0], k[3]) for k in keys)
     # Rows are learning rates (largest first), columns beta2.
     grid_axes = fig.axes[:4]
     assert [ax.get_title() for ax in grid_axes] == [
@@ -231,8 +231,8 @@ def test_synthetic_figure(tmp_path):
     assert [ax.get_title() for ax in fig.axes] == ["online problem", "stochastic problem"]
     for ax in fig.axes:
         colors = {line.get_label(): to_hex(line.get_color()) for line in ax.lines}
-        assert colors["Adam"] == figures.COLORS["adam", True]
-        assert colors["AMSGrad"] == figures.COLORS["amsgrad", True]
+        assert colors["Adam"] == figures.color("adam")
+        assert colors["AMSGrad"] == figures.color("amsgrad")
         optimum = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
         assert len(optimum) == 1 and list(optimum[0].get_ydata()) == [-1, -1]
         np.testing.assert_allclose(ax.lines[0].get_ydata(), [0, 0.25, 0.5, 0.75, 1.0])

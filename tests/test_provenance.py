@@ -100,8 +100,8 @@ def test_commit_and_dirty_flag_of_a_checkout_and_nothing_elsewhere(tmp_path):
 
 def test_theano_version_only_for_the_theano_engine():
     from experiments.training import restarted
-    assert "theano" not in restarted({}, engine="jax")["versions"]
-    versions = restarted({}, engine="theano")["versions"]
+    assert "theano" not in restarted({}, "jax", engine="jax")["versions"]
+    versions = restarted({}, "theano", engine="theano")["versions"]
     try:
         expected = {"theano": metadata.version("theano")}  # the Theano environment
     except metadata.PackageNotFoundError:

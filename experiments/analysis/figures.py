@@ -20,14 +20,12 @@ as the post's figures); diverged runs (non-finite curves, or stuck at the clippe
 Figures are written as PNG and PDF by default (any format matplotlib writes, e.g.
 SVG), atomically, with the Agg backend.
 """
-import io
 import math
 import os
 
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402  (after the backend)
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
@@ -40,9 +38,10 @@ from experiments.analysis.records import METRICS, grid_axes, rule_label  # noqa:
 from experiments.analysis.synthetic_figure import (SYNTHETIC_FILE, VARIANT_STYLES,  # noqa: E402
                                                    plot_synthetic, read_synthetic,
                                                    save_synthetic, synthetic_dirs)
-from experiments.results.files import atomic_write_bytes  # noqa: E402
+from experiments.analysis.style import (FORMATS, check_formats, color, rule_order,  # noqa: E402
+                                       save_figure)
 
-__all__ = ["VIEWS", "COLORS", "FORMATS", "Y_RANGES", "color", "line_width", "line_dash",
+__all__ = ["VIEWS", "FORMATS", "Y_RANGES", "color", "line_width", "line_dash",
            "mean_band",
            "plot_metric", "figure_names", "plot_grid", "save_figure", "check_formats",
            "SYNTHETIC_FILE", "VARIANT_STYLES", "read_synthetic", "plot_synthetic",
@@ -55,31 +54,10 @@ LABELS = {"loss": "training loss", "val_loss": "validation loss",
 VIEWS = {"loss": ("full", "last", "mean"), "acc": ("full", "last", "mean"),
          "val_loss": ("full", "last", "best", "mean"),
          "val_acc": ("full", "last", "best", "mean")}
-FORMATS = ("png", "pdf")  # what plot_grid writes unless told otherwise
 Y_RANGES = ("panel", "shared")
 LAST_FRACTION = 0.2  # the 'last' view shows the last 20% of the epochs
-COLORS = {("adam", True): "#1f4fbf", ("adam", False): "#92b1ee",
-          ("amsgrad", True): "#d0231f", ("amsgrad", False): "#f3a29f"}
-# Other rules (bias correction on or not taken, off): tab10's green, purple, orange, grey.
-_MORE = {"adamw": ("#2ca02c", "#98df8a"), "momentum": ("#9467bd", "#c5b0d5"),
-         "nesterov_momentum": ("#ff7f0e", "#ffbb78"), "sgd": ("#7f7f7f", "#c7c7c7")}
-_SPARE = (("#17becf", "#9edae5"), ("#8c564b", "#c49c94"), ("#e377c2", "#f7b6d2"),
-          ("#bcbd22", "#dbdb8d"))
 _STYLES = ("-", "--", ":", "-.")
 _DASHES = ((0, (4, 2)), (0, (1, 1.5)), (0, (4, 1.5, 1, 1.5)))
-
-
-def color(updater, bias_correction=True):
-    """A rule's colour; the lighter shade with bias correction off."""
-    if (updater, bias_correction) in COLORS:
-        return COLORS[updater, bias_correction]
-    pair = _MORE.get(updater) or _SPARE[sum(map(ord, updater)) % len(_SPARE)]
-    return pair[bias_correction is False]
-
-
-def _rule_order(updater):
-    """Legend and drawing order: Adam, AMSGrad, then the other rules by name."""
-    return ({"adam": 0, "amsgrad": 1}.get(updater, 2), updater)
 
 
 def line_width(rank):
@@ -96,8 +74,8 @@ def line_dash(rank):
 
 
 def _ranks(runs):
-    """``{updater: rank}`` of the rules among ``runs``, in :func:`_rule_order`."""
-    return {u: i for i, u in enumerate(sorted({r.updater for r in runs}, key=_rule_order))}
+    """``{updater: rank}`` of the rules among ``runs``, in :func:`rule_order`."""
+    return {u: i for i, u in enumerate(sorted({r.updater for r in runs}, key=rule_order))}
 
 
 def _order_key(value):
@@ -108,9 +86,9 @@ def _legend_handles(runs):
     """One entry per (rule, bias correction) among ``runs``, Adam and AMSGrad first."""
     keys = {(r.updater, r.bias_correction) for r in runs} or \
         {(u, bc) for u in ("adam", "amsgrad") for bc in (True, False)}
-    ranks = {u: i for i, u in enumerate(sorted({k[0] for k in keys}, key=_rule_order))}
+    ranks = {u: i for i, u in enumerate(sorted({k[0] for k in keys}, key=rule_order))}
     handles, labels = [], []
-    for updater, bc in sorted(keys, key=lambda k: (_rule_order(k[0]), k[1] is None,
+    for updater, bc in sorted(keys, key=lambda k: (rule_order(k[0]), k[1] is None,
                                                    k[1] is False)):
         handles.append(Line2D([], [], color=color(updater, bc),
                               lw=max(1.2, line_width(ranks[updater])),
@@ -280,32 +258,6 @@ def _styles(runs, others):
     extras = sorted((e for e in extras if any(v is not None for v in e)),
                     key=lambda e: tuple(_order_key(v) for v in e))
     return [(e, _STYLES[i % len(_STYLES)]) for i, e in enumerate(extras)]
-
-
-def check_formats(formats):
-    """``formats`` as a tuple of lower-case names matplotlib can write; ValueError
-    naming one it cannot (and the ones it can)."""
-    known = FigureCanvasBase.get_supported_filetypes()
-    out = tuple(dict.fromkeys(f.strip().lower().lstrip(".") for f in formats if f.strip()))
-    for fmt in out:
-        if fmt not in known:
-            raise ValueError(f"unknown figure format {fmt!r}; choose from "
-                             f"{', '.join(sorted(known))}")
-    if not out:
-        raise ValueError("no figure format given")
-    return out
-
-
-def save_figure(fig, stem, formats=FORMATS, dpi=120):
-    """Write ``fig`` to ``stem.<format>`` for each of ``formats`` (default PNG and
-    PDF), each atomically; returns the paths."""
-    paths = []
-    for fmt in check_formats(formats):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=dpi)
-        atomic_write_bytes(f"{stem}.{fmt}", buf.getvalue())
-        paths.append(f"{stem}.{fmt}")
-    return paths
 
 
 def figure_names(metrics=None):

@@ -6,6 +6,7 @@ Limits come from the runs that trained: a diverged run (non-finite curves, or st
 the clipped loss) is drawn but never sets the scale.
 """
 import numpy as np
+import scipy.stats
 
 from experiments.analysis.records import is_diverged
 
@@ -92,11 +93,9 @@ def mean_band(runs, metric, alpha=0.05):
     NaN does not); the interval is ``mean ± t_{1-alpha/2, n-1} s / sqrt(n)``, NaN where
     fewer than 2 runs count.
     """
-    from experiments.analysis.stats import _scipy_stats
-
     epochs = np.unique(np.concatenate([r.epoch for r in runs])) if runs else np.array([])
     mean, half = np.full(len(epochs), np.nan), np.full(len(epochs), np.nan)
-    t = _scipy_stats().t
+    t = scipy.stats.t
     for i, e in enumerate(epochs):
         y = np.array([r.curves[metric][r.epoch == e][0] for r in runs if np.any(r.epoch == e)])
         y = y[np.isfinite(y)]

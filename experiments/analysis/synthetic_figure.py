@@ -10,6 +10,7 @@ import os
 
 from matplotlib.figure import Figure
 
+from experiments.analysis import style
 from experiments.analysis.records import ResultsError, rule_label
 from experiments.results.trajectories import TRAJECTORIES_FILE, read_trajectories
 
@@ -44,13 +45,12 @@ VARIANT_STYLES = {"pytorch": ("PyTorch", "#e08214", (0, (5, 2))),
 
 def _rule_style(rule):
     """(label, colour, dash) of a synthetic rule such as ``amsgrad`` or ``adam_optax``."""
-    from experiments.analysis.figures import COLORS  # the grid figures' colours
     base, _, variant = rule.partition("_")
     label = rule_label(base)
     if variant in VARIANT_STYLES:
         name, color, dash = VARIANT_STYLES[variant]
-        return f"{label} ({name})", color if base == "amsgrad" else COLORS["adam", False], dash
-    return label, COLORS["amsgrad" if base == "amsgrad" else "adam", True], "-"
+        return f"{label} ({name})", color if base == "amsgrad" else style.color("adam", False), dash
+    return label, style.color("amsgrad" if base == "amsgrad" else "adam"), "-"
 
 
 def plot_synthetic(results_dir, title="synthetic problem"):
@@ -84,8 +84,7 @@ def save_synthetic(results_dir, out_dir=None, formats=("png", "pdf")):
     ``<out_dir>/synthetic.png`` and ``.pdf`` (or ``formats``), by default beside its
     trajectories (where the grid runner draws it, so a redraw replaces it); returns the
     paths written."""
-    from experiments.analysis.figures import save_figure
-    return save_figure(plot_synthetic(results_dir),
+    return style.save_figure(plot_synthetic(results_dir),
                        os.path.join(os.fspath(out_dir or results_dir), "synthetic"), formats)
 
 

@@ -29,6 +29,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from experiments import models
+from experiments.engines import get_engine
+from experiments.optimizers import Optimizer
+from experiments.results.files import atomic_write_text
 
 #: Engines this benchmark can time; 'torch' is the eager PyTorch reference.
 ENGINES = ("jax", "theano", "torch")
@@ -154,8 +157,6 @@ def time_engine(name, spec, steps, batch_size, repeats):
     """``(compile s, seconds per step)`` of engine ``name``'s ``train_epoch``."""
     if name == "torch":
         return time_torch(spec, steps, batch_size, repeats)
-    from experiments.engines import get_engine
-    from experiments.optimizers import Optimizer
     data = fake_data(spec, steps * batch_size)
     indices, flips = plan(spec, steps, batch_size)
 
@@ -265,7 +266,6 @@ def format_line(values, names):
 
 
 def write_csv(path, rows, names):
-    from experiments.results.files import atomic_write_text
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=names, lineterminator="\n")
     writer.writeheader()

@@ -20,9 +20,14 @@ import gc
 import math
 import time
 
+import jax
 import numpy as np
 
 from experiments import models
+from experiments.config.setup_keys import SetupKeys
+from experiments.data import Dataset, epoch_batches
+from experiments.engines.jax_group import GroupEngine, clear_programs
+from experiments.optimizers import Optimizer
 
 FULL = {"runs": 120, "epochs": 150, "train": 50_000, "val": 10_000, "batch": 128}
 PRECISIONS = {"tf32": ("default", None), "highest": ("highest", None),
@@ -57,7 +62,6 @@ def add_arguments(parser):
 
 
 def _dataset(spec, args, cache):
-    from experiments.data import Dataset
     key = tuple(spec.input_shape)
     if key not in cache:
         rng = np.random.default_rng(0)
@@ -71,16 +75,12 @@ def _dataset(spec, args, cache):
 
 
 def _hparams(k):
-    from experiments.optimizers import Optimizer
     return Optimizer.of(("adam", "amsgrad")[k % 2], beta2=(0.99, 0.999)[k // 2 % 2],
                            bias_correction=k // 4 % 2 == 0)
 
 
 def measure(model, size, precision, layout, args, data_cache):
     """One configuration: a dict of timings and projections, or ``{'error': ...}``."""
-    from experiments.data import epoch_batches
-    from experiments.engines.jax_group import GroupEngine, clear_programs
-    from experiments.config.setup_keys import SetupKeys
     spec = models.get_model(model)
     dataset = _dataset(spec, args, data_cache)
     seeds = [k // 24 for k in range(size)]  # 24 runs per seed, as in the grids
@@ -140,7 +140,9 @@ def _row(model, size, precision, layout, r):
             f"{_duration(r['grid']):>11s}{'' if r['finite'] else '  (loss not finite)'}")
 
 
-def run(args):
+def _checked(args):
+    """The models, group sizes and precisions asked for; SystemExit with one line if not
+    sensible."""
     if args.tiny:
         for key, value in TINY.items():
             setattr(args, key, value)
@@ -158,9 +160,60 @@ def run(args):
             raise ValueError(f"--n-train {args.n_train} is less than --steps x --batch-size")
     except ValueError as e:
         raise SystemExit(f"benchmark gpu: {e}") from None
-    import jax
+    return names, sizes, precisions
+
+
+class _Session:
+    """The measurements of one run of the check, in order of importance, none started
+    after ``budget`` seconds."""
+
+    def __init__(self, args):
+        self.args, self.start = args, time.perf_counter()
+        self.results, self.skipped, self.data_cache = {}, [], {}
+
+    def attempt(self, model, size, precision, layout):
+        if time.perf_counter() - self.start > self.args.budget:
+            self.skipped.append(f"{model} K={size} {precision} {layout}")
+            return None
+        r = measure(model, size, precision, None if layout == "auto" else layout, self.args,
+                    self.data_cache)
+        self.results[model, size, precision, layout] = r
+        print(_row(model, size, precision, layout, r), flush=True)
+        return r
+
+    def best_size(self, model):
+        done = {k[1]: r for k, r in self.results.items() if k[0] == model and "grid" in r}
+        return min(done, key=lambda k: done[k]["grid"]) if done else None
+
+    def summary(self, names, precisions):
+        """The best projected grid per model and precision, and all four setups'."""
+        print("\nbest projected full grid per model (120 runs x 150 epochs):")
+        total = {p: 0.0 for p in precisions}
+        for model in names:
+            line = []
+            for p in precisions:
+                mine = [(r["grid"], k[1]) for k, r in self.results.items()
+                        if k[0] == model and k[2] == p and "grid" in r]
+                if mine:
+                    grid, size = min(mine)
+                    line.append(f"{p} {_duration(grid)} (K={size})")
+                    total[p] += grid
+                else:
+                    total[p] = math.nan
+            print(f"  {model:10s}" + "; ".join(line or ["not measured"]))
+        measured = [m for m in names if self.best_size(m) is not None]
+        if set(measured) >= set(models.model_names()):
+            print("  all four setups (480 runs): " + "; ".join(
+                f"{p} {_duration(t)}" for p, t in total.items() if not math.isnan(t)))
+        if self.skipped:
+            print(f"not measured (budget or memory): {', '.join(self.skipped)}")
+        print(f"wall time {time.perf_counter() - self.start:.0f} s")
+
+
+def run(args):
+    names, sizes, precisions = _checked(args)
+
     device = jax.devices()[0]
-    start = time.perf_counter()
     print(f"grouped engine on {device.platform} ({device.device_kind}), jax {jax.__version__}; "
           f"{args.steps} timed steps of {args.batch_size}, random data on the device; grids "
           f"projected at {FULL['runs']} runs x {FULL['epochs']} epochs x "
@@ -168,54 +221,17 @@ def run(args):
     print(f"{'model':10s}{'K':>5s} {'prec':8s}{'layout':8s}{'first s':>8s}{'ms/step':>10s}"
           f"{'images/s':>11s}{'TFLOP/s':>9s}{'GiB':>9s}{'s/epoch':>9s}{'full grid':>11s}",
           flush=True)
-    results, skipped, data_cache = {}, [], {}
-
-    def attempt(model, size, precision, layout):
-        if time.perf_counter() - start > args.budget:
-            skipped.append(f"{model} K={size} {precision} {layout}")
-            return None
-        r = measure(model, size, precision, None if layout == "auto" else layout, args,
-                    data_cache)
-        results[model, size, precision, layout] = r
-        print(_row(model, size, precision, layout, r), flush=True)
-        return r
-
+    session = _Session(args)
     for model in names:  # largest groups first: they decide the projections
         for size in sorted(sizes, reverse=True):
-            attempt(model, size, precisions[0], "auto")
-
-    def best_size(model):
-        done = {k[1]: r for k, r in results.items() if k[0] == model and "grid" in r}
-        return min(done, key=lambda k: done[k]["grid"]) if done else None
-
+            session.attempt(model, size, precisions[0], "auto")
     for precision in precisions[1:]:
         for model in names:
-            if best_size(model) is not None:
-                attempt(model, best_size(model), precision, "auto")
+            if session.best_size(model) is not None:
+                session.attempt(model, session.best_size(model), precision, "auto")
     for layout in [s for s in args.layouts.split(",") if s]:
         for model in names:
-            if best_size(model) is not None:
-                attempt(model, best_size(model), precisions[0], layout)
-
-    print("\nbest projected full grid per model (120 runs x 150 epochs):")
-    total = {p: 0.0 for p in precisions}
-    for model in names:
-        line = []
-        for p in precisions:
-            mine = [(r["grid"], k[1]) for k, r in results.items()
-                    if k[0] == model and k[2] == p and "grid" in r]
-            if mine:
-                grid, size = min(mine)
-                line.append(f"{p} {_duration(grid)} (K={size})")
-                total[p] += grid
-            else:
-                total[p] = math.nan
-        print(f"  {model:10s}" + "; ".join(line or ["not measured"]))
-    measured = [m for m in names if best_size(m) is not None]
-    if set(measured) >= set(models.model_names()):
-        print("  all four setups (480 runs): " + "; ".join(
-            f"{p} {_duration(t)}" for p, t in total.items() if not math.isnan(t)))
-    if skipped:
-        print(f"not measured (budget or memory): {', '.join(skipped)}")
-    print(f"wall time {time.perf_counter() - start:.0f} s")
+            if session.best_size(model) is not None:
+                session.attempt(model, session.best_size(model), precisions[0], layout)
+    session.summary(names, precisions)
     return 0

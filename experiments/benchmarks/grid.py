@@ -20,13 +20,16 @@ from importlib.util import find_spec
 
 import numpy as np
 
+import jax
+
 from experiments import models
-from experiments.config import load_config
+from experiments.config import ConfigError, load_config
 from experiments.config.run_keys import RunConfig
 from experiments.config.schedules import learning_rate
 from experiments.config.runs import expand_grid
-from experiments.data import DataRequest
+from experiments.data import DataError, DataRequest, epoch_batches
 from experiments.engines import get_engine
+from experiments.engines.jax_group import GroupEngine
 from experiments.training import grouping
 
 
@@ -74,7 +77,6 @@ def _engine_args(run):
 
 
 def _plans(seeds, epoch, dataset, batch_size, flip):
-    from experiments.data import epoch_batches
     return {s: epoch_batches(s, epoch, len(dataset.y_train), batch_size, flip) for s in seeds}
 
 
@@ -85,7 +87,6 @@ def _lr(run, epoch, n_epochs):
 def time_grouped(runs, dataset, size, layout, epochs, flip):
     """``(seconds per epoch of all runs, compile s, bytes per run, groups, layout)``;
     bytes per run: the group's stacked arrays and XLA's temporaries for its epoch."""
-    from experiments.engines.jax_group import GroupEngine
     # 'auto' as the grid runner chooses it (run_grid's default), on this device
     room = dict(zip(("platform", "memory"), grouping.device_room())) if size == "auto" else {}
     groups = grouping.group_runs(runs, size, **room)
@@ -168,7 +169,8 @@ def _duration(seconds):
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
-def run(args):
+def _checked(args):
+    """The group sizes and layouts asked for; SystemExit with one line if not sensible."""
     if args.epochs < 1 or args.sequential < 0 or (args.runs is not None and args.runs < 1):
         raise SystemExit("benchmark grid: --epochs and --runs must be positive, "
                          "--sequential >= 0")
@@ -180,14 +182,45 @@ def run(args):
     for layout in layouts:
         if layout not in ("default", "shared", "per_run", "loop"):
             raise SystemExit(f"benchmark grid: unknown layout {layout!r}")
-    from experiments.config import ConfigError
-    from experiments.data import DataError
+    return sizes, layouts
+
+
+def _sequential_rows(args, runs, dataset, flip):
+    """The rows of the one-run-after-another ways (each engine asked for)."""
+    rows, n, timed = [], len(runs), runs[:args.sequential]
+    for name in [e.strip() for e in args.engines.split(",") if e.strip()] if timed else ():
+        if name == "theano" and args.theano_python:
+            per_epoch, compile_s = time_sequential_in(args.theano_python, name, args)
+        elif name == "theano" and find_spec("theano") is None:
+            print("theano: not installed in this Python (see --theano-python); skipped")
+            continue
+        else:
+            per_epoch, compile_s = time_sequential(name, timed, dataset, args.epochs, flip)
+        rows.append((f"{name} one after another ({len(timed)} timed)", f"{n}x1",
+                     compile_s * n, per_epoch * n, "-"))
+    return rows
+
+
+def _table(rows, flops, n, epochs):
+    best = min(r[3] for r in rows if r[0].startswith("grouped"))
+    fastest = min(r[3] for r in rows)  # a sequential way may win on a tiny grid
+    print(f"\n{'way':34s}{'groups':>8s}{'compile s':>11s}{'s/epoch':>10s}{'GFLOP/s':>9s}"
+          f"{'MiB/run':>9s}{'x fastest':>11s}")
+    for name, shape, compile_s, seconds, memory in rows:
+        print(f"{name:34s}{shape:>8s}{compile_s:11.1f}{seconds:10.2f}{flops / seconds / 1e9:9.1f}"
+              f"{memory:>9s}{seconds / fastest:11.1f}")
+    print(f"\nprojected full grid ({n} runs x {epochs} epochs): grouped {_duration(best * epochs)}"
+          + "".join(f"; {r[0]} {_duration(r[3] * epochs)}" for r in rows
+                    if not r[0].startswith("grouped")))
+
+
+def run(args):
+    sizes, layouts = _checked(args)
     try:
         config, runs, dataset = _load(args)
     except (ConfigError, DataError) as e:
         raise SystemExit(f"benchmark grid: {e}") from None
-    import jax
-    spec = models.get_model(config.fixed["model"])
+    spec = models.get_model(config.fixed["model"], config.fixed["dataset"])
     flip = config.fixed["augmentation"] == "flip"
     n, batch = len(runs), int(config.fixed["batch_size"])
     steps = -(-len(dataset.y_train) // batch)
@@ -209,27 +242,6 @@ def run(args):
             shape = f"{len(groups)}x{max(len(g) for g in groups)}"
             rows.append((f"grouped K={size} ({used})", shape, compile_s, total,
                          f"{per_run / 2 ** 20:.1f}" if per_run else "-"))
-    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
-    timed = runs[:args.sequential]
-    for name in engines if timed else ():
-        if name == "theano" and args.theano_python:
-            per_epoch, compile_s = time_sequential_in(args.theano_python, name, args)
-        elif name == "theano" and find_spec("theano") is None:
-            print("theano: not installed in this Python (see --theano-python); skipped")
-            continue
-        else:
-            per_epoch, compile_s = time_sequential(name, timed, dataset, args.epochs, flip)
-        rows.append((f"{name} one after another ({len(timed)} timed)", f"{n}x1",
-                     compile_s * n, per_epoch * n, "-"))
-    best = min(r[3] for r in rows if r[0].startswith("grouped"))
-    fastest = min(r[3] for r in rows)  # a sequential way may win on a tiny grid
-    print(f"\n{'way':34s}{'groups':>8s}{'compile s':>11s}{'s/epoch':>10s}{'GFLOP/s':>9s}"
-          f"{'MiB/run':>9s}{'x fastest':>11s}")
-    for name, shape, compile_s, seconds, memory in rows:
-        print(f"{name:34s}{shape:>8s}{compile_s:11.1f}{seconds:10.2f}{flops / seconds / 1e9:9.1f}"
-              f"{memory:>9s}{seconds / fastest:11.1f}")
-    epochs = int(config.fixed["epochs"])
-    print(f"\nprojected full grid ({n} runs x {epochs} epochs): grouped {_duration(best * epochs)}"
-          + "".join(f"; {r[0]} {_duration(r[3] * epochs)}" for r in rows
-                    if not r[0].startswith("grouped")))
+    rows += _sequential_rows(args, runs, dataset, flip)
+    _table(rows, flops, n, int(config.fixed["epochs"]))
     return 0

@@ -37,6 +37,8 @@ from experiments.grid.options import GridOptions
 from experiments.grid.runner import EXECUTORS
 from experiments.results import faults
 from experiments.results.claims import STALE_AFTER
+from experiments.training import metric_logs
+from experiments.training.grouping import parse_group_size
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +74,6 @@ def _positive_float(text):
 
 
 def _group_size(text):
-    from experiments.training.grouping import parse_group_size
     try:
         return parse_group_size(text)
     except ValueError:
@@ -81,9 +82,8 @@ def _group_size(text):
 
 
 def _metric_log(text):
-    from experiments.training.metric_logs import parse
     try:
-        return parse(text)
+        return metric_logs.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -138,7 +138,12 @@ def _parser():
                              "run's folder) and/or wandb (Weights & Biases; WANDB_MODE etc. "
                              "apply), comma-separated; needs the .[tensorboard] / .[wandb] "
                              "extra; changes nothing of the experiment")
-    scale = parser.add_argument_group("scaling out (see docs/scaling.md)")
+    _scaling_arguments(parser.add_argument_group("scaling out (see docs/scaling.md)"))
+    return parser
+
+
+def _scaling_arguments(scale):
+    """The options of Ray, retries and claims."""
     scale.add_argument("--executor", choices=EXECUTORS, default="local",
                        help="train here, or each run (or group of runs) as a Ray task "
                             "(needs the .[ray] extra) (default: %(default)s)")
@@ -159,7 +164,6 @@ def _parser():
                        "been refreshed for S seconds (the runner is presumed dead; it "
                        "refreshes it every S/12 s); every runner on a results folder should "
                        "use the same S (default: %(default)g)")
-    return parser
 
 
 #: Options that apply to some kinds only (kinds.Kind.options), as given on the command line.

@@ -121,11 +121,10 @@ class EngineEntry:
         """The engine of the runs with ``optimizers`` and ``seeds`` (one each), as the
         trainer drives it (:class:`~experiments.engines.base.EngineGroup`): a run alone on
         the one-run engine, several on the grouped one."""
-        from experiments.engines.base import GroupOfOne
         options = options or {}
         if len(seeds) == 1:
-            engine = self.load()(spec, dataset, optimizers[0], seeds[0], setup=setup, **options)
-            return GroupOfOne(engine, seeds[0])
+            return self.load()(spec, dataset, optimizers[0], seeds[0], setup=setup,
+                               **options).as_group()
         if not self.abilities.groups:
             raise ValueError(f"the {self.label or self.name} engine trains one run at a time "
                              f"(group size 1)")

@@ -162,6 +162,10 @@ class Engine(abc.ABC):
         """Facts for the run's status file: library versions, device (JSON-able)."""
         return {}
 
+    def as_group(self):
+        """This run as a group of one (:class:`GroupOfOne`), as the trainer drives it."""
+        return GroupOfOne(self, self.seed)
+
     @abc.abstractmethod
     def load(self, arrays):
         """Replace every array of the run by ``arrays`` (see the module docstring);

@@ -1,16 +1,15 @@
 """The grouped JAX engine: K runs of one model trained by one compiled program.
 
-Runs that follow one rule of the library (:func:`~experiments.engines.base.optimizer_family`:
-Adam, AMSGrad and AdamW are one rule with switches; SGD; momentum; Nesterov momentum)
-and differ only in its hyperparameters and seed can be stepped together: their
-parameters, batch-norm state and optimizer state are stacked, the hyperparameters are
-arrays of one value per run (``amsgrad`` and ``bias_correction`` boolean arrays, so
-Adam and AMSGrad runs share a program), and one ``lax.scan`` runs a whole epoch of all
-of them. The update is the library's optax face (:mod:`amsgrad.optax`, through
-:mod:`.jax_optimizer`) with the runs' values laid out as the storage below, a step count
-per run, and :func:`amsgrad.optax.active_runs` for runs that sit an epoch out.
-Compiled programs are shared by the engines of one configuration, so the groups of a
-grid compile once.
+Runs of one rule family (:mod:`experiments.optimizers`: Adam, AMSGrad and AdamW are
+one rule with switches) that differ only in its values and their seed are stepped
+together: their parameters, batch-norm state and optimizer state are stacked, the
+values are arrays of one value per run (``amsgrad`` and ``bias_correction`` boolean
+arrays, so Adam and AMSGrad runs share a program), and one ``lax.scan`` runs a whole
+epoch of all of them. The update is the family's transformation with the runs' values
+laid out as the storage below (:meth:`~experiments.optimizers.Family.group_values`), a
+step count per run, and :func:`amsgrad.optax.active_runs` for runs that sit an epoch
+out. Compiled programs are shared by the engines of one configuration, so the groups of
+a grid compile once.
 
 Layout and storage (:mod:`.group_layout`): runs are arranged in slots ``(S seeds, R
 runs per seed)``; a step gathers each seed's batch once and applies the model with the
@@ -60,17 +59,6 @@ def clear_programs():
     _PROGRAMS.clear()
 
 
-def _compile(lowered, options):
-    """``lowered.compile`` with XLA ``options``, without those this jax does not know."""
-    if options:
-        try:
-            return lowered.compile(compiler_options=options)
-        except Exception as e:  # jax's XlaRuntimeError/JaxRuntimeError, by version
-            if "No such compile option" not in str(e):
-                raise
-    return lowered.compile()
-
-
 class GroupEngine(EngineGroup):
     """K runs of one model spec, trained together (see the module docstring).
 
@@ -78,20 +66,19 @@ class GroupEngine(EngineGroup):
     ----------
     spec : experiments.models.ModelSpec
     dataset : experiments.data.Dataset
-    hparams : list of Hyperparameters
-        One per run: one rule (:func:`experiments.run_keys.family`), one ``variant``.
+    optimizers : list of experiments.optimizers.Optimizer
+        One per run, all of one program (:meth:`~experiments.optimizers.Optimizer.program_key`).
     seeds : list of int
         One per run; fixes its initial arrays and, shared by all runs of that seed,
         the data order, flips and dropout masks.
     dropout : bool
         ``False`` turns dropout off in training.
     device : jax.Device, optional
-    setup : experiments.setup_keys.Setup, optional
-        He gain, validation averaging, pooling tie gradient and precision of every
-        run, as :class:`~experiments.engines.base.Engine` takes it.
+    setup : experiments.config.setup_keys.SetupKeys, optional
+        Every run's setup, as :class:`~experiments.engines.base.Engine` takes it.
     compute_dtype : str, optional
-        E.g. ``'bfloat16'``: parameters and inputs are cast to it for the forward and
-        backward pass (float32 master weights, loss and update); for speed trials only.
+        E.g. ``'bfloat16'``: parameters and inputs cast to it for the forward and
+        backward pass (float32 weights, loss and update); for speed trials only.
     layout : {'shared', 'per_run', 'loop'}, optional
         'shared' gathers each seed's batch once and maps the runs (above);
         'per_run' gathers a batch for every run and maps everything (for
@@ -102,7 +89,7 @@ class GroupEngine(EngineGroup):
     eval_runs : int, optional
         Runs evaluated per call (bounds validation memory); default: all with
         ``layout='loop'``, else as many as fit in a quarter of the free memory
-        (:func:`experiments.training.grouping.eval_bytes`).
+        (:func:`experiments.engines.eval_bytes`).
     custom_grad : bool, optional
         Convolution gradients as forward convolutions, as the single-run engine
         (default: on CPU only).
@@ -341,7 +328,8 @@ class GroupEngine(EngineGroup):
             donate = self._donate if name == "epoch" else ()
             fn = jax.jit(getattr(self, f"_{name}"), static_argnames=tuple(static),
                          donate_argnums=donate)
-            _PROGRAMS[key] = _compile(fn.lower(*args, **static), self._compiler_options)
+            _PROGRAMS[key] = jax_layers.compile_with(fn.lower(*args, **static),
+                                                     self._compiler_options)
             self.compile_seconds += time.perf_counter() - began
         return _PROGRAMS[key]
 

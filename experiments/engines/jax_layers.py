@@ -364,3 +364,14 @@ def device_info(device):
     import jaxlib
     return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
             "device": f"{device.platform}:{device.device_kind}"}
+
+
+def compile_with(lowered, options):
+    """``lowered.compile`` with XLA ``options``, without those this jax does not know."""
+    if options:
+        try:
+            return lowered.compile(compiler_options=options)
+        except Exception as e:  # jax's XlaRuntimeError/JaxRuntimeError, by version
+            if "No such compile option" not in str(e):
+                raise
+    return lowered.compile()

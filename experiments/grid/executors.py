@@ -31,7 +31,9 @@ import time
 import traceback
 import warnings
 
-from experiments.training import provenance
+from experiments.data import DataError
+from experiments.training import provenance, train_runs
+from experiments.training.grouping import device_room
 from experiments.results import claims
 from experiments.results import faults
 from experiments.config import ConfigError
@@ -181,8 +183,6 @@ def _one_at_a_time(train_fn):
 
 def _train(ready, dataset, event_of, quiet, position):
     """Train the claimed ``ready`` ``(job, store)`` pairs; their outcomes by run id."""
-    from experiments.data import DataError
-    from experiments.training import train_runs
     first = ready[0][0]
     train = train_runs if first.train_fn is None else _one_at_a_time(first.train_fn)
     logs = {"metric_log": first.metric_log} if first.train_fn is None else {}
@@ -243,7 +243,6 @@ class LocalExecutor:
 
     def device_room(self):
         """``(platform, free bytes)`` of the device runs train on here."""
-        from experiments.training.grouping import device_room
         return device_room()
 
     def run(self, jobs, on_event=None):

@@ -10,7 +10,9 @@ import os
 import socket
 import sys
 
+from experiments.data import DataError
 from experiments.results import faults
+from experiments.training.grouping import device_room
 from experiments.config import ConfigError
 from experiments.grid.executors import MAX_ATTEMPTS, _first_line, _outcome, run_jobs
 
@@ -23,7 +25,6 @@ _DATASETS = {}  # per Ray worker process: datasets already loaded
 def _ray_task(job, events):
     """The body of a Ray task: one job (or a group: a list of jobs, and a list of
     outcomes back), its events sent to the ``events`` actor."""
-    from experiments.data import DataError
 
     def on_event(run_id, kind, payload):
         events.put.remote(run_id, kind, payload)
@@ -51,7 +52,6 @@ def _ray_task(job, events):
 
 
 def _device_room():
-    from experiments.training.grouping import device_room
     return device_room()
 
 

@@ -21,6 +21,7 @@ from experiments.data import DataError, DataRequest
 from experiments.engines import get_engine
 from experiments.grid.executors import Job, LocalExecutor
 from experiments.grid.options import GridOptions
+from experiments.grid.ray_executor import RayExecutor
 from experiments.grid.plan import check_grid_dir, plan
 from experiments.training import grouping, metric_logs
 from experiments.training.progress import duration, summary_line
@@ -113,7 +114,6 @@ def _executor(config, options):
     written) or Ray (each task asking the config's resources, or the options')."""
     if options.executor == "local":
         return LocalExecutor(_load_data(config, options), quiet=options.quiet)
-    from experiments.grid.ray_executor import RayExecutor
     resources = dict(config.resources)
     resources.update((k, v) for k, v in (("num_cpus", options.num_cpus),
                                          ("num_gpus", options.num_gpus)) if v is not None)

@@ -2,18 +2,18 @@
 
 ``get_rule(name)`` gives a :class:`Rule` (the ``amsgrad`` library's rules are
 registered on import, optax's others are found by name); ``Optimizer.of(name,
-**values)`` a rule with its values, what an engine steps. See
-:mod:`experiments.optimizers.registry`.
+**values)`` a rule with its values, what an engine steps; ``rule_from_function`` makes
+a rule of any optax-style function. See :mod:`experiments.optimizers.registry`.
 """
-from experiments.optimizers.registry import (Family, Hyperparameter, Optimizer, Rule,  # noqa: F401
-                                             UnknownRule, get_rule, is_rule, label,
+from experiments.optimizers import library  # noqa: F401  (registers the library's rules)
+from experiments.optimizers.from_optax import optax_rule, rule_from_function
+from experiments.optimizers.registry import (Family, Hyperparameter, Optimizer, Rule,
+                                             UnknownRule, add_finder, get_rule, is_rule, label,
                                              register_rule, registered_rules, registry_version,
                                              rule_names)
-from experiments.optimizers import library  # noqa: F401,E402  (registers the library's rules)
 
+add_finder(optax_rule)  # any rule optax ships, by its name
 
-def rule_from_function(name, fn, label=None, reference=""):
-    """A :class:`Rule` of an optax-style rule function (see
-    :func:`experiments.optimizers.from_optax.rule_from_function`; imports optax)."""
-    from experiments.optimizers import from_optax
-    return from_optax.rule_from_function(name, fn, label, reference)
+__all__ = ["Family", "Hyperparameter", "Optimizer", "Rule", "UnknownRule", "get_rule",
+           "is_rule", "label", "register_rule", "registered_rules", "registry_version",
+           "rule_names", "rule_from_function", "add_finder"]

@@ -92,17 +92,19 @@ MOMENTUM = library_family(
 
 ADAM_PAPER = "Kingma & Ba (2015), Adam: A Method for Stochastic Optimization. ICLR."
 AMSGRAD_PAPER = "Reddi, Kale & Kumar (2018), On the Convergence of Adam and Beyond. ICLR."
+# The post's colours (Adam blue, AMSGrad red), then tab10's green, purple, orange, grey.
 register_rule(Rule("adam", ADAM_FAMILY, _ADAM, {"amsgrad": False, "weight_decay": 0.0}, "Adam",
-                   ADAM_PAPER))
+                   ADAM_PAPER, ("#1f4fbf", "#92b1ee")))
 register_rule(Rule("amsgrad", ADAM_FAMILY, _ADAM, {"amsgrad": True, "weight_decay": 0.0},
-                   "AMSGrad", AMSGRAD_PAPER))
-register_rule(Rule("sgd", SGD, (LEARNING_RATE,), {}, "SGD"))
+                   "AMSGrad", AMSGRAD_PAPER, ("#d0231f", "#f3a29f")))
+register_rule(Rule("sgd", SGD, (LEARNING_RATE,), {}, "SGD", colors=("#7f7f7f", "#c7c7c7")))
 register_rule(Rule("momentum", MOMENTUM, (LEARNING_RATE, MOMENTUM_KEY), {"nesterov": False},
                    "Momentum", "Polyak (1964), Some methods of speeding up the convergence "
-                   "of iteration methods."))
+                   "of iteration methods.", ("#9467bd", "#c5b0d5")))
 register_rule(Rule("nesterov_momentum", MOMENTUM, (LEARNING_RATE, MOMENTUM_KEY),
                    {"nesterov": True}, "Nesterov momentum",
                    "Sutskever et al. (2013), On the importance of initialization and momentum "
-                   "in deep learning. ICML."))
+                   "in deep learning. ICML.", ("#ff7f0e", "#ffbb78")))
 register_rule(Rule("adamw", ADAM_FAMILY, _ADAM + (WEIGHT_DECAY, AMSGRAD), {}, "AdamW",
-                   "Loshchilov & Hutter (2019), Decoupled Weight Decay Regularization. ICLR."))
+                   "Loshchilov & Hutter (2019), Decoupled Weight Decay Regularization. ICLR.",
+                   ("#2ca02c", "#98df8a")))

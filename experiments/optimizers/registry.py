@@ -24,7 +24,7 @@ from typing import Callable, Mapping, Optional, Tuple
 
 from experiments.config.checks import INF, Bad, did_you_mean, number
 
-__all__ = ["Hyperparameter", "Family", "Rule", "Optimizer", "LEARNING_RATE", "register_rule", "get_rule",
+__all__ = ["Hyperparameter", "Family", "Rule", "Optimizer", "LEARNING_RATE", "add_finder", "register_rule", "get_rule",
            "rule_names", "registered_rules", "label", "is_rule", "UnknownRule"]
 
 
@@ -105,13 +105,16 @@ class Family:
 class Rule:
     """An optimizer rule: ``name`` (the ``updater`` value), ``family``,
     ``hyperparameters`` (learning rate first), ``fixed`` (the family's values this rule
-    sets: Adam's ``amsgrad`` is false), ``label`` (in figures and text), ``reference``."""
+    sets: Adam's ``amsgrad`` is false), ``label`` (in figures and text), ``reference``,
+    ``colors`` (its lines' colour in figures and a lighter shade for bias correction off;
+    None: one of a palette)."""
     name: str
     family: Family
     hyperparameters: Tuple[Hyperparameter, ...]
     fixed: Mapping = dataclasses.field(default_factory=dict)
     label: str = None
     reference: str = ""
+    colors: Optional[Tuple[str, str]] = None
 
     def __post_init__(self):
         if not self.hyperparameters or self.hyperparameters[0].name != "learning_rate":
@@ -152,6 +155,14 @@ class UnknownRule(Bad):
 
 _RULES = {}  # name -> Rule, in registration order (run ids list keys in that order)
 _VERSION = [0]  # bumped by each registration: views built from the registry refresh
+_FINDERS = []  # name -> Rule or None: where a name the registry lacks is looked up
+
+
+def add_finder(finder):
+    """Look up names the registry lacks with ``finder(name) -> Rule or None`` (optax's
+    rules: :func:`experiments.optimizers.from_optax.optax_rule`); a rule it finds is
+    registered."""
+    _FINDERS.append(finder)
 
 
 def register_rule(rule, replace=False):
@@ -189,16 +200,17 @@ def is_rule(name):
 
 
 def get_rule(name):
-    """The :class:`Rule` called ``name``: a registered one, else optax's rule of that
-    name (:mod:`experiments.optimizers.from_optax`), registered on first use. Raises
+    """The :class:`Rule` called ``name``: a registered one, else one a finder gives
+    (optax's rule of that name: :mod:`experiments.optimizers.from_optax`), registered on
+    first use. Raises
     :class:`UnknownRule` (a :class:`~experiments.config.checks.Bad`) otherwise."""
     if name in _RULES:
         return _RULES[name]
     if isinstance(name, str) and name.isidentifier() and not name.startswith("_"):
-        from experiments.optimizers import from_optax  # imports optax: only for such a name
-        rule = from_optax.optax_rule(name)
-        if rule is not None:
-            return register_rule(rule)
+        for finder in _FINDERS:
+            rule = finder(name)
+            if rule is not None:
+                return register_rule(rule)
     known = rule_names()
     raise UnknownRule(f"unknown updater {name!r}{did_you_mean(str(name), known)}; choose "
                       f"from {', '.join(known)}, or any rule optax ships (e.g. yogi, radam)")

@@ -36,8 +36,10 @@ Install: ``pip install -e ".[tensorboard]"`` / ``".[wandb]"``.
 import os
 import time
 import warnings
+from importlib.util import find_spec
 
 from experiments.config import run_keys
+from experiments.config.loading import ConfigError
 from experiments.results.tensorboard import (grid_axes_of, hparam_names, hparams_events,
                                              run_hparams, session_end_event)
 
@@ -60,8 +62,6 @@ def parse(text):
 def check(kinds):
     """``kinds`` as a tuple, each known and its package installed here; otherwise a
     :class:`~experiments.config.ConfigError` saying what to install."""
-    from importlib.util import find_spec
-    from experiments.config import ConfigError
     kinds = tuple(kinds or ())
     for kind in kinds:
         if kind not in KINDS:

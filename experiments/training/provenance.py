@@ -21,6 +21,9 @@ import subprocess
 import sys
 from importlib import metadata
 
+import amsgrad  # the suite's one version (amsgrad-experiments holds both packages)
+import experiments
+
 __all__ = ["record", "command_line", "invoked_as", "code_version", "library_versions"]
 
 #: Seconds a git call may take before the commit is left out (a slow network file system).
@@ -77,8 +80,6 @@ def code_version():
     files changed, as ``git describe --dirty`` counts) only when the package is a
     checkout's own folder (not a copy installed inside some other repository).
     Computed once per process: the code it runs is the code it imported."""
-    import amsgrad  # the suite's one version (amsgrad-experiments holds both packages)
-    import experiments
     out = {"version": amsgrad.__version__}
     root = os.path.dirname(os.path.dirname(os.path.abspath(experiments.__file__)))
     head = _git(root, "rev-parse", "--show-toplevel", "HEAD")
