@@ -30,6 +30,7 @@ class ToyEngine:
     vector pulled towards each batch, some state that a resume must restore exactly."""
 
     def __init__(self, spec, dataset, optimizer, seed, **options):
+        self.seed = seed
         self.w = np.random.default_rng([seed, 0]).normal(size=4)
         self.t = np.int64(0)
         self.beta2 = optimizer["beta2"] if optimizer.name == "amsgrad" else 0.5
@@ -37,6 +38,10 @@ class ToyEngine:
 
     def info(self):
         return {"engine": "toy"}
+
+    def as_group(self):  # what the trainer drives: a group of one (base.Engine's)
+        from experiments.engines.base import GroupOfOne
+        return GroupOfOne(self, self.seed)
 
     def dump(self):
         return {"param:w": self.w.copy(), "opt:t": np.asarray(self.t)}

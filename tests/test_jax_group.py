@@ -180,7 +180,7 @@ def test_inactive_runs_keep_their_arrays(mnist):
 
 
 def test_compile_options_this_jax_lacks_are_left_out():
-    from experiments.engines.jax_group import _compile
+    from experiments.engines.jax_layers import compile_with as _compile
     lowered = jax.jit(lambda a: a * 2.0).lower(jnp.ones(3))
     program = _compile(lowered, {"xla_no_such_option_anywhere": ""})
     np.testing.assert_array_equal(program(jnp.ones(3)), [2.0, 2.0, 2.0])

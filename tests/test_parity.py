@@ -226,7 +226,17 @@ RULES = {"adamw": (Optimizer.of("adamw", weight_decay=0.5), 1e-3, "adam"),
          "amsgrad-lasagne": (Optimizer.of("amsgrad", epsilon=1e-3), 1e-3, "amsgrad-optax"),
          "adamw-amsgrad": (Optimizer.of("adamw", weight_decay=0.5, amsgrad=True), 1e-3,
                            "adamw"),
-         "adam": (Optimizer.of("adam"), 1e-3, "adamw")}
+         "adam": (Optimizer.of("adam"), 1e-3, "adamw"),
+         # the later fixes of Adam (amsgrad.fixes), each told apart from Adam or its twin
+         "adamnc": (Optimizer.of("adamnc", beta1_decay=0.99), 1e-3, "adam"),
+         "adabound": (Optimizer.of("adabound", final_lr=0.01), 1e-3, "amsbound"),
+         "amsbound": (Optimizer.of("amsbound", final_lr=0.01), 1e-3, "adabound-paper"),
+         "adabound-paper": (Optimizer.of("adabound", final_lr=0.01, variant="paper"), 1e-3,
+                            "adabound"),
+         "yogi": (Optimizer.of("yogi"), 1e-2, "adam"),
+         "adabelief": (Optimizer.of("adabelief"), 1e-3, "adabelief-lagged"),
+         "adabelief-lagged": (Optimizer.of("adabelief", variant="lagged"), 1e-3, "adam"),
+         "adopt": (Optimizer.of("adopt"), 1e-3, "adam")}
 
 
 @needs_real

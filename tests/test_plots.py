@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_hex
 
+from experiments.results.metrics import get_metric
 from experiments.analysis import figures, records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +148,7 @@ def test_one_panel_per_setting_one_line_per_run(grid, metric):
     assert [ax.get_title() for ax in grid_axes] == [
         "lr=0.01, β2=0.99", "lr=0.01, β2=0.999", "lr=0.001, β2=0.99", "lr=0.001, β2=0.999"]
     assert grid_axes[2].get_xlabel() == "epoch"
-    assert grid_axes[0].get_ylabel() == figures.LABELS[metric]
+    assert grid_axes[0].get_ylabel() == get_metric(metric).label
     legend = fig.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == [
         "Adam, bias correction on", "Adam, bias correction off",

@@ -32,28 +32,23 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from experiments.analysis.panels import (best_view, fit_panel, mean_band,  # noqa: E402
                                          trained, finite, limits)
-from experiments.analysis.records import METRICS, grid_axes, rule_label  # noqa: E402
+from experiments.analysis.records import grid_axes, rule_label  # noqa: E402
 # The synthetic problem's figure, in a module of its own; named here as ever (the grid
 # runner draws it through this module).
 from experiments.analysis.synthetic_figure import (SYNTHETIC_FILE, VARIANT_STYLES,  # noqa: E402
                                                    plot_synthetic, read_synthetic,
                                                    save_synthetic, synthetic_dirs)
+from experiments.results.metrics import get_metric, metrics as all_metrics  # noqa: E402
 from experiments.analysis.style import (FORMATS, check_formats, color, rule_order,  # noqa: E402
                                        save_figure)
 
-__all__ = ["VIEWS", "FORMATS", "Y_RANGES", "color", "line_width", "line_dash",
+__all__ = ["FORMATS", "Y_RANGES", "color", "line_width", "line_dash",
            "mean_band",
            "plot_metric", "figure_names", "plot_grid", "save_figure", "check_formats",
            "SYNTHETIC_FILE", "VARIANT_STYLES", "read_synthetic", "plot_synthetic",
            "save_synthetic", "synthetic_dirs"]
 
-LABELS = {"loss": "training loss", "val_loss": "validation loss",
-          "acc": "training accuracy", "val_acc": "validation accuracy"}
-# Views per metric: the full curves, the last epochs, the region of the best epochs,
-# the mean over seeds with its band.
-VIEWS = {"loss": ("full", "last", "mean"), "acc": ("full", "last", "mean"),
-         "val_loss": ("full", "last", "best", "mean"),
-         "val_acc": ("full", "last", "best", "mean")}
+
 Y_RANGES = ("panel", "shared")
 LAST_FRACTION = 0.2  # the 'last' view shows the last 20% of the epochs
 _STYLES = ("-", "--", ":", "-.")
@@ -170,13 +165,12 @@ def _label_panel(ax, panel, lr, beta2, metric, first_col, last_row):
     if last_row:
         ax.set_xlabel("epoch")
     if first_col:
-        ax.set_ylabel(LABELS[metric])
+        ax.set_ylabel(get_metric(metric).label)
     ax.grid(True, lw=0.3, alpha=0.5)
 
 
 def _check_view(metric, view, y_range):
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
+    get_metric(metric)  # ValueError naming the metrics
     if view not in ("full", "last", "best", "mean"):
         raise ValueError(f"unknown view {view!r}; expected 'full', 'last', 'best' or 'mean'")
     if y_range not in Y_RANGES:
@@ -246,7 +240,7 @@ def plot_metric(runs, metric, view="full", title=None, y_range="panel"):
             _frame(ax, panel, metric, view, window, shared, n_epochs)
     suffix = {"full": "", "last": f" (last {window[1] - window[0] + 1} epochs)",
               "best": " (best epochs)", "mean": " (mean over seeds, 95% band)"}
-    fig.suptitle((f"{title}: " if title else "") + LABELS[metric] + suffix[view])
+    fig.suptitle((f"{title}: " if title else "") + get_metric(metric).label + suffix[view])
     _legend(fig, runs, styles, others, len(beta2s))
     return fig
 
@@ -263,8 +257,9 @@ def _styles(runs, others):
 def figure_names(metrics=None):
     """The figures of a grid, in order: ``(metric, view, file stem)``; ``metrics``: only
     those metrics' figures (default all)."""
-    chosen = METRICS if metrics is None else tuple(m for m in METRICS if m in metrics)
-    return [(m, v, m if v == "full" else f"{m}_{v}") for m in chosen for v in VIEWS[m]]
+    chosen = [m for m in all_metrics() if metrics is None or m.name in metrics]
+    return [(m.name, v, m.name if v == "full" else f"{m.name}_{v}") for m in chosen
+            for v in m.views]
 
 
 def plot_grid(runs, out_dir, title=None, progress=None, metrics=None, formats=FORMATS,

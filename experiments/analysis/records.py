@@ -15,12 +15,15 @@ import yaml
 
 from experiments import optimizers
 from experiments.config import run_keys
+from experiments.results import metrics
 from experiments.results.store import CURVE_FIELDS, GRID_FILE, RunStore
 
 __all__ = ["METRICS", "STATS", "CLIPPED_LOSS", "ResultsError", "Run", "load_runs",
            "load_results", "load_curves", "find_runs", "load_grid", "group_grids", "grid_axes",
            "setting_of", "rule_label", "is_diverged", "is_complete", "final_metrics"]
 
+#: The metrics measured every epoch (columns of curves.csv); a run's ``curves`` also hold
+#: the derived ones registered (:mod:`experiments.results.metrics`).
 METRICS = ("loss", "val_loss", "acc", "val_acc")
 # Per-run statistics: name -> (metric, 'final' | 'max' | 'min').
 STATS = {"final_val_acc": ("val_acc", "final"), "best_val_acc": ("val_acc", "max"),
@@ -187,7 +190,8 @@ def _to_run(record, keys):
         raise ResultsError(f"{os.path.join(path, 'config.yaml')}: seed: {e}") from None
     rows = record["curves"]
     epoch = np.array([r["epoch"] for r in rows], dtype=float)  # 1-based: epochs done
-    curves = {m: np.array([r[m] for r in rows], dtype=float) for m in METRICS}
+    curves = {m.name: np.array([metrics.value(m, r) for r in rows], dtype=float)
+              for m in metrics.metrics()}
     return Run(grid=record["name"], path=path, hparams=_hparams(config, path, keys),
                seed=seed, state=(record["status"] or {}).get("state"),
                epochs=int(config.get("epochs") or 0), epoch=epoch, curves=curves,

@@ -25,6 +25,7 @@ import sys
 from tqdm import tqdm
 
 from experiments.results import faults
+from experiments.results.metrics import get_metric, metrics
 from experiments.analysis import figures, records
 
 
@@ -37,9 +38,10 @@ def _metrics(text):
     """``val_acc,loss`` -> ``('val_acc', 'loss')``, each a metric of the curves."""
     chosen = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     for metric in chosen:
-        if metric not in records.METRICS:
-            raise argparse.ArgumentTypeError(f"unknown metric {metric!r}; choose from "
-                                             f"{', '.join(records.METRICS)}")
+        try:
+            get_metric(metric)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
     if not chosen:
         raise argparse.ArgumentTypeError("no metric given")
     return chosen
@@ -65,7 +67,7 @@ def _parser():
     parser.add_argument("--out", metavar="DIR", help="folder for the figures")
     parser.add_argument("--metrics", type=_metrics, metavar="M,...",
                         help="only these metrics' figures, comma-separated (default: "
-                             f"{','.join(records.METRICS)})")
+                             f"{','.join(m.name for m in metrics())})")
     parser.add_argument("--formats", type=_formats, default=figures.FORMATS, metavar="F,...",
                         help="file formats, comma-separated, any matplotlib writes "
                              "(default: png,pdf)")

@@ -46,8 +46,8 @@ class Kind:
 _KINDS = {}
 
 
-def register_kind(kind):
-    if kind.name in _KINDS and _KINDS[kind.name] is not kind:
+def register_kind(kind, replace=False):
+    if kind.name in _KINDS and _KINDS[kind.name] is not kind and not replace:
         raise ValueError(f"a kind named {kind.name!r} is registered already")
     _KINDS[kind.name] = kind
     return kind

@@ -152,9 +152,18 @@ def _dataset(run):
 def _legacy(run):
     """``{key: value}``: what each legacy key ``run`` may have means when missing."""
     dataset, rule = _dataset(run), run.get("updater")
-    return {k.name: default(k.name, dataset, rule) for k in table().rows if k.legacy
-            and (dataset is not None or k.name not in SETUP_KEYS)
+    return {k.name: default(k.name, dataset, rule) for k in table().rows
+            if _is_legacy(k, rule) and (dataset is not None or k.name not in SETUP_KEYS)
             and (rule is None or takes(rule, k.name))}
+
+
+def _is_legacy(row, rule):
+    """Whether results written before ``row``'s key existed lack it: the rule's own
+    flag for a key of rules (AdaBound's ``variant`` came with the rule, Adam's later)."""
+    if row.rules is None or rule is None or row.name == "updater" \
+            or not optimizers.get_rule(rule).takes(row.name):
+        return row.legacy
+    return optimizers.get_rule(rule).hyperparameter(row.name).legacy
 
 
 def resolve(run):
@@ -253,8 +262,7 @@ class RunConfig(_RunConfigBase):
 
     def optimizer(self):
         """The run's :class:`~experiments.optimizers.Optimizer` (its rule and values)."""
-        values = {k: v for k, v in self.hyperparameters if k != "learning_rate"}
-        return optimizers.Optimizer.of(self.updater, **values)
+        return optimizers.Optimizer.of(self.updater, **dict(self.hyperparameters))
 
     def setup_keys(self):
         """The run's :class:`~experiments.config.setup_keys.SetupKeys`."""

@@ -5,7 +5,7 @@ registered on import, optax's others are found by name); ``Optimizer.of(name,
 **values)`` a rule with its values, what an engine steps; ``rule_from_function`` makes
 a rule of any optax-style function. See :mod:`experiments.optimizers.registry`.
 """
-from experiments.optimizers import library  # noqa: F401  (registers the library's rules)
+from experiments.optimizers import fixes, library  # noqa: F401  (they register their rules)
 from experiments.optimizers.from_optax import optax_rule, rule_from_function
 from experiments.optimizers.registry import (Family, Hyperparameter, Optimizer, Rule,
                                              UnknownRule, add_finder, get_rule, is_rule, label,

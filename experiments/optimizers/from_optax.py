@@ -25,9 +25,9 @@ from experiments.optimizers.registry import LEARNING_RATE, Family, Hyperparamete
 __all__ = ["optax_rule", "rule_from_function", "optax_family", "OUR_NAMES"]
 
 #: optax's names for the hyperparameters the suite names otherwise.
-OUR_NAMES = {"b1": "beta1", "b2": "beta2", "eps": "epsilon"}
+OUR_NAMES = {"b1": "beta1", "b2": "beta2", "eps": "epsilon", "eps_root": "epsilon_root"}
 _LABELS = {"learning_rate": "lr", "beta1": "b1", "beta2": "b2", "epsilon": "eps",
-           "momentum": "mom", "weight_decay": "wd"}
+           "epsilon_root": "eps_root", "momentum": "mom", "weight_decay": "wd"}
 _CHECKS = {"beta1": number(0, 1, high_open=True), "beta2": number(0, 1, high_open=True),
            "epsilon": number(0, INF), "weight_decay": number(0, INF),
            "momentum": number(0, 1, high_open=True)}

@@ -16,7 +16,7 @@ from experiments.optimizers import state_names
 from experiments.optimizers.registry import (LEARNING_RATE, Family, Hyperparameter, Rule,
                                              register_rule)
 
-__all__ = ["ADAM_FAMILY", "SGD", "MOMENTUM", "LEARNING_RATE", "library_family"]
+__all__ = ["ADAM_FAMILY", "SGD", "MOMENTUM", "library_family"]
 
 #: The optax state fields of amsgrad.optax under the Lasagne face's slot names.
 RENAME = {"mu": "m", "nu": "v", "nu_max": "v_hat", "count": "t"}

@@ -65,7 +65,9 @@ class Family:
     ``<param>.<slot>`` for checkpoint name ``<slot>:<param>`` (None: JAX only).
     ``groups``: how runs with different values share a program: ``'native'`` (the
     transformation broadcasts per-run values itself) or ``'vmap'`` (each run's
-    transformation mapped over the runs).
+    transformation mapped over the runs). ``initial_rate``: the transformation takes
+    the run's first learning rate too, as ``initial_learning_rate`` (AdaBound's bounds
+    follow the schedule relative to it).
     """
     name: str
     transform: Callable
@@ -76,6 +78,7 @@ class Family:
     static: Tuple[str, ...] = ()
     off: Mapping = dataclasses.field(default_factory=dict)
     groups: str = "native"
+    initial_rate: bool = False
 
     def __repr__(self):
         return f"Family({self.name!r})"
@@ -227,15 +230,18 @@ class Optimizer:
     """A rule with its values: what an engine needs to step one run.
 
     ``values``: the rule's hyperparameters but the learning rate (which a schedule
-    changes every epoch and the engine passes in), as ``(name, value)`` pairs.
+    changes every epoch and the engine passes in), as ``(name, value)`` pairs;
+    ``initial_learning_rate``: the run's first rate, kept for a family that takes it.
     """
     rule: Rule
     values: Tuple[Tuple[str, object], ...] = ()
+    initial_learning_rate: Optional[float] = None
 
     @classmethod
     def of(cls, name, **values):
         """The rule ``name`` with ``values`` checked and the others at their defaults
-        (``learning_rate`` is ignored: the engine passes each epoch's)."""
+        (``learning_rate``, the run's first, is kept only for a family that takes it:
+        the engine passes each epoch's)."""
         rule = get_rule(name)
         unknown = [k for k in values if not rule.takes(k)]
         if unknown:
@@ -247,7 +253,9 @@ class Optimizer:
                 out.append((h.name, h.check(values.get(h.name, h.default))))
             except Bad as e:
                 raise ValueError(f"{h.name}: {e}") from None
-        return cls(rule, tuple(out))
+        initial = rule.hyperparameters[0].check(values.get("learning_rate",
+                                                           rule.hyperparameters[0].default))
+        return cls(rule, tuple(out), initial if rule.family.initial_rate else None)
 
     @property
     def name(self):
@@ -264,6 +272,8 @@ class Optimizer:
         """Every value of the family for this run: the rule's fixed ones, its own, and
         the learning rate when given."""
         out = {**self.rule.fixed, **dict(self.values)}
+        if self.family.initial_rate:
+            out["initial_learning_rate"] = self.initial_learning_rate
         return out if learning_rate is None else {**out, "learning_rate": learning_rate}
 
     def program_key(self):

@@ -36,17 +36,18 @@ Install: ``pip install -e ".[tensorboard]"`` / ``".[wandb]"``.
 import os
 import time
 import warnings
-from importlib.util import find_spec
+import importlib.util
 
 from experiments.config import run_keys
 from experiments.config.loading import ConfigError
 from experiments.results.tensorboard import (grid_axes_of, hparam_names, hparams_events,
                                              run_hparams, session_end_event)
 
-#: What the curves can be logged to, and the package each needs.
+#: What the curves can be logged to: kind -> (the package it needs, the extra that
+#: installs it); :func:`register_logger` adds one.
 KINDS = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}
 
-__all__ = ["KINDS", "parse", "check", "RunLog"]
+__all__ = ["KINDS", "parse", "check", "register_logger", "RunLog"]
 
 
 def parse(text):
@@ -67,7 +68,7 @@ def check(kinds):
         if kind not in KINDS:
             raise ConfigError(f"--log {kind}: unknown; choose from {', '.join(KINDS)}")
         module, extra = KINDS[kind]
-        if find_spec(module) is None:
+        if importlib.util.find_spec(module) is None:
             raise ConfigError(f"--log {kind}: {module} is not installed in this Python; "
                               f"pip install -e '.[{extra}]'")
     return kinds
@@ -129,6 +130,15 @@ class _WandB:
 
 
 _LOGGERS = {"tensorboard": _TensorBoard, "wandb": _WandB}
+
+
+def register_logger(kind, logger, package, extra):
+    """Add a metric log ``kind`` (``--log <kind>``): ``logger(run, run_dir, first_epoch)``
+    with ``write(epoch, values)`` and ``close(ended)``, needing ``package`` (installed by
+    the ``.[<extra>]`` extra). In a Ray worker it must be registered there too (by the
+    module that defines it, imported where the run trains)."""
+    KINDS[kind] = (package, extra)
+    _LOGGERS[kind] = logger
 
 
 class RunLog:
