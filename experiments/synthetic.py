@@ -9,21 +9,23 @@ every step. The loss is linear, so its gradient does not depend on ``x``:
 The optimum is ``x = -1``. With lr 0.001, beta1 0.9, beta2 0.99 and no bias correction
 Adam drifts to ``+1`` while AMSGrad moves towards ``-1``.
 
-Rules: ``adam`` and ``amsgrad`` are the experiment's (Lasagne's) rules; ``adam_pytorch``,
-``amsgrad_pytorch``, ``adam_optax`` and ``amsgrad_optax`` are the same rules as PyTorch
-and optax apply them (:data:`amsgrad.rules.VARIANTS`, ``docs/variants.md``). With bias
-correction off, a rule's variants coincide.
+Rules: any rule of the registry (:mod:`experiments.optimizers`) by its name, or
+``<rule>_<variant>`` for one of its forms (``amsgrad_pytorch``, ``amsgrad_optax``: the
+same rule as PyTorch and optax apply it, ``docs/variants.md``; ``adabound_paper``). The
+config's hyperparameters go to every rule that takes them; ``beta2`` may be a list, a
+lane per value (``yogi_b2=0.999``).
 
 The original ran 9 million steps per optimizer, one Python call per step. Here every
-(problem, rule) pair is one lane of a vector and all lanes advance together in one
-compiled ``lax.scan``: an outer scan over recorded points, an inner (unrolled) scan over
-the steps between them, so trajectories are decimated on the device. The step math is
-:func:`amsgrad.rules.adam_step`, the ``amsgrad`` switch a boolean per lane, called once
-per variant present (a lane takes its variant's result).
+lane (problem, rule, beta2) is one entry of a vector and all lanes advance together in
+one compiled ``lax.scan``: an outer scan over recorded points, an inner (unrolled) scan
+over the steps between them, so trajectories are decimated on the device. Each rule's
+step is its family's optax transformation (the library's step math,
+:mod:`amsgrad.rules`, :mod:`amsgrad.fixes`), one per family present with the lanes'
+values as per-lane arrays.
 
 The stochastic draws come from numpy, host-side, from ``np.random.default_rng(seed)``
-(see :func:`stochastic_draws`), so they are the same for every jax version, and Adam
-and AMSGrad see the same draws.
+(see :func:`stochastic_draws`), so they are the same for every jax version, and every
+rule sees the same draws.
 """
 import contextlib
 import functools
@@ -35,10 +37,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from amsgrad import rules as _rules
+from experiments import optimizers
 from experiments.config import schedules
 from experiments.config.loading import ConfigError, parse_config
-from experiments.config.synthetic_keys import PROBLEMS, RULES, SyntheticConfig
+from experiments.config.synthetic_keys import PROBLEMS, SyntheticConfig, lane_rule
 from experiments.results import faults
 from experiments.results.store import RunStore
 from experiments.results.trajectories import write_trajectories
@@ -48,8 +50,8 @@ from experiments.training.progress import duration, summary_line
 #: Gradients of the two linear losses, and the large gradient's period / probability.
 LARGE_GRAD, SMALL_GRAD, PERIOD, PROBABILITY = 1010.0, -10.0, 101, 0.01
 
-__all__ = ["Trajectories", "rule_of", "stochastic_draws", "make_step", "compile_loop",
-           "simulate", "run_synthetic", "run", "precision"]
+__all__ = ["Trajectories", "lane_rule", "lanes_of", "lane_optimizers", "stochastic_draws",
+           "make_step", "compile_loop", "simulate", "run_synthetic", "run", "precision"]
 
 
 class Trajectories(NamedTuple):
@@ -93,82 +95,104 @@ def stochastic_draws(seed, steps, probability=PROBABILITY):
     return out
 
 
-def lanes_of(problems=PROBLEMS, rules=("adam", "amsgrad")):
-    """The (problem, rule) pairs, problem-major: the lanes of the compiled loop."""
-    return tuple(itertools.product(problems, rules))
+def lanes_of(problems=PROBLEMS, rules=("adam", "amsgrad"), beta2=(0.99,)):
+    """The (problem, lane name) pairs, problem-major: the lanes of the compiled loop; a
+    lane's name is its rule's, with ``_b2=<beta2>`` when ``beta2`` holds several."""
+    beta2 = tuple(beta2) if isinstance(beta2, (list, tuple)) else (beta2,)
+    names = [rule if len(beta2) == 1 else f"{rule}_b2={b:g}" for rule in rules for b in beta2]
+    return tuple(itertools.product(problems, names))
 
 
-def rule_of(name):
-    """``(amsgrad, variant)`` of a rule of :data:`RULES`: ``'amsgrad_optax'`` is
-    ``(True, 'optax')``, ``'adam'`` is ``(False, 'lasagne')``."""
-    if name not in RULES:
-        raise ValueError(f"unknown rule {name!r}; expected one of {list(RULES)}")
-    rule, _, variant = name.partition("_")
-    return rule == "amsgrad", variant or _rules.VARIANTS[0]
+def lane_optimizers(rules, beta2, hyper):
+    """Each lane's :class:`~experiments.optimizers.Optimizer` (per problem the same), in
+    :func:`lanes_of` order: the rule with the config's values it takes."""
+    out = []
+    for name in rules:
+        rule, values = lane_rule(name)
+        entry = optimizers.get_rule(rule)
+        for b in (beta2 if isinstance(beta2, (list, tuple)) else (beta2,)):
+            given = {**hyper, "beta2": b, **values}
+            out.append(optimizers.Optimizer.of(rule, **{k: v for k, v in given.items()
+                                                        if entry.takes(k)}))
+    return out
 
 
-def make_step(lanes, learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8,
-              bias_correction=False, lr_decay="constant", dtype="float32"):
-    """One step of every lane: ``step(state, draw) -> state``.
+def _programs(lanes, opts, dtype):
+    """``[(lane indices, family, per-lane values)]``: the lanes of each program (the
+    optimizers' program key), values as ``(1, n)`` arrays of ``dtype`` (a seed of ``n``
+    runs: the storage layout every family's transformation takes)."""
+    groups = {}
+    per_problem = len(opts)
+    for i in range(len(lanes)):
+        opt = opts[i % per_problem]
+        groups.setdefault(opt.program_key(), []).append((i, opt))
+    out = []
+    for members in groups.values():
+        family = members[0][1].family
+        values, _ = family.group_values([o.family_values() for _, o in members],
+                                        (1, len(members)), dtype=dtype)
+        out.append((np.array([i for i, _ in members]), family, values))
+    return out
 
-    ``state = (t, x, m, v, v_hat)``: the int32 step count (0 before the first step) and
-    arrays of shape ``(len(lanes),)``; ``draw`` is the stochastic problem's bool for this
-    step (``None``: no stochastic lane). Pure, for ``lax.scan`` or ``jax.jit``. Call it
-    inside :func:`precision` for float64.
+
+def make_step(lanes, opts, lr_decay="constant", learning_rate=0.001, dtype="float32"):
+    """One step of every lane: ``(step(state, draw) -> state, initial state)``.
+
+    ``state = (t, x, opt states)``: the int32 step count (0 before the first step), ``x``
+    of shape ``(len(lanes),)`` and each program's optax state; ``draw`` is the
+    stochastic problem's bool for this step (``None``: no stochastic lane). Pure, for
+    ``lax.scan`` or ``jax.jit``. Call it inside :func:`precision` for float64.
     """
     import jax.numpy as jnp
-    ns = _rules.namespace("jax")
     dt = jnp.dtype(dtype)
     stochastic = np.array([p == "stochastic" for p, _ in lanes])
-    use_max = np.array([rule_of(r)[0] for _, r in lanes])
-    variants = [rule_of(r)[1] for _, r in lanes]
-    lanes_of_variant = {name: np.array([v == name for v in variants])
-                        for name in dict.fromkeys(variants)}  # one call if all share one
-    c = lambda value: jnp.asarray(value, dt)
-    lr0, b1, b2, eps = c(learning_rate), c(beta1), c(beta2), c(epsilon)
-    decay = schedules.step_decay(lr_decay, lr0)
+    programs = _programs(lanes, opts, dt)
+    c = lambda value: jnp.asarray(value, dt)  # noqa: E731
+    decay = schedules.step_decay(lr_decay, c(learning_rate))
+
+    def transform(family, values, lr, n):
+        return family.transform({**values, "learning_rate": jnp.full((1, n), lr, dt)},
+                                runs=(1, n))
 
     def step(state, draw):
-        t, x, m, v, v_hat = state
+        t, x, opt_states = state
         t = t + 1
         large = t % PERIOD == 1  # online: the large gradient at t = 1, 102, 203, ...
         if draw is not None:
             large = jnp.where(stochastic, draw, large)
-        g = jnp.where(large, c(LARGE_GRAD), c(SMALL_GRAD))  # d/dx of 1010 x or -10 x
-        tf = t.astype(dt)
-        lr = decay(tf)
-        new = None  # (delta, m, v, v_hat) of every lane, from its variant's call
-        for name, mine in lanes_of_variant.items():
-            out = _rules.adam_step(ns, g, m, v, v_hat, tf, lr, b1, b2, eps,
-                                   bias_correction=bias_correction, amsgrad=use_max,
-                                   variant=name)
-            new = out if new is None else tuple(jnp.where(mine, a, b)
-                                                for a, b in zip(out, new))
-        delta, m, v, v_hat = new
-        return t, jnp.clip(x - delta, c(-1), c(1)), m, v, v_hat
+        g = jnp.broadcast_to(jnp.where(large, c(LARGE_GRAD), c(SMALL_GRAD)), x.shape)
+        lr = decay(t.astype(dt))  # (g: d/dx of 1010 x or -10 x)
+        new_states = []
+        for (idx, family, values), opt_state in zip(programs, opt_states):
+            params = {"x": x[idx][None]}
+            tx = transform(family, values, lr, len(idx))
+            updates, opt_state = tx.update({"x": g[idx][None]}, opt_state, params)
+            x = x.at[idx].add(updates["x"][0])
+            new_states.append(opt_state)
+        return t, jnp.clip(x, c(-1), c(1)), tuple(new_states)
 
-    return step
+    def initial():
+        zeros = jnp.zeros(len(lanes), dt)
+        states = tuple(transform(family, values, c(learning_rate), len(idx)).init(
+            {"x": zeros[idx][None]}) for idx, family, values in programs)
+        return jnp.zeros([], jnp.int32), zeros, states
 
-
-def initial_state(n_lanes, dtype="float32"):
-    import jax.numpy as jnp
-    zeros = jnp.zeros(n_lanes, jnp.dtype(dtype))
-    return jnp.zeros([], jnp.int32), zeros, zeros, zeros, zeros
+    return step, initial
 
 
 @functools.lru_cache(maxsize=8)  # runs that differ only in seed share the program
-def compile_loop(lanes, steps, record_every, stochastic=True, unroll=5, **hyper):
+def compile_loop(lanes, opts, steps, record_every, stochastic=True, unroll=5, **hyper):
     """Compile the whole run: ``loop(draws) -> x`` of shape ``(R - 1, len(lanes))``.
 
     ``x`` is recorded after every ``record_every`` steps and after the last step.
     ``draws`` is :func:`stochastic_draws` (bool ``(steps,)``), or ``None`` when
-    ``stochastic`` is false. ``hyper`` goes to :func:`make_step`. Compile (and call)
-    inside :func:`precision` for float64. Programs are cached (``compile_loop.cache_clear()``
-    before timing a compilation).
+    ``stochastic`` is false. ``opts`` and ``hyper`` go to :func:`make_step`. Compile
+    (and call) inside :func:`precision` for float64. Programs are cached
+    (``compile_loop.cache_clear()`` before timing a compilation).
     """
     import jax
     from jax import lax
-    step = make_step(lanes, **hyper)
+    step, initial = make_step(lanes, opts, **hyper)
     n_chunks, rest = divmod(steps, record_every)
 
     def advance(state, draws, length):
@@ -182,7 +206,7 @@ def compile_loop(lanes, steps, record_every, stochastic=True, unroll=5, **hyper)
         return state, state[1]
 
     def loop(draws):
-        state = initial_state(len(lanes), hyper.get("dtype", "float32"))
+        state = initial()
         head = None if draws is None else draws[:n_chunks * record_every].reshape(
             n_chunks, record_every)
         state, xs = lax.scan(chunk, state, head, length=n_chunks)
@@ -205,11 +229,11 @@ def record_steps(steps, record_every):
 def simulate(problems=PROBLEMS, rules=("adam", "amsgrad"), steps=9_000_000,
              learning_rate=0.001, beta1=0.9, beta2=0.99, epsilon=1e-8, bias_correction=False,
              lr_decay="constant", seed=0, record_every=1000, dtype="float32", unroll=5):
-    """Run every (problem, rule) pair for ``steps`` steps in one compiled loop.
+    """Run every lane (problem, rule, beta2) for ``steps`` steps in one compiled loop.
 
     Parameters are the synthetic config's keys
-    (:data:`experiments.config.synthetic_keys.KEYS`); ``unroll`` is
-    the number of steps per iteration of the inner loop (speed only).
+    (:data:`experiments.config.synthetic_keys.KEYS`; ``beta2`` a number or a list);
+    ``unroll`` is the number of steps per iteration of the inner loop (speed only).
 
     Returns
     -------
@@ -217,13 +241,15 @@ def simulate(problems=PROBLEMS, rules=("adam", "amsgrad"), steps=9_000_000,
         ``x[i, j]`` is lane ``j``'s x after ``steps[i]`` steps; plus compile and run
         seconds.
     """
-    lanes = lanes_of(problems, rules)
+    lanes = lanes_of(problems, rules, beta2)
+    hyper = dict(learning_rate=learning_rate, beta1=beta1, epsilon=epsilon,
+                 bias_correction=bias_correction)
+    opts = tuple(lane_optimizers(rules, beta2, hyper))
     stochastic = "stochastic" in problems
-    hyper = dict(learning_rate=learning_rate, beta1=beta1, beta2=beta2, epsilon=epsilon,
-                 bias_correction=bias_correction, lr_decay=lr_decay, dtype=dtype)
     with precision(dtype):
         start = time.perf_counter()
-        loop = compile_loop(lanes, steps, record_every, stochastic, unroll, **hyper)
+        loop = compile_loop(lanes, opts, steps, record_every, stochastic, unroll,
+                            lr_decay=lr_decay, learning_rate=learning_rate, dtype=dtype)
         compiled = time.perf_counter()
         draws = stochastic_draws(seed, steps) if stochastic else None
         x = np.asarray(loop(draws))  # waits for the result
@@ -301,7 +327,7 @@ def run(config, options):
                           f"({diffs}); change the config's name or use --results DIR")
     done = state == "finished"
     settings = config.settings
-    lanes = len(settings["problems"]) * len(settings["rules"])
+    lanes = len(lanes_of(settings["problems"], settings["rules"], settings["beta2"]))
     print(f"{config.name}: 1 run ({lanes} lanes x {settings['steps']:,} steps) in "
           f"{store.run_dir}: {'done' if done else 'to do'}", file=out)
     summary = {"total": 1, "done_before": int(done), "trained": [], "failed": [],
@@ -318,8 +344,11 @@ def run(config, options):
               file=sys.stderr)
     else:
         summary["trained"].append(config.name)
-        finals = "".join(f" {k} {v:+.4f}" for k, v in status["final_x"].items())
+        finals = status["final_x"]
         seconds = status["compile_seconds"] + status["run_seconds"]
-        print(f"finished {config.name}: final x{finals} ({duration(seconds)})", file=out)
+        told = (" final x" + "".join(f" {k} {v:+.4f}" for k, v in finals.items())
+                if len(finals) <= 8 else f" {len(finals)} lanes, their final x in status.json"
+                f" (a table: scripts/report.py {store.run_dir})")
+        print(f"finished {config.name}:{told} ({duration(seconds)})", file=out)
     print(summary_line(config.name, summary), file=out)
     return summary

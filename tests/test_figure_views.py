@@ -116,7 +116,7 @@ def test_a_third_rule_gets_its_own_colour_and_stays_visible(tmp_path):
         assert near(image, figures.color(u)) > 50, u
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["Adam, bias correction on", "AMSGrad, bias correction on",
-                      "lion, bias correction on"]
+                      "Lion, bias correction on"]
 
 
 def test_the_best_view_cuts_no_line_off_when_the_best_is_the_last_epoch(tmp_path):

@@ -257,6 +257,33 @@ def test_synthetic_figure_tells_the_library_variants_apart(tmp_path):
                                    [0, -0.125, -0.25, -0.375, -0.5])
 
 
+def test_a_long_trajectory_is_drawn_as_window_means_and_a_bounce_shaded():
+    from experiments.analysis.synthetic_figure import windows
+    steps = np.arange(10)
+    x = np.array([0.0, 1, -1, 1, -1, 1, -1, 1, 0.5, 0.5])
+    s, mean, low, high = windows(steps, x, points=4)  # windows of 3 points, the last of 1
+    assert s.tolist() == [2, 5, 8, 9]
+    np.testing.assert_allclose(mean, [0, 1 / 3, 1 / 6, 0.5])
+    assert low.tolist() == [-1, -1, -1, 0.5] and high.tolist() == [1, 1, 1, 0.5]
+    same = windows(steps, x, points=10)
+    assert all(np.array_equal(a, b) for a, b in zip(same, (steps, x, x, x)))
+
+
+def test_a_beta2_sweep_gets_a_figure_per_problem_with_a_panel_per_beta2(tmp_path):
+    write_synthetic(tmp_path / "syn", rules=[(f"{rule}_b2={b}", end) for b in (0.9, 0.99, 0.999)
+                                             for rule, end in (("adam", 1.0), ("adopt", -1.0))])
+    paths = figures.save_synthetic(tmp_path / "syn", formats=("png",))
+    assert [Path(p).name for p in paths] == ["synthetic_online.png", "synthetic_stochastic.png"]
+    _check_files(paths)
+    fig = figures.plot_synthetic(tmp_path / "syn", problems=["online"])
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == [
+        "online problem, β2=0.9", "online problem, β2=0.99", "online problem, β2=0.999"]
+    assert len(fig.axes) == 4  # two panels a row, the fourth hidden
+    labels = [ln.get_label() for ln in shown[0].lines]
+    assert labels == ["Adam", "ADOPT", "optimum x = -1"]
+
+
 def test_cli_on_a_results_root(grid, tmp_path):
     """A root holding a grid and the synthetic problem: each gets its figures."""
     root, _ = grid

@@ -1,4 +1,5 @@
 """The Markdown report: statistics against numpy/scipy on a fixed fake results set."""
+import csv
 import shutil
 import subprocess
 import sys
@@ -238,17 +239,35 @@ def test_cli_bad_results_dir(tmp_path, case):
     assert not target.joinpath("report.md").exists()
 
 
-def test_cli_on_the_synthetic_result_alone_says_what_it_found(tmp_path):
+def test_cli_reports_where_each_synthetic_lane_ends(tmp_path):
+    """x = end * step / 4 over steps 0..4 (test_plots.write_synthetic): the final x is
+    ``end``, the last tenth of the steps is step 4 alone, and only a lane ending at -1
+    reaches x <= -0.99 (at step 4)."""
     from test_plots import write_synthetic
-    write_synthetic(tmp_path / "results" / "syn")
-    for target in (tmp_path / "results", tmp_path / "results" / "syn"):
-        proc = _cli(target)
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr
-        lines = proc.stderr.strip().splitlines()
-        assert lines == [f"error: no training runs in results folder '{target}', only the "
-                         f"synthetic problem's result in {tmp_path / 'results' / 'syn'}: it "
-                         f"has a figure (synthetic.png, see scripts/plot.py), not a report"]
-        assert not target.joinpath("report.md").exists()
+    folder = tmp_path / "results" / "syn"
+    write_synthetic(folder, rules=[("amsgrad_b2=0.9", -0.9), ("adam_b2=0.9", 1.0),
+                                   ("adam_b2=0.99", 0.5), ("adopt_b2=0.99", -1.0)])
+    proc = _cli(tmp_path / "results")
+    assert proc.returncode == 0, proc.stderr
+    text = (folder / "report.md").read_text()
+    assert "| rule | β2=0.9 | β2=0.99 |" in text
+    assert "| Adam | +1.000 (+1.000; never) | +0.500 (+0.500; never) |" in text
+    assert "| AMSGrad | -0.900 (-0.900; never) |  |" in text
+    assert "| ADOPT |  | -1.000 (-1.000; 4) |" in text
+    assert text.index("| Adam |") < text.index("| AMSGrad |") < text.index("| ADOPT |")
+    rows = list(csv.DictReader(open(folder / "report.csv")))
+    assert len(rows) == 8 and {r["problem"] for r in rows} == {"online", "stochastic"}
+    adopt = [r for r in rows if r["rule"] == "adopt"][0]
+    assert (adopt["beta2"], adopt["final_x"], adopt["first_near_optimum"]) == \
+        ("0.99", "-1.0", "4")
+
+
+def test_cli_on_an_empty_folder_says_so(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = _cli(tmp_path / "empty")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: no training runs (no */config.yaml) in results folder '{tmp_path / 'empty'}'"]
 
 
 def test_verdicts_at_the_five_percent_line():

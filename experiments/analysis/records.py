@@ -258,8 +258,8 @@ def load_grid(results_dir):
         if synthetic:
             raise ResultsError(f"no training runs in results folder "
                                f"{os.fspath(results_dir)!r}, only the synthetic problem's "
-                               f"result in {', '.join(synthetic)}: it has a figure "
-                               f"(synthetic.png, see scripts/plot.py), not a report")
+                               f"result in {', '.join(synthetic)} (its figure: "
+                               f"scripts/plot.py; its table of final x: scripts/report.py)")
         raise ResultsError(f"no training runs (no */config.yaml) in results folder "
                            f"{os.fspath(results_dir)!r}")
     return runs

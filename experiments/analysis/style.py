@@ -10,9 +10,10 @@ from experiments.results.files import atomic_write_bytes
 __all__ = ["FORMATS", "color", "rule_order", "check_formats", "save_figure"]
 
 FORMATS = ("png", "pdf")  # what plot_grid writes unless told otherwise
-#: Colours (and their light shades) of rules without colours of their own.
-_PALETTE = (("#17becf", "#9edae5"), ("#8c564b", "#c49c94"), ("#e377c2", "#f7b6d2"),
-            ("#bcbd22", "#dbdb8d"))
+#: Colours (and their light shades) of rules without colours of their own (optax's
+#: others): none of them a registered rule's.
+_PALETTE = (("#e6ab02", "#f5d77f"), ("#7570b3", "#bcb9dc"), ("#e7298a", "#f39bc6"),
+            ("#66a61e", "#b8dc8c"), ("#a6761d", "#d9b77a"))
 
 
 def color(updater, bias_correction=True):
@@ -55,14 +56,3 @@ def save_figure(fig, stem, formats=FORMATS, dpi=120):
         paths.append(f"{stem}.{fmt}")
     return paths
 
-
-def save_figure(fig, stem, formats=FORMATS, dpi=120):
-    """Write ``fig`` to ``stem.<format>`` for each of ``formats`` (default PNG and
-    PDF), each atomically; returns the paths."""
-    paths = []
-    for fmt in check_formats(formats):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=dpi)
-        atomic_write_bytes(f"{stem}.{fmt}", buf.getvalue())
-        paths.append(f"{stem}.{fmt}")
-    return paths

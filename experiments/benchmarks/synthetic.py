@@ -40,12 +40,13 @@ def time_per_step(args):
     """(compile s, seconds per call) of a jitted single step called from Python."""
     import jax
     c = DEFAULTS
-    lanes = synthetic.lanes_of()
-    step = jax.jit(synthetic.make_step(
-        lanes, c["learning_rate"], c["beta1"], c["beta2"], c["epsilon"],
-        c["bias_correction"], c["lr_decay"]))
+    lanes = synthetic.lanes_of(c["problems"], c["rules"], c["beta2"])
+    opts = synthetic.lane_optimizers(c["rules"], c["beta2"], {
+        k: c[k] for k in ("learning_rate", "beta1", "epsilon", "bias_correction")})
+    step, initial = synthetic.make_step(lanes, opts, c["lr_decay"], c["learning_rate"])
+    step = jax.jit(step)
     draws = synthetic.stochastic_draws(args.seed, args.per_step_steps)
-    state = synthetic.initial_state(len(lanes))
+    state = initial()
     start = time.perf_counter()
     jax.block_until_ready(step(state, draws[0]))
     compiled = time.perf_counter()

@@ -5,7 +5,9 @@ two grids compared.
                              [--baseline RULE] [--candidates RULE,...] [--config FILE]
     python scripts/report.py GRID_DIR OTHER_GRID_DIR [--out DIR | --out FILE.md]
 
-The report (default in RESULTS_DIR) starts with the key findings: whether the grid is
+The synthetic problem's result gets a table of where each lane ends (final x, the mean over
+the last tenth of the steps, the first step near the optimum). A grid's report (default in
+RESULTS_DIR) starts with the key findings: whether the grid is
 complete (the runs of its plan still missing, running or failed), each candidate's best
 setting against the baseline's, and setting by setting how many settings favour each
 rule after Holm's correction, and by how much. Then, per setting, mean ± std over seeds
@@ -35,7 +37,8 @@ import os
 import sys
 
 from experiments.results import faults
-from experiments.analysis import grids, grids_report, records, report
+from experiments.analysis import (grids, grids_report, records, report, synthetic_figure,
+                                  synthetic_report)
 from experiments.analysis.stats import choose_comparison
 
 
@@ -126,10 +129,30 @@ def _two_grids(args):
         return grids_report.write_grid_comparison(result, md)
 
 
+def _synthetic(args):
+    """The report of each synthetic result under RESULTS_DIR (report.md beside its
+    trajectories, or in --out); returns the paths written."""
+    folders, written = synthetic_figure.synthetic_dirs(args.results_dir), []
+    for folder in folders:
+        md = None  # beside the trajectories
+        if args.out is not None:  # as a grid's: the .md, the folder, a subfolder each
+            md = report.report_paths(args.out if len(folders) == 1 else os.path.join(
+                args.out, os.path.basename(os.path.normpath(folder))))[0]
+        with faults.writing_to(os.path.dirname(md or folder) or ".", "--out"):
+            paths = synthetic_report.write_synthetic_report(folder, md)
+        print(f"wrote {', '.join(paths)}")
+        written += paths
+    return written
+
+
 def _each_grid(args):
-    """The report of each grid under RESULTS_DIR; returns the paths written."""
+    """The report of each grid (and synthetic result) under RESULTS_DIR; returns the
+    paths written."""
+    written = _synthetic(args)
+    if written and not records.find_runs(args.results_dir):
+        return written
     grids_found = records.group_grids(records.load_grid(args.results_dir))
-    several, written = len(grids_found) > 1, []
+    several = len(grids_found) > 1
     if several and ((args.out or "").endswith(".md") or args.figures):
         raise records.ResultsError(
             f"{args.results_dir!r} holds {len(grids_found)} grids; --out FILE.md and "

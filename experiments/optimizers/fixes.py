@@ -74,7 +74,7 @@ FIXES = (
         LEARNING_RATE, BETA1, BETA2, _epsilon(1e-16),
         Hyperparameter("epsilon_root", 1e-16, number(0, INF), "eps_root"),
         _variant(fixes.ADABELIEF_VARIANTS, "paper")), label="AdaBelief",
-        colors=("#6b4226", "#b08968"),
+        colors=("#1b9e77", "#8fd3bd"),
         reference="Zhuang et al. (2020), AdaBelief Optimizer: Adapting Stepsizes by the "
                   "Belief in Observed Gradients. NeurIPS."),
     Rule("adopt", ADOPT, (

@@ -63,7 +63,16 @@ def optax_rule(name):
     if fn is None:
         return None
     where = "optax.contrib" if getattr(optax, name, None) is not fn else "optax"
-    return rule_from_function(name, fn, reference=f"{where}.{name} (optax {optax.__version__})")
+    return rule_from_function(name, fn, label=_RULE_LABELS.get(name),
+                              reference=f"{where}.{name} (optax {optax.__version__})")
+
+
+#: How the papers spell optax's rules in figures and reports (else the name).
+_RULE_LABELS = {"radam": "RAdam", "nadam": "NAdam", "nadamw": "NAdamW", "adamax": "Adamax",
+                "adamaxw": "AdamaxW", "adagrad": "Adagrad", "adadelta": "Adadelta",
+                "rmsprop": "RMSprop", "lion": "Lion", "lamb": "LAMB", "lars": "LARS",
+                "novograd": "NovoGrad", "adafactor": "Adafactor", "sm3": "SM3",
+                "fromage": "Fromage", "prodigy": "Prodigy", "sophia": "Sophia"}
 
 
 def rule_from_function(name, fn, label=None, reference=""):

@@ -83,11 +83,15 @@ class Family:
     def __repr__(self):
         return f"Family({self.name!r})"
 
-    def group_values(self, runs_values, shape):
+    def __hash__(self):  # one family per name (its fields hold dicts)
+        return hash(("family", self.name))
+
+    def group_values(self, runs_values, shape, dtype=None):
         """The values of many runs for :attr:`transform` (``runs=shape``), from one
         dict of :meth:`Optimizer.family_values` per run (in storage order, ``S * R``):
         each value that runs may differ in as a numpy array of ``shape`` (booleans for
-        switches, float32 else); the ``static`` ones (equal in every run) plain; a
+        switches, ``dtype`` else: float32 by default); the ``static`` ones (equal in
+        every run) plain; a
         switch of ``off`` that no run uses plain at that value, which leaves it out of
         the program. Returns ``(values, unused)``, ``unused`` the switches left out."""
         import numpy as np
@@ -99,8 +103,8 @@ class Family:
             elif key in self.off and all(v == self.off[key] for v in column):
                 out[key], unused = self.off[key], unused + [key]
             else:
-                dtype = bool if isinstance(column[0], (bool, np.bool_)) else np.float32
-                out[key] = np.asarray(column, dtype).reshape(shape)
+                kind = bool if isinstance(column[0], (bool, np.bool_)) else dtype or np.float32
+                out[key] = np.asarray(column, kind).reshape(shape)
         return out, tuple(unused)
 
 
@@ -128,6 +132,9 @@ class Rule:
 
     def __repr__(self):
         return f"Rule({self.name!r}, family={self.family.name!r})"
+
+    def __hash__(self):  # one rule per name (its fields hold dicts)
+        return hash(("rule", self.name))
 
     def hyperparameter(self, name):
         """The :class:`Hyperparameter` ``name`` of this rule (KeyError if it has none)."""
