@@ -33,6 +33,13 @@ def test_constant():
     assert learning_rate(0.01, 149, 150, "constant") == 0.01
 
 
+def test_inverse_sqrt_hand_computed():
+    assert rates("inverse_sqrt", 0.01, 4).tolist() == [0.01, 0.01 / 2 ** 0.5, 0.01 / 3 ** 0.5,
+                                                       0.005]
+    assert learning_rate(0.01, 99, 150, "inverse_sqrt") == 0.001
+    assert normalize({"name": "inverse_sqrt"}) == "inverse_sqrt"
+
+
 def test_cosine_hand_computed():
     # lr0 * (final + (1 - final) * (1 + cos(pi e / epochs)) / 2)
     half = math.sqrt(2) / 4  # cos(pi / 4) / 2

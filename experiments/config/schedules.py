@@ -9,6 +9,7 @@ the name and its parameters::
     lr_schedule: {name: cosine, final: 0.01}         # half a cosine from lr0 to final * lr0
     lr_schedule: {name: step, every: 50, factor: 0.1}  # times factor after every 50 epochs
     lr_schedule: {name: step, at: [100, 130]}        # ... after epochs 100 and 130
+    lr_schedule: inverse_sqrt                        # lr0 / sqrt(e + 1)
 
 The rate changes once per epoch: epoch ``e`` (0-based) trains at ``schedule(e)``, and
 the curves' ``lr`` column is that rate. ``linear`` is the post's rule, computed as it
@@ -17,7 +18,8 @@ always was, ``lr0 * (1 - e / epochs)`` in float64 on the host (the last epoch tr
 (:func:`optax.cosine_decay_schedule` with ``alpha = final``,
 :func:`optax.piecewise_constant_schedule` at ``every``, ``2 every``, ... or ``at``),
 evaluated in float64 on the CPU, so a run's rates are the same on every device and jax
-version.
+version. ``inverse_sqrt`` is the ``alpha / sqrt(t)`` of the AMSGrad paper's theorems (and
+AdamNC's) counted in epochs, ``t = e + 1``.
 
 :func:`normalize` normalises a config value: a schedule without parameters is its name
 (``linear``: so configs written before schedules had parameters keep their run ids and
@@ -44,6 +46,7 @@ SCHEDULES = {
     "constant": {},
     "cosine": {"final": 0.0},
     "step": {"factor": 0.1, "every": None, "at": None},
+    "inverse_sqrt": {},
 }
 #: The synthetic problem's per-step decays (``lr_decay``), of the step count t >= 1.
 STEP_DECAYS = ("constant", "sqrt")
@@ -70,7 +73,7 @@ def _param(name, key, value):
 
 def normalize(value):
     """A config's ``lr_schedule`` normalised: the name of a schedule without parameters
-    (``'linear'``, ``'constant'``), else ``{'name': ..., <every parameter>}``.
+    (``'linear'``, ``'constant'``, ``'inverse_sqrt'``), else ``{'name': ..., <every parameter>}``.
 
     Raises ``ValueError`` with one line saying what is wrong (the config adds the key).
     """
@@ -107,6 +110,8 @@ def schedule(spec, lr0, n_epochs):
         return lambda epoch: lr0 * (1.0 - epoch / n_epochs)
     if name == "constant":
         return lambda epoch: lr0 + 0.0 * epoch
+    if name == "inverse_sqrt":
+        return lambda epoch: lr0 / np.sqrt(1.0 + epoch)
     import optax
     if name == "cosine":
         return optax.cosine_decay_schedule(lr0, n_epochs, alpha=spec["final"])
