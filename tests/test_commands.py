@@ -61,3 +61,14 @@ def test_help_names_the_command_as_called(command, tmp_path):
         assert shown.stdout.startswith(f"usage: {name} "), shown.stdout[:80]
         other = script.name if name == command else command
         assert f"usage: {other}" not in shown.stdout
+
+
+def test_grid_help_examples_use_the_name_as_called(tmp_path):
+    installed = Path(sys.executable).parent / "amsgrad-grid"
+    script = REPO / "scripts" / "run_grid.py"
+    by_command = _run([str(installed), "--help"], tmp_path).stdout
+    by_script = _run([sys.executable, str(script), "--help"], tmp_path).stdout
+    assert "amsgrad-grid configs" not in by_script
+    assert "python scripts/run_grid.py configs/vgg.yaml" in by_script
+    assert "amsgrad-grid configs/vgg.yaml" in by_command
+    assert "scripts/run_grid.py" not in by_command

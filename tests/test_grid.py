@@ -1,4 +1,5 @@
 """Grid expansion, run ids, --only, the plan and the grid loop (with a stand-in trainer)."""
+import dataclasses
 import io
 import json
 import os
@@ -156,11 +157,11 @@ def test_bad_only_is_a_config_error(only, message):
 
 
 def test_epochs_override_is_another_grid():
-    config = _blog("vgg")
-    assert config.with_epochs(150) is config
-    short = config.with_epochs(2)
-    assert short.name == "vgg_epochs=2" and short.fixed["epochs"] == 2
-    assert config.fixed["epochs"] == 150
+    from experiments.config.overrides import load_with_overrides
+    path = os.path.join(REPO, "configs", "vgg.yaml")
+    assert load_with_overrides(path, ["epochs=150"]) == _blog("vgg")
+    short = load_with_overrides(path, ["epochs=2"])
+    assert short.name.startswith("vgg_epochs=2_") and short.fixed["epochs"] == 2
 
 
 def test_grid_trains_everything_once_and_skips_what_is_done(tmp_path):
@@ -254,7 +255,9 @@ def test_changed_fixed_settings_are_refused(tmp_path):
                                           "bias_correction": [True, False]})
     assert len(plan(grown, str(tmp_path)).todo) == 8
     # a different --epochs goes elsewhere instead of being refused
-    assert plan(_small().with_epochs(5), str(tmp_path)).grid_dir.endswith("small_epochs=5")
+    five = dataclasses.replace(_small(), name="small_epochs=5",
+                               fixed={**_small().fixed, "epochs": 5})
+    assert plan(five, str(tmp_path)).grid_dir.endswith("small_epochs=5")
 
 
 def test_run_configured_otherwise_is_refused(tmp_path):

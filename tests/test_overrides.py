@@ -183,6 +183,29 @@ def test_derived_names_are_stable():
     assert load_with_overrides(config, ["epochs=5"]).name == "logreg_epochs=5_db96eef5"
 
 
+def test_an_earlier_epochs_folder_is_found_in_the_results(tmp_path):
+    from experiments.config.overrides import former_names
+    config = os.path.join(REPO, "configs", "logreg.yaml")
+    items = ["grid.beta2=[0.9,0.99]", "epochs=5"]
+    changed = load_with_overrides(config, items)
+    # as --set grid.beta2=... --epochs 5 named it before --epochs was --set epochs=5
+    former = "logreg_b2=0.9-0.99_21e97ccb_epochs=5"
+    assert former_names(load_config(config), changed) == [former]
+    assert former_names(load_config(config), load_with_overrides(config, ["epochs=5"])) == [
+        "logreg_epochs=5"]
+    assert former_names(load_config(config), load_with_overrides(config, items[:1])) == []
+    results = tmp_path / "results"
+    assert load_with_overrides(config, items, results_dir=results).name == changed.name
+    (results / former).mkdir(parents=True)  # not a grid (no grid.yaml): not taken
+    assert load_with_overrides(config, items, results_dir=results).name == changed.name
+    (results / former / "grid.yaml").write_text("name: x\n")
+    assert load_with_overrides(config, items, results_dir=results).name == former
+    (results / changed.name).mkdir()  # both there: the name of now
+    assert load_with_overrides(config, items, results_dir=results).name == changed.name
+    assert load_with_overrides(config, items + ["name=mine"], results_dir=results).name == \
+        "mine"
+
+
 def test_resources_stay_out_of_grid_yaml(path, tmp_path):
     plain, gpus = load_config(path), load_with_overrides(path, ["resources.num_gpus=1"])
     check_grid_dir(plain, tmp_path / "a", write=True)

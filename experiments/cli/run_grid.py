@@ -17,7 +17,7 @@ where a folder should be: nothing is half-written, and once that is fixed the sa
 command resumes), 130 when interrupted.
 
 A config changed by ``--set`` is another grid, ``<config name>_<what changed>_<hash>``
-(see experiments/overrides.py), as one changed by ``--epochs`` is ``<config name>_epochs=N``.
+(see experiments/config/overrides.py); ``--epochs N`` is ``--set epochs=N``.
 """
 import argparse
 import os
@@ -99,9 +99,13 @@ def _program():
 
 
 def _parser():
-    parser = _Parser(prog=_program(), description=__doc__.split("\n\n")[0],
+    prog = _program()
+    # the examples as the user calls the command: amsgrad-grid, or run_grid.py in a checkout
+    called = prog if prog == "amsgrad-grid" else "python scripts/run_grid.py"
+    doc = __doc__.replace("python scripts/run_grid.py", called)
+    parser = _Parser(prog=prog, description=doc.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+                     epilog="\n\n".join(doc.split("\n\n")[1:]))
     parser.add_argument("config", help="a YAML config, e.g. configs/vgg.yaml")
     parser.add_argument("--results", default="results", metavar="DIR",
                         help="results folder (default: %(default)s)")
@@ -118,8 +122,8 @@ def _parser():
                              "resources.num_gpus=1; a changed experiment goes to a grid "
                              "named <name>_<what changed>_<hash>")
     parser.add_argument("--epochs", type=_positive_int, metavar="N",
-                        help="train N epochs instead (the schedule changes with it, so "
-                             "results go to <name>_epochs=N)")
+                        help="train N epochs instead: --set epochs=N (the schedule changes "
+                             "with it, so results go to another grid)")
     parser.add_argument("--dry-run", action="store_true",
                         help="show the plan and every run's state; train nothing")
     parser.add_argument("--quiet", action="store_true",
@@ -186,9 +190,10 @@ def _config(args):
                           f"(this is a {kind.name} config)")
     if args.epochs is not None and any(parse_item(s)[0] == ("epochs",) for s in args.set):
         raise ConfigError("--epochs and --set epochs=...: give the number of epochs once")
-    if args.epochs is not None:
-        config = config.with_epochs(args.epochs)
-    return config, kind
+    # --epochs N is --set epochs=N (one experiment, one folder); the results folder
+    # finds the folder an earlier version gave it (overrides.former_names)
+    items = args.set + ([f"epochs={args.epochs}"] if args.epochs is not None else [])
+    return load_with_overrides(args.config, items, results_dir=args.results), kind
 
 
 def _options(args):

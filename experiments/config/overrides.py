@@ -19,7 +19,14 @@ lands in the same folder and two different changes never share one. The name is
 derived from the validated settings, so overrides that change nothing of the
 experiment (``resources``, a value the file already has) keep the file's name; an
 explicit ``--set name=...`` is used as it is (``grid.yaml`` still refuses a folder of
-other settings).
+other settings). ``run_grid.py --epochs N`` is ``--set epochs=N``: one experiment, one
+folder, however it is asked for.
+
+Earlier versions named a change of ``epochs`` made by ``--epochs N`` otherwise,
+``<name>_epochs=N`` (after the derived name of any other change): those are the
+experiment's :func:`former_names`, and :func:`load_with_overrides` given the results
+folder keeps using such a folder where it is there, so a grid of before resumes where it
+is (its run ids, config hashes and ``grid.yaml`` name it).
 """
 import dataclasses
 import hashlib
@@ -33,8 +40,10 @@ from experiments.config import run_keys
 from experiments.config.loading import (ConfigError, UniqueKeyLoader, load_config, parse_config,
                                         read_config)
 from experiments.config.runs import id_value
+from experiments.results.store import GRID_FILE
 
-__all__ = ["parse_item", "apply_overrides", "derived_name", "load_with_overrides"]
+__all__ = ["parse_item", "apply_overrides", "derived_name", "former_names",
+           "load_with_overrides"]
 
 #: Longest readable part of a derived name (the hash follows it).
 READABLE_CHARS = 40
@@ -103,11 +112,14 @@ def derived_name(original, changed):
     """The name of ``changed`` (a config from
     ``original`` with overrides): ``original``'s if the experiment is the same, else
     ``<name>_<what changed>_<hash>`` (letters, digits, ``_ . = -``)."""
-    before, after = original.experiment(), changed.experiment()
+    return _derived(original.name, original.experiment(), changed.experiment())
+
+
+def _derived(name, before, after):
     keys = [k for k in after if before.get(k, _MISSING) != after[k]] + \
         [k for k in before if k not in after]
     if not keys:
-        return original.name
+        return name
     diff = {k: after.get(k, _MISSING) for k in keys}
     bare = {k: k[len("grid."):] if k.startswith("grid.") else k for k in keys}
     set_ = {bare[k] for k, v in diff.items() if v is not _MISSING}
@@ -118,7 +130,29 @@ def derived_name(original, changed):
     digest = hashlib.sha256(json.dumps({k: "(unset)" if v is _MISSING else v
                                         for k, v in diff.items()},
                                        sort_keys=True, default=str).encode()).hexdigest()
-    return f"{original.name}_{readable.strip('_-=.')}_{digest[:8]}"
+    return f"{name}_{readable.strip('_-=.')}_{digest[:8]}"
+
+
+def former_names(original, changed):
+    """The names earlier versions of the suite gave ``changed``, other than
+    :func:`derived_name`: a change of ``epochs`` was ``--epochs N``'s,
+    ``<derived name of the other changes>_epochs=N``."""
+    before, after = original.experiment(), changed.experiment()
+    if "epochs" not in before or before["epochs"] == after.get("epochs", _MISSING):
+        return []
+    rest = _derived(original.name, before, {**after, "epochs": before["epochs"]})
+    return [f"{rest}_epochs={after['epochs']}"]
+
+
+def _settled(original, changed, results_dir):
+    """``changed`` under the name of the folder ``results_dir`` holds it in: its derived
+    name, or else a former name whose folder holds a grid (``grid.yaml``)."""
+    name = derived_name(original, changed)
+    held = [n for n in former_names(original, changed)
+            if os.path.isfile(os.path.join(os.fspath(results_dir), n, GRID_FILE))]
+    if held and not os.path.exists(os.path.join(os.fspath(results_dir), name)):
+        name = held[0]  # the folder an earlier version made for this experiment
+    return dataclasses.replace(changed, name=name)
 
 
 def _blame(error, items):
@@ -135,9 +169,10 @@ def _blame(error, items):
     return error
 
 
-def load_with_overrides(path, items=()):
+def load_with_overrides(path, items=(), results_dir=None):
     """The config at ``path`` with ``items`` (``key=value``) set, validated like the
-    file, under its derived name (:func:`derived_name`). Raises :class:`ConfigError`:
+    file, under its derived name (:func:`derived_name`; given ``results_dir``, a former
+    name whose folder is there, see the module docstring). Raises :class:`ConfigError`:
     for a key an item set, naming the item."""
     data = read_config(path)
     if not items or not isinstance(data, dict):
@@ -153,4 +188,6 @@ def load_with_overrides(path, items=()):
         raise blamed from None
     if any(parse_item(item)[0] == ("name",) for item in items):
         return changed
-    return dataclasses.replace(changed, name=derived_name(load_config(path), changed))
+    if results_dir is None:
+        return dataclasses.replace(changed, name=derived_name(load_config(path), changed))
+    return _settled(load_config(path), changed, results_dir)
