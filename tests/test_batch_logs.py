@@ -2,6 +2,7 @@
 the grid's summary, no progress-bar control codes; without --quiet, a plain progress line
 per group at a steady rhythm); progress bars only on a terminal, and not with --quiet."""
 import fcntl
+import json
 import os
 import pty
 import re
@@ -14,6 +15,7 @@ import threading
 import pytest
 
 import test_faults
+from experiments.training.progress import duration
 from test_run_grid_cli import REAL, REPO, SCRIPT, needs_mnist
 
 RUN_LINE = re.compile(r"finished (adam|amsgrad)_bc=(on|off)_seed=0: "
@@ -52,6 +54,9 @@ def test_a_log_file_gets_one_line_per_run_and_the_summary_quiet_or_not(tmp_path)
         updater = args[1].split("=")[1]
         assert sorted(line.split(":")[0] for line in runs) == [
             f"finished {updater}_bc=off_seed=0", f"finished {updater}_bc=on_seed=0"]
+        for line in runs:  # the time shown is the run's wall time in its status.json
+            status = json.loads((grid / line.split()[1][:-1] / "status.json").read_text())
+            assert RUN_LINE.fullmatch(line).group(3) == duration(status["wall_seconds"])
         assert lines[-1] == "smoke: 2 trained, 0 failed; 2/2 done"
 
 

@@ -143,6 +143,20 @@ def test_mistakes_are_one_line_naming_the_item(path, items, message):
     assert message in error_of(path, *items)
 
 
+def test_a_key_inside_a_named_schedule_hints_a_form_that_works(tmp_path):
+    logreg = os.path.join(REPO, "configs", "logreg.yaml")  # lr_schedule: linear
+    for item, form in (("lr_schedule.factor=0.5", "{name: step, every: 50, factor: 0.5}"),
+                       ("lr_schedule.final=0.1", "{name: cosine, final: 0.1}")):
+        assert error_of(logreg, item) == (
+            f"--set '{item}': lr_schedule is 'linear', not a mapping; set lr_schedule as a "
+            f"whole, e.g. --set 'lr_schedule={form}'")
+        config = load_with_overrides(logreg, [f"lr_schedule={form}"])  # the hint works
+        assert config.fixed["lr_schedule"]["name"] in form
+    # a parameter no schedule takes, or a value none accepts: no example
+    assert error_of(logreg, "lr_schedule.x=1").endswith("set lr_schedule as a whole")
+    assert error_of(logreg, "lr_schedule.factor=5").endswith("set lr_schedule as a whole")
+
+
 def test_the_files_own_mistake_is_the_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: logreg\nepochs: 0\n")

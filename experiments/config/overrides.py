@@ -7,9 +7,9 @@ key a config may hold can be set, and is checked as in the file::
     --set grid.beta2=[0.9,0.99]              # an axis (values as YAML)
     --set beta2=0.99                         # fixes what the file has as an axis ...
     --set grid.beta1=[0.8,0.9]               # ... and an axis of what it fixes
-    --set lr_schedule.factor=0.5             # a key inside a mapping
-    --set 'lr_schedule={name: cosine}'       # a mapping whole
-    --set resources.num_gpus=1               # not part of the experiment: same grid
+    --set 'lr_schedule={name: step, every: 50, factor: 0.5}'   # a mapping whole
+    --set lr_schedule.factor=0.2             # a key inside it, where the file has one
+    --set resources.num_gpus=1               # not part of the experiment: the same grid
 
 A changed experiment is another grid: its results go to a derived name,
 ``<name>_<what changed>_<hash>``, e.g. ``logreg_b2=0.9-0.99_1c0d2f6a``: a short readable
@@ -36,7 +36,7 @@ import re
 
 import yaml
 
-from experiments.config import run_keys
+from experiments.config import run_keys, schedules
 from experiments.config.loading import (ConfigError, UniqueKeyLoader, load_config, parse_config,
                                         read_config)
 from experiments.config.runs import id_value
@@ -86,7 +86,7 @@ def apply_overrides(data, items):
             if not isinstance(node[key], dict):
                 where = ".".join(path[:depth + 1])
                 raise ConfigError(f"--set {item!r}: {where} is {node[key]!r}, not a mapping; "
-                                  f"set {where} as a whole")
+                                  f"{_whole(where, path, value)}")
             node = node[key]
         node[path[-1]] = value
     grid = data.get("grid")
@@ -96,6 +96,16 @@ def apply_overrides(data, items):
         elif len(path) == 2 and path[0] == "grid" and (path[1],) not in paths:
             data.pop(path[1], None)
     return data
+
+
+def _whole(where, path, value):
+    """How to set ``where`` as a whole instead of ``path`` inside it: for a schedule, a
+    mapping that works as it stands."""
+    example = schedules.example_with(path[-1], value) \
+        if path[:-1] == ("lr_schedule",) else None
+    if example is None:
+        return f"set {where} as a whole"
+    return f"set {where} as a whole, e.g. --set '{where}={example}'"
 
 
 def _short(value):
@@ -177,8 +187,9 @@ def load_with_overrides(path, items=(), results_dir=None):
     data = read_config(path)
     if not items or not isinstance(data, dict):
         return load_config(path)
+    data = apply_overrides(data, items)  # its errors name the item already
     try:
-        changed = parse_config(apply_overrides(data, items), path=os.fspath(path),
+        changed = parse_config(data, path=os.fspath(path),
                                default_name=os.path.splitext(os.path.basename(path))[0])
     except ConfigError as error:
         blamed = _blame(error, items)

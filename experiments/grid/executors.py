@@ -222,8 +222,11 @@ def _train(ready, dataset, event_of, quiet, position):
                                                       f"state {state!r}", None)
         else:
             last = (store.read_curves(partial=True) or [{}])[-1]
+            # the run's own record of its wall time, so the grid's line says what
+            # status.json says (a trainer of train_run's form may not keep it)
+            seconds = status.get("wall_seconds", time.time() - start)
             outcomes[job.run_id] = _outcome(job, "trained", state=state, last=last,
-                                            seconds=time.time() - start)
+                                            seconds=seconds)
     return outcomes
 
 
