@@ -225,6 +225,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         config, kind = _config(args)
+        metric_logs.check(args.log)  # before anything is planned or trained
         with faults.writing_to(args.results, "--results"):
             summary = _run(config, kind, _options(args))
     except (ConfigError, DataError) as error:

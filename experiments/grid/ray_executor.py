@@ -12,6 +12,7 @@ import sys
 
 from experiments.data import DataError
 from experiments.results import faults
+from experiments.training import metric_logs
 from experiments.training.grouping import device_room
 from experiments.config import ConfigError
 from experiments.grid.executors import MAX_ATTEMPTS, _first_line, _outcome, run_jobs
@@ -30,11 +31,10 @@ def _ray_task(job, events):
         events.put.remote(run_id, kind, payload)
     group = job if isinstance(job, list) else None
     job = group[0] if group else job
-    grid_dir = os.path.dirname(job.run_dir)
-    if not os.path.isdir(grid_dir):
-        return _outcome(job, "user_error", message=(
-            f"{grid_dir} is not visible on {socket.gethostname()}: the results folder must "
-            f"be on a file system that every Ray node mounts at the same path"))
+    problem = _worker_problem(job)
+    if problem is not None:
+        return [dict(problem, run_id=j.run_id, run_dir=j.run_dir) for j in group] \
+            if group else problem
     key = (job.data, job.data_dir, job.load_fn)
     try:
         if key not in _DATASETS:
@@ -49,6 +49,23 @@ def _ray_task(job, events):
             raise
         return _outcome(job, "storage_fault", error=(error.errno, error.strerror,
                                                      error.filename))
+
+
+def _worker_problem(job):
+    """Why this worker cannot train ``job`` (a ``user_error`` outcome), before it
+    starts: the results folder is not visible here, or a ``--log`` package does not
+    import in this worker's Python."""
+    grid_dir = os.path.dirname(job.run_dir)
+    if not os.path.isdir(grid_dir):
+        return _outcome(job, "user_error", message=(
+            f"{grid_dir} is not visible on {socket.gethostname()}: the results folder must "
+            f"be on a file system that every Ray node mounts at the same path"))
+    try:
+        metric_logs.check(job.metric_log, where=f"the Ray worker's Python on "
+                                                f"{socket.gethostname()} ({sys.executable})")
+    except ConfigError as error:
+        return _outcome(job, "user_error", message=str(error))
+    return None
 
 
 def _device_room():
