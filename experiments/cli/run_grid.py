@@ -20,13 +20,15 @@ A config changed by ``--set`` is another grid, ``<config name>_<what changed>_<h
 (see experiments/config/overrides.py); ``--epochs N`` is ``--set epochs=N``.
 """
 import argparse
+import functools
 import os
+import pkgutil
+import shlex
 import signal
 import sys
 import warnings
 
-import pkgutil
-
+from experiments.analysis.epilogue import epilogue
 from experiments.config import kinds
 from experiments.config.loading import ConfigError
 from experiments.config.overrides import load_with_overrides, parse_item
@@ -196,6 +198,19 @@ def _config(args):
     return load_with_overrides(args.config, items, results_dir=args.results), kind
 
 
+def _epilogue():
+    """What the grid says at its end (:mod:`experiments.analysis.epilogue`), naming the
+    report and plot commands as this one was called."""
+    if _program() == "amsgrad-grid":
+        report, plot = "amsgrad-report", "amsgrad-plot"
+    else:  # the scripts beside this one, as it was given
+        python, here = os.path.basename(sys.executable), os.path.dirname(sys.argv[0])
+        report, plot = (shlex.join([python, os.path.join(here, f"{name}.py")])
+                        for name in ("report", "plot"))
+    return functools.partial(epilogue, report=report, plot=plot,
+                             encoding=getattr(sys.stdout, "encoding", None))
+
+
 def _options(args):
     """The :class:`~experiments.grid.options.GridOptions` of the arguments."""
     return GridOptions(results_dir=args.results, engine=args.engine, data_dir=args.data_dir,
@@ -204,7 +219,7 @@ def _options(args):
                        num_gpus=args.num_gpus, max_attempts=args.max_attempts,
                        group_size=args.group_size, metric_log=args.log,
                        stale_after=args.heartbeat_timeout,
-                       heartbeat=args.heartbeat_timeout / 12)
+                       heartbeat=args.heartbeat_timeout / 12, epilogue=_epilogue())
 
 
 def _run(config, kind, options):

@@ -22,7 +22,7 @@ from experiments.engines import get_engine
 from experiments.grid.executors import Job, LocalExecutor
 from experiments.grid.options import GridOptions
 from experiments.grid.ray_executor import RayExecutor
-from experiments.grid.plan import check_grid_dir, plan
+from experiments.grid.plan import check_grid_dir, plan, record_plan
 from experiments.training import grouping, metric_logs
 from experiments.training.progress import duration, summary_line
 
@@ -102,11 +102,26 @@ def run_grid(config, options=None, **changes):
     metric_log = metric_logs.check(options.metric_log)
     with _executor(config, options) as runner:  # Ray is started (or not) before any write
         check_grid_dir(config, the_plan.grid_dir, write=True)
+        record_plan(the_plan.grid_dir, the_plan.planned)
         jobs = _jobs(the_plan, options, metric_log)
         done_elsewhere = _train_jobs(runner, jobs, the_plan, summary, options.quiet, out,
                                      _groups(jobs, group_size, runner, entry.name))
+    if options.epilogue is not None and summary["trained"]:
+        _epilogue(options.epilogue, the_plan.grid_dir, out)
     print(summary_line(config.name, summary, done_elsewhere), file=out)
     return summary
+
+
+def _epilogue(epilogue, grid_dir, out):
+    """The epilogue's lines; one that fails says so in a warning (the runs are done)."""
+    try:
+        lines = epilogue(grid_dir)
+    except Exception as error:  # noqa: BLE001 (a view of the results, not the grid)
+        print(f"warning: no summary of the best settings: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return
+    for line in lines:
+        print(line, file=out)
 
 
 def _executor(config, options):

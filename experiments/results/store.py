@@ -37,9 +37,12 @@ DONE_STATES = ("finished", "diverged")  # a run in these states is not trained a
 #: status.json keys of before -> their names now (:meth:`RunStore.read_status`).
 RENAMED_STATUS_KEYS = {"seconds": "epoch_seconds"}
 GRID_FILE = "grid.yaml"  # next to a grid's run folders: its fixed settings and axes
+#: grid.yaml's list of the run ids the grid is to have (the runner's plan; a report
+#: counts the runs not done against it)
+PLAN_KEY = "planned_runs"
 
-__all__ = ["CURVE_FIELDS", "STATES", "DONE_STATES", "GRID_FILE", "CorruptFileError",
-           "CorruptFileWarning", "RunStore"]
+__all__ = ["CURVE_FIELDS", "STATES", "DONE_STATES", "GRID_FILE", "PLAN_KEY",
+           "CorruptFileError", "CorruptFileWarning", "RunStore"]
 
 
 class RunStore:
