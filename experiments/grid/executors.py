@@ -209,7 +209,7 @@ def _train(ready, dataset, event_of, quiet, position):
     except DataError:
         raise
     except Exception as error:  # every run of the group failed with it
-        if faults.is_storage_fault(error):
+        if faults.is_storage_fault(error):  # a folder's (results, data, compile cache)
             raise  # not the runs' fault: stop the grid, they resume later
         message, trace = _first_line(error), traceback.format_exc()
         return {job.run_id: failed(job, store, message, trace) for job, store in ready}

@@ -23,6 +23,7 @@ from experiments.grid.executors import Job, LocalExecutor
 from experiments.grid.options import GridOptions
 from experiments.grid.ray_executor import RayExecutor
 from experiments.grid.plan import check_grid_dir, plan, record_plan
+from experiments.results import faults
 from experiments.training import grouping, metric_logs
 from experiments.training.progress import duration, summary_line
 
@@ -45,6 +46,9 @@ def _check_engine(engine, config):
     if not entry.installed():
         raise ConfigError(f"--engine {engine}: {entry.abilities.library} is not installed "
                           f"in this Python ({sys.executable})")
+    # imported now: what it needs of the disk (Theano's compile cache) is said before a
+    # run is claimed, not counted as the runs' attempts
+    entry.load()
     return entry
 
 
@@ -196,6 +200,8 @@ def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
                 if result == "user_error":
                     raise ConfigError(outcome["message"])
                 if result == "storage_fault":  # from a Ray worker: as if raised here
+                    if "message" in outcome:
+                        raise faults.StorageError(outcome["message"])
                     raise OSError(*outcome["error"])
                 if result == "busy" and not second_pass:
                     busy.append(by_id[rid])
