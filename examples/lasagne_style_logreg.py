@@ -11,10 +11,11 @@ Theano's maintained successor, runs the same code under its own name
     python examples/lasagne_style_logreg.py --data-dir ../shared/data --epochs 1
     python examples/lasagne_style_logreg.py --library pytensor --data-dir ../shared/data
 
-Theano needs Theano 1.0.5 (the Theano environment of the README); PyTensor installs
-with the test extra of the modern environment.
+By default it runs on the library installed: Theano where it is (Theano 1.0.5, the Theano
+environment of the README), else PyTensor (``pip install -e ".[pytensor]"``).
 """
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -25,6 +26,21 @@ from tqdm import tqdm  # noqa: E402
 
 from amsgrad import amsgrad  # noqa: E402
 from experiments.data import DataError, epoch_batches, load_dataset  # noqa: E402
+from experiments.results.faults import StorageError  # noqa: E402
+
+LIBRARIES = ("theano", "pytensor")  # the first installed is the default
+
+
+def installed_library(asked="auto"):
+    """``asked``, or for 'auto' the first of :data:`LIBRARIES` installed here; a
+    ``LookupError`` (one line: what to install) when it is not."""
+    choices = LIBRARIES if asked == "auto" else (asked,)
+    for name in choices:
+        if importlib.util.find_spec(name) is not None:
+            return name
+    what = f"neither {' nor '.join(choices)} is" if len(choices) > 1 else f"{asked} is not"
+    raise LookupError(f"{what} installed in this Python ({sys.executable}); pip install -e "
+                      f"'.[pytensor]', or use the Theano environment of the README")
 
 
 def tensor_library(name):
@@ -66,8 +82,9 @@ def build(seed, lr, beta2, bias_correction, library="theano"):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--library", choices=("theano", "pytensor"), default="theano",
-                        help="tensor library of the graph (default: theano)")
+    parser.add_argument("--library", choices=("auto",) + LIBRARIES, default="auto",
+                        help="tensor library of the graph (default: auto, Theano where it "
+                             "is installed, else PyTensor)")
     parser.add_argument("--data-dir", help="folder with mnist/ (default: see experiments.data)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=0.001)
@@ -86,16 +103,18 @@ def main(argv=None):
         parser.error(f"--beta2 must be in [0, 1), got {args.beta2}")
 
     try:
+        library = installed_library(args.library)
         data = load_dataset("mnist", args.data_dir, download=not args.no_download,
                             quiet=args.quiet)
-    except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
+        learning_rate, train, validate, floatX = build(args.seed, args.lr, args.beta2,
+                                                       not args.no_bias_correction, library)
+    except (LookupError, DataError, StorageError) as error:  # StorageError: a data folder
+        print(f"error: {error}", file=sys.stderr)            # or compile cache
         return 1
+    print(f"{library}: logistic regression on MNIST, AMSGrad", flush=True)
     x_train = data.x_train.reshape(len(data.x_train), -1)
     x_val = data.x_val.reshape(len(data.x_val), -1)
 
-    learning_rate, train, validate, floatX = build(args.seed, args.lr, args.beta2,
-                                                   not args.no_bias_correction, args.library)
     for epoch in range(args.epochs):
         lr = args.lr * (1 - epoch / args.epochs)  # linear decay, once per epoch
         learning_rate.set_value(np.asarray(lr, floatX))

@@ -2,6 +2,7 @@
 the grid's summary, no progress-bar control codes; without --quiet, a plain progress line
 per group at a steady rhythm); progress bars only on a terminal, and not with --quiet."""
 import fcntl
+import json
 import os
 import pty
 import re
@@ -14,6 +15,7 @@ import threading
 import pytest
 
 import test_faults
+from experiments.training.progress import duration
 from test_run_grid_cli import REAL, REPO, SCRIPT, needs_mnist
 
 RUN_LINE = re.compile(r"finished (adam|amsgrad)_bc=(on|off)_seed=0: "
@@ -47,11 +49,20 @@ def test_a_log_file_gets_one_line_per_run_and_the_summary_quiet_or_not(tmp_path)
         # the group's progress: the last epoch's line (the first comes within 30 s)
         progress = [line for line in lines if PROGRESS_LINE.fullmatch(line)]
         assert len(progress) == (0 if "--quiet" in args else 1), text
-        runs = [line for line in lines[1:-1] if line not in progress]
-        assert len(runs) == 2 and all(RUN_LINE.fullmatch(line) for line in runs), text
+        # then the best setting of each rule and the commands of the report and figures
+        end = lines[-5:-1]
+        assert end[0] == "best setting of each rule (final val_acc, mean ± sd over seeds):"
         updater = args[1].split("=")[1]
+        assert re.fullmatch(rf"  {updater}_bc=(on|off)  \d\d\.\d\d%  \(1 seed\)", end[1])
+        assert end[2].startswith(f"report:  python {REPO}/scripts/report.py {grid}  (")
+        assert end[3].startswith(f"figures: python {REPO}/scripts/plot.py {grid}    (")
+        runs = [line for line in lines[1:-5] if line not in progress]
+        assert len(runs) == 2 and all(RUN_LINE.fullmatch(line) for line in runs), text
         assert sorted(line.split(":")[0] for line in runs) == [
             f"finished {updater}_bc=off_seed=0", f"finished {updater}_bc=on_seed=0"]
+        for line in runs:  # the time shown is the run's wall time in its status.json
+            status = json.loads((grid / line.split()[1][:-1] / "status.json").read_text())
+            assert RUN_LINE.fullmatch(line).group(3) == duration(status["wall_seconds"])
         assert lines[-1] == "smoke: 2 trained, 0 failed; 2/2 done"
 
 
@@ -94,5 +105,6 @@ def test_progress_bars_on_a_terminal_but_not_with_quiet(tmp_path):
     assert out.splitlines()[-1] == "toy: 2 trained, 0 failed; 2/2 done"
     out_quiet, terminal = on_a_terminal(tmp_path / "quiet", "--quiet")
     assert terminal == ""
-    assert len(out_quiet.splitlines()) == 4 and out_quiet.splitlines()[-1] == \
+    # the plan, two runs, the best settings (a heading, two rules, two commands), the end
+    assert len(out_quiet.splitlines()) == 9 and out_quiet.splitlines()[-1] == \
         "toy: 2 trained, 0 failed; 2/2 done"

@@ -11,6 +11,7 @@ import pytest
 from experiments.data import cifar10, download
 from experiments.data import mnist as mnist_files
 from experiments.data import loading as data
+from experiments.results.faults import StorageError
 from experiments.data import DataError, epoch_batches, flip_images, load_dataset
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",
@@ -99,8 +100,10 @@ def test_unknown_dataset_and_file_as_data_dir(tmp_path):
     with pytest.raises(DataError, match="'svhn'"):
         load_dataset("svhn", tmp_path)
     (tmp_path / "f").write_text("x")
-    with pytest.raises(DataError, match="not a directory"):
+    with pytest.raises(StorageError) as info:
         load_dataset("mnist", tmp_path / "f")
+    assert str(info.value) == (f"{tmp_path}/f is a file, not a folder; choose another folder "
+                               f"with --data-dir (or AMSGRAD_DATA_DIR)")
 
 
 def idx_bytes(magic_ndim, dims, payload):

@@ -16,6 +16,7 @@ from experiments.data import mnist as mnist_files
 from experiments.data import loading as data
 
 from experiments.data import DataError, load_dataset
+from experiments.results.faults import StorageError
 
 REAL = Path(os.environ.get("AMSGRAD_REAL_DATA",
                            Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -163,8 +164,10 @@ def test_no_download_means_no_request(tmp_path, server):
 
 def test_target_folder_cannot_be_made(tmp_path, server):
     (tmp_path / "mnist").write_text("not a folder")
-    with pytest.raises(DataError, match="cannot create .*mnist: .*File exists"):
+    with pytest.raises(StorageError) as info:  # the folder's fault: one line, no retry
         load_dataset("mnist", tmp_path, quiet=True)
+    assert str(info.value) == (f"{tmp_path}/mnist is a file, not a folder; choose another "
+                               f"folder with --data-dir (or AMSGRAD_DATA_DIR)")
     assert server.hits == {}
 
 

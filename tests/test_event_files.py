@@ -183,3 +183,38 @@ def test_a_rule_without_every_axis_leaves_the_experiment_to_tensorboard(tmp_path
     assert tensorboard.grid_axes_of(str(grid)) == ["updater", "learning_rate", "beta2",
                                                    "momentum"]
     assert tensorboard.grid_axes_of(str(tmp_path / "nowhere")) is None
+
+
+def _plot(*args, block=None):
+    """scripts/plot.py as a user runs it (``block``: a module that does not import)."""
+    import subprocess
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(repo, "scripts", "plot.py")
+    code = ["-c", f"import runpy, sys; sys.modules[{block!r}] = None; sys.argv = "
+                  f"sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"] \
+        if block else []
+    return subprocess.run([sys.executable, *code, script, *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_plot_tensorboard_exports_a_finished_grid(tmp_path):
+    root = tmp_path / "fake"
+    write_fake_grid(root)
+    runs = records.load_grid(root)
+    done = _plot(root, "--tensorboard")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"wrote {len(runs)} TensorBoard event files; to see them: "
+                           f"tensorboard --logdir {root}\n")
+    assert not (root / "figures").exists()  # event files instead of figures
+    check_scalars(read_back(runs[0].path)[0], runs[0])
+    out = tmp_path / "tb"
+    assert _plot(root, "--tensorboard", "--out", out).returncode == 0
+    check_scalars(read_back(out / "fake" / os.path.basename(runs[0].path))[0], runs[0])
+    mixed = _plot(root, "--tensorboard", "--metrics", "val_acc")
+    assert mixed.returncode == 2 and mixed.stderr == (
+        "error: --metrics, --formats and --y-range are options of the figures, not of "
+        "--tensorboard\n")
+    missing = _plot(root, "--tensorboard", block="tensorboardX")
+    assert missing.returncode == 2 and missing.stderr == (
+        "error: exporting TensorBoard event files needs tensorboardX: "
+        "pip install -e '.[tensorboard]'\n")

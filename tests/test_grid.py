@@ -1,4 +1,5 @@
 """Grid expansion, run ids, --only, the plan and the grid loop (with a stand-in trainer)."""
+import dataclasses
 import io
 import json
 import os
@@ -156,11 +157,11 @@ def test_bad_only_is_a_config_error(only, message):
 
 
 def test_epochs_override_is_another_grid():
-    config = _blog("vgg")
-    assert config.with_epochs(150) is config
-    short = config.with_epochs(2)
-    assert short.name == "vgg_epochs=2" and short.fixed["epochs"] == 2
-    assert config.fixed["epochs"] == 150
+    from experiments.config.overrides import load_with_overrides
+    path = os.path.join(REPO, "configs", "vgg.yaml")
+    assert load_with_overrides(path, ["epochs=150"]) == _blog("vgg")
+    short = load_with_overrides(path, ["epochs=2"])
+    assert short.name.startswith("vgg_epochs=2_") and short.fixed["epochs"] == 2
 
 
 def test_grid_trains_everything_once_and_skips_what_is_done(tmp_path):
@@ -254,7 +255,9 @@ def test_changed_fixed_settings_are_refused(tmp_path):
                                           "bias_correction": [True, False]})
     assert len(plan(grown, str(tmp_path)).todo) == 8
     # a different --epochs goes elsewhere instead of being refused
-    assert plan(_small().with_epochs(5), str(tmp_path)).grid_dir.endswith("small_epochs=5")
+    five = dataclasses.replace(_small(), name="small_epochs=5",
+                               fixed={**_small().fixed, "epochs": 5})
+    assert plan(five, str(tmp_path)).grid_dir.endswith("small_epochs=5")
 
 
 def test_run_configured_otherwise_is_refused(tmp_path):
@@ -354,3 +357,55 @@ def test_a_runner_whose_claim_is_taken_over_stops_without_writing(tmp_path):
     store = RunStore(tmp_path / "small" / "adam_bc=on_seed=0")
     assert len(store.read_curves()) == 1  # the epoch before the takeover, then nothing
     assert store.read_status().get("state") is None  # not marked failed by the loser
+
+
+def test_the_runner_records_the_grids_plan_keeping_grid_yaml_as_it_was(tmp_path):
+    from experiments.analysis.progress import planned_runs
+    grid_yaml = tmp_path / "small" / "grid.yaml"
+    _run(_small(), tmp_path, FakeTrainer(), only=["seed=0"])
+    every = [r["run_id"] for r in expand_grid(_small())]
+    assert planned_runs(tmp_path / "small") == every  # the grid's runs, not --only's
+    # a grid.yaml of before: its text stays, byte for byte, the plan is added at its end
+    old = grid_yaml.read_text().split("planned_runs:")[0]
+    grid_yaml.write_text(old)
+    _run(_small(seeds=[0, 1, 2]), tmp_path, FakeTrainer())  # grown by a seed
+    text = grid_yaml.read_text()
+    assert text.startswith(old) and text[len(old):].startswith("planned_runs:\n- ")
+    grown = [r["run_id"] for r in expand_grid(_small(seeds=[0, 1, 2]))]
+    assert planned_runs(tmp_path / "small") == grown
+    # fewer seeds asked for later: what was planned stays planned
+    _run(_small(seeds=[0]), tmp_path, FakeTrainer(), only=["seed=0"])
+    assert planned_runs(tmp_path / "small") == grown and grid_yaml.read_text() == text
+    # a grid.yaml edited so that the list is not its last key is left alone
+    edited = text.replace("planned_runs:", "extra: 1\nplanned_runs:", 1) + "note: mine\n"
+    grid_yaml.write_text(edited)
+    _run(_small(seeds=[0, 1, 2, 3]), tmp_path, FakeTrainer())
+    assert grid_yaml.read_text() == edited
+
+
+def test_the_epilogue_names_each_rules_best_setting_and_the_commands(tmp_path):
+    from experiments.analysis.epilogue import epilogue
+    config = _small(grid={"updater": ["adam", "amsgrad"], "bias_correction": [True, False],
+                          "learning_rate": [0.01, 0.001]}, learning_rate=None)
+    out = io.StringIO()
+    summary = run_grid(config, results_dir=str(tmp_path), quiet=True, train_fn=FakeTrainer(),
+                       load_fn=_load([]), out=out,
+                       epilogue=lambda d: epilogue(d, "amsgrad-report", "amsgrad-plot"))
+    assert len(summary["trained"]) == 16
+    lines = out.getvalue().splitlines()
+    grid = tmp_path / "small"
+    # FakeTrainer: val_acc 0.5 + seed / 10 in every setting: seeds 0 and 1 give 55% ± 7.07
+    assert lines[-6:] == [
+        "best setting of each rule (final val_acc, mean ± sd over seeds):",
+        "  adam_lr=0.01_bc=on     55.00% ± 7.07  (2 seeds)",
+        "  amsgrad_lr=0.01_bc=on  55.00% ± 7.07  (2 seeds)",
+        f"report:  amsgrad-report {grid}  (report.md, .csv, .json in that folder)",
+        f"figures: amsgrad-plot {grid}    (PNG and PDF in its figures/)",
+        "small: 16 trained, 0 failed; 16/16 done"]
+    assert epilogue(grid, encoding="ascii")[0].endswith("mean +- sd over seeds):")
+    assert epilogue(tmp_path / "nothing") == []
+    # nothing trained: no epilogue
+    again = io.StringIO()
+    run_grid(config, results_dir=str(tmp_path), quiet=True, train_fn=FakeTrainer(),
+             load_fn=_load([]), out=again, epilogue=lambda d: ["never"])
+    assert "never" not in again.getvalue()

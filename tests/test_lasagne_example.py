@@ -54,3 +54,36 @@ def test_bad_arguments_are_rejected():
     result = run_example("--library", "tensorflow")
     assert result.returncode == 2 and "argument --library: invalid choice: 'tensorflow'" \
         in result.stderr
+
+
+def run_blocked(blocked, *args):
+    """The example with ``blocked`` libraries made unimportable (as where they are not
+    installed)."""
+    code = (f"import runpy, sys; sys.modules.update(dict.fromkeys({list(blocked)!r})); "
+            f"sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    return subprocess.run([sys.executable, "-c", code, str(EXAMPLE), *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not (REAL / "mnist" / "train-images-idx3-ubyte.gz").is_file(),
+                    reason=f"real data not found in {REAL}")
+@pytest.mark.pytensor
+def test_by_default_it_runs_on_the_library_installed():
+    # where Theano is not installed (the modern environment): PyTensor, not an ImportError
+    result = run_blocked(["theano"], "--data-dir", str(REAL), "--epochs", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "pytensor: logistic regression on MNIST, AMSGrad"
+    assert re.fullmatch(r"epoch 1/1  lr 0\.001000  loss [\d.]+  val_loss [\d.]+  "
+                        r"val_acc 0\.\d+", result.stdout.splitlines()[1])
+
+
+def test_without_either_library_it_says_what_to_install():
+    for blocked, args, said in ((["theano", "pytensor"], [], "neither theano nor pytensor is"),
+                                (["theano"], ["--library", "theano"], "theano is not")):
+        result = run_blocked(blocked, *args, "--no-download")
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr == (f"error: {said} installed in this Python "
+                                 f"({sys.executable}); pip install -e '.[pytensor]', or use the "
+                                 f"Theano environment of the README\n")

@@ -108,12 +108,16 @@ def test_kinds_are_parsed_and_checked():
 
 
 def test_check_names_the_extra_to_install(monkeypatch):
-    import importlib.util
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "wandb" else real(name, *a))
-    with pytest.raises(ConfigError, match=r"--log wandb: wandb is not installed in this "
-                                          r"Python; pip install -e '\.\[wandb\]'"):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # importing it fails
+    with pytest.raises(ConfigError) as info:
+        metric_logs.check(["tensorboard", "wandb"])
+    assert str(info.value) == (f"--log wandb: wandb is not installed in this Python "
+                               f"({sys.executable}); pip install -e '.[wandb]'")
+    # installed, but its import raises (e.g. a protobuf that does not fit)
+    monkeypatch.setattr(metric_logs.importlib, "import_module",
+                        lambda name: (_ for _ in ()).throw(TypeError("bad\nprotobuf")))
+    with pytest.raises(ConfigError, match=r"--log wandb: wandb does not import \(TypeError: "
+                                          r"bad protobuf\) in this Python"):
         metric_logs.check(["wandb"])
 
 
@@ -180,3 +184,41 @@ def test_a_killed_group_resumes_its_logs_without_duplicate_steps(tmp_path, offli
                    for r, _ in found if r is not None)
         assert [steps for _, steps in found][-1] == [2, 3, 4]
         assert set(found[0][1]) <= {1, 2, 3}  # what the killed training got to write
+
+
+BLOCKED = "import runpy, sys; sys.modules[{module!r}] = None; sys.argv = sys.argv[1:]; " \
+          "runpy.run_path(sys.argv[0], run_name='__main__')"
+
+
+@pytest.mark.parametrize("kind, module", [("tensorboard", "tensorboardX"), ("wandb", "wandb")])
+def test_log_without_its_package_is_refused_before_anything(tmp_path, kind, module):
+    # as where the extra is not installed: importing the package fails
+    script = os.path.join(REPO, "scripts", "run_grid.py")
+    done = subprocess.run([sys.executable, "-c", BLOCKED.format(module=module), script,
+                           os.path.join(REPO, "configs", "smoke.yaml"), "--results",
+                           str(tmp_path / "r"), "--log", f"tensorboard,{kind}"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert done.stderr == (f"error: --log {kind}: {module} is not installed in this Python "
+                           f"({sys.executable}); pip install -e '.[{kind}]'\n")
+    assert not (tmp_path / "r").exists()  # nothing planned, nothing trained
+
+
+def test_a_ray_task_checks_its_workers_packages_before_it_trains(tmp_path, monkeypatch):
+    from experiments.grid import ray_executor
+    from experiments.grid.executors import Job
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # not in this worker's Python
+    (tmp_path / "grid").mkdir()
+    jobs = [Job({"run_id": f"r{k}", "epochs": 1}, str(tmp_path / "grid" / f"r{k}"),
+                metric_log=("tensorboard",)) for k in range(2)]
+    for job, one in ((jobs[0], True), (jobs, False)):
+        # the task's body, as Ray runs it (no events: nothing gets that far)
+        outcome = ray_executor._ray_task(job, events=None)
+        outcomes = [outcome] if one else outcome
+        assert [o["run_id"] for o in outcomes] == (["r0"] if one else ["r0", "r1"])
+        for o in outcomes:
+            assert o["result"] == "user_error"
+            assert o["message"].startswith("--log tensorboard: tensorboardX is not installed "
+                                           "in the Ray worker's Python on ")
+            assert o["message"].endswith("; pip install -e '.[tensorboard]'")
+    assert os.listdir(tmp_path / "grid") == []  # no run was claimed or trained

@@ -143,6 +143,20 @@ def test_mistakes_are_one_line_naming_the_item(path, items, message):
     assert message in error_of(path, *items)
 
 
+def test_a_key_inside_a_named_schedule_hints_a_form_that_works(tmp_path):
+    logreg = os.path.join(REPO, "configs", "logreg.yaml")  # lr_schedule: linear
+    for item, form in (("lr_schedule.factor=0.5", "{name: step, every: 50, factor: 0.5}"),
+                       ("lr_schedule.final=0.1", "{name: cosine, final: 0.1}")):
+        assert error_of(logreg, item) == (
+            f"--set '{item}': lr_schedule is 'linear', not a mapping; set lr_schedule as a "
+            f"whole, e.g. --set 'lr_schedule={form}'")
+        config = load_with_overrides(logreg, [f"lr_schedule={form}"])  # the hint works
+        assert config.fixed["lr_schedule"]["name"] in form
+    # a parameter no schedule takes, or a value none accepts: no example
+    assert error_of(logreg, "lr_schedule.x=1").endswith("set lr_schedule as a whole")
+    assert error_of(logreg, "lr_schedule.factor=5").endswith("set lr_schedule as a whole")
+
+
 def test_the_files_own_mistake_is_the_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: logreg\nepochs: 0\n")
@@ -181,6 +195,29 @@ def test_derived_names_are_stable():
     assert load_with_overrides(config, ["grid.beta2=[0.9,0.99]"]).name == \
         "logreg_b2=0.9-0.99_21e97ccb"
     assert load_with_overrides(config, ["epochs=5"]).name == "logreg_epochs=5_db96eef5"
+
+
+def test_an_earlier_epochs_folder_is_found_in_the_results(tmp_path):
+    from experiments.config.overrides import former_names
+    config = os.path.join(REPO, "configs", "logreg.yaml")
+    items = ["grid.beta2=[0.9,0.99]", "epochs=5"]
+    changed = load_with_overrides(config, items)
+    # as --set grid.beta2=... --epochs 5 named it before --epochs was --set epochs=5
+    former = "logreg_b2=0.9-0.99_21e97ccb_epochs=5"
+    assert former_names(load_config(config), changed) == [former]
+    assert former_names(load_config(config), load_with_overrides(config, ["epochs=5"])) == [
+        "logreg_epochs=5"]
+    assert former_names(load_config(config), load_with_overrides(config, items[:1])) == []
+    results = tmp_path / "results"
+    assert load_with_overrides(config, items, results_dir=results).name == changed.name
+    (results / former).mkdir(parents=True)  # not a grid (no grid.yaml): not taken
+    assert load_with_overrides(config, items, results_dir=results).name == changed.name
+    (results / former / "grid.yaml").write_text("name: x\n")
+    assert load_with_overrides(config, items, results_dir=results).name == former
+    (results / changed.name).mkdir()  # both there: the name of now
+    assert load_with_overrides(config, items, results_dir=results).name == changed.name
+    assert load_with_overrides(config, items + ["name=mine"], results_dir=results).name == \
+        "mine"
 
 
 def test_resources_stay_out_of_grid_yaml(path, tmp_path):

@@ -45,6 +45,34 @@ def test_the_test_cluster_is_on_loopback(cluster):
     assert_on_loopback(descendants(os.getpid()))  # GCS, raylet, workers, this driver
 
 
+def test_a_ray_without_its_local_only_switch_is_refused(tmp_path, monkeypatch):
+    # as a newer Ray that dropped the private constant start_local_ray flips: it would
+    # bind to the host's address; refused before Ray starts (no cluster is needed here)
+    from experiments.config import ConfigError
+    from experiments.grid.ray_executor import KNOWN_RAY, start_local_ray
+    from ray._private import ray_constants
+    monkeypatch.delattr(ray_constants, "ENABLE_RAY_CLUSTER")
+    running = ray.is_initialized()  # the module's cluster, if a test before started it
+    with pytest.raises(ConfigError) as info:
+        start_local_ray(num_cpus=1)
+    assert str(info.value).startswith(
+        f"--executor ray: Ray {ray.__version__} has no "
+        f"ray._private.ray_constants.ENABLE_RAY_CLUSTER, which keeps the Ray this grid starts "
+        f"on 127.0.0.1 (known for Ray {KNOWN_RAY}); start one yourself")
+    assert ray.is_initialized() == running  # no Ray started
+    # from the command: one line, exit 2, nothing written
+    code = ("import runpy, sys; from ray._private import ray_constants as c; "
+            "del c.ENABLE_RAY_CLUSTER; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", code, SCRIPT, "configs/smoke.yaml",
+                           "--results", str(tmp_path / "r"), "--executor", "ray"],
+                          capture_output=True, text=True, cwd=REPO, timeout=120, env=env)
+    assert done.returncode == 2 and done.stderr.startswith("error: --executor ray: Ray ")
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def join_env():
     """The environment of a driver joining the cluster (its auth settings included): in
     Ray's local-only mode too, or Ray maps 127.0.0.1 to this host's interface address,
@@ -70,7 +98,8 @@ def test_smoke_on_ray_equals_the_local_executor(cluster, tmp_path):
     lines = on_ray.stdout.splitlines()
     assert lines[0] == f"smoke: 4 runs in {tmp_path}/ray/smoke: 0 done, 4 to do (4 new)"
     assert lines[-1] == "smoke: 4 trained, 0 failed; 4/4 done"
-    assert len(lines) == 6 and all(line.startswith("finished ") for line in lines[1:5])
+    assert len(lines) == 11 and all(line.startswith("finished ") for line in lines[1:5])
+    assert lines[5].startswith("best setting of each rule")  # then 2 rules, 2 commands
     assert not {"\r", "\x1b"} & set(on_ray.stdout + on_ray.stderr)  # a plain log
     from experiments.config import load_config
     from experiments.grid.runner import run_grid

@@ -54,10 +54,13 @@ def test_dry_run_shows_the_plan(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_epochs_override_plans_another_grid(tmp_path):
-    result = cli("configs/logreg.yaml", "--results", tmp_path, "--dry-run", "--epochs", "3")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith(f"logreg_epochs=3: 120 runs in {tmp_path}/logreg_epochs=3:")
+def test_epochs_and_set_epochs_plan_one_grid(tmp_path):
+    by_flag, by_set = (cli("configs/logreg.yaml", "--results", tmp_path, "--dry-run", *how)
+                       for how in (["--epochs", "3"], ["--set", "epochs=3"]))
+    assert by_flag.returncode == 0, by_flag.stderr
+    assert by_flag.stdout == by_set.stdout
+    name = "logreg_epochs=3_543da7ab"  # overrides.derived_name: pinned, as every such name
+    assert by_flag.stdout.startswith(f"{name}: 120 runs in {tmp_path}/{name}:")
 
 
 @pytest.mark.parametrize("text, fragments", [
@@ -274,3 +277,25 @@ def test_killed_grid_resumes_to_the_curves_of_an_uninterrupted_run(tmp_path):
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "finished" and status["trainings"] == 2
     assert not (run_dir / "checkpoint.npz").exists()
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_a_grid_an_earlier_epochs_flag_named_resumes_in_its_folder(tmp_path):
+    # earlier versions put --epochs 1 into <name>_epochs=1 (run ids, config hashes and
+    # grid.yaml name it): such a folder stays this experiment's, however it is asked for
+    config = write(tmp_path, TINY.format(epochs=2), "tiny.yaml")
+    results, old = tmp_path / "results", tmp_path / "results" / "tiny_epochs=1"
+    made = cli(config, "--results", results, "--data-dir", REAL, "--quiet",
+               "--set", "name=tiny_epochs=1", "--set", "epochs=1")
+    assert made.returncode == 0, made.stderr
+    files = {p: p.read_bytes() for p in old.rglob("*") if p.is_file()}
+    for how in (["--epochs", "1"], ["--set", "epochs=1"]):
+        again = cli(config, "--results", results, "--data-dir", REAL, "--quiet", *how)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == f"tiny_epochs=1: 2 runs in {old}: 2 done (2 finished), 0 to do\n"
+    assert {p: p.read_bytes() for p in old.rglob("*") if p.is_file()} == files
+    assert os.listdir(results) == ["tiny_epochs=1"]
+    # without it, the derived name
+    fresh = cli(config, "--results", tmp_path / "fresh", "--dry-run", "--epochs", "1")
+    assert fresh.stdout.startswith("tiny_epochs=1_"), fresh.stdout

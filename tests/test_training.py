@@ -64,6 +64,9 @@ def test_run_writes_curves_and_status(tmp_path, mnist, capsys):
     assert {"jax", "device"} <= set(status["engine_info"])
     assert status["started"] <= status["finished"] and status["host"]
     assert status["config_hash"] == config_hash(RUN)
+    # its times: the share of its epochs (curves' seconds), within the training's wall time
+    assert status["epoch_seconds"] == pytest.approx(sum(r["seconds"] for r in rows))
+    assert status["wall_seconds"] > status["epoch_seconds"] > 0 and "seconds" not in status
     assert not os.path.exists(store.checkpoint_path)
     # A finished run is left as it is.
     assert train_run(RUN, store, dataset=mnist, quiet=True) == status
@@ -178,3 +181,11 @@ def test_bad_run_settings(tmp_path, mnist):
         train_run(dict(RUN, train_subset=60000), RunStore(tmp_path), dataset=mnist, quiet=True)
     with pytest.raises(ValueError, match="unknown augmentation 'crop'"):
         train_run(dict(RUN, augmentation="crop"), RunStore(tmp_path), dataset=mnist, quiet=True)
+
+
+def test_a_status_of_before_reads_with_the_names_of_now(tmp_path):
+    store = RunStore(tmp_path / "run")
+    os.makedirs(store.run_dir)
+    with open(store.status_path, "w") as f:  # as runs wrote it before wall_seconds
+        f.write('{"state": "finished", "seconds": 12.5}')
+    assert store.read_status() == {"state": "finished", "epoch_seconds": 12.5}

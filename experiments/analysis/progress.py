@@ -13,11 +13,10 @@ import yaml
 
 from experiments.analysis.readable import plural
 from experiments.analysis.records import is_complete
-from experiments.results.store import GRID_FILE
+from experiments.results.store import GRID_FILE, PLAN_KEY
 
 __all__ = ["PLAN_KEY", "planned_runs", "setting_label", "grid_progress", "progress_lines"]
 
-PLAN_KEY = "planned_runs"
 SHOWN = 8  # incomplete settings named in the Markdown (all of them in the JSON)
 
 

@@ -2,6 +2,7 @@
 
     python scripts/plot.py RESULTS_DIR [--out DIR] [--metrics M,...] [--formats F,...]
                            [--y-range panel|shared] [--quiet]
+    python scripts/plot.py RESULTS_DIR --tensorboard [--out DIR]
 
 RESULTS_DIR is a grid's folder (``results/<grid>/``, run folders below it), a folder
 with the synthetic problem's ``trajectories.csv``, or a root holding several of these.
@@ -13,6 +14,12 @@ several), as PNG and PDF (``--formats``, e.g. png,pdf,svg); the synthetic proble
 figure is redrawn where ``run_grid.py`` drew it, ``<folder>/synthetic.png``, unless
 ``--out`` is given. The progress bar shows on a terminal only.
 
+``--tensorboard`` writes TensorBoard event files of the runs instead of figures, from their
+stored curves (:func:`experiments.analysis.event_files.export_tensorboard`; a grid trained
+without ``--log tensorboard`` then shows in ``tensorboard --logdir RESULTS_DIR``, HPARAMS
+too): into each run's folder, or ``--out/<grid>/<run id>/``. Needs the ``.[tensorboard]``
+extra.
+
 Exit status: 0 when written, 2 when the results cannot be read or an option is wrong
 (one line naming it), 3 when a figures
 folder cannot be written (a full disk, a read-only file system, no permission, a file
@@ -20,13 +27,14 @@ in the way: choose another with --out).
 """
 import argparse
 import os
+import shlex
 import sys
 
 from tqdm import tqdm
 
 from experiments.results import faults
 from experiments.results.metrics import get_metric, metrics
-from experiments.analysis import figures, records
+from experiments.analysis import event_files, figures, records
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,7 +83,23 @@ def _parser():
                         help="full and mean views: fit each panel's y-range to its runs "
                              "(panel, the default) or one range to all (shared)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="write TensorBoard event files of the runs instead of figures "
+                             "(into each run's folder, or --out/<grid>/<run id>/), for "
+                             "tensorboard --logdir RESULTS_DIR")
     return parser
+
+
+def _export(args):
+    """``--tensorboard``: the event files, and how to look at them."""
+    if args.metrics is not None or args.formats != figures.FORMATS or args.y_range != "panel":
+        raise records.ResultsError("--metrics, --formats and --y-range are options of the "
+                                   "figures, not of --tensorboard")
+    with faults.writing_to(args.out or args.results_dir, "--out"):
+        paths = event_files.export_tensorboard(args.results_dir, out_dir=args.out)
+    logdir = shlex.quote(os.fspath(args.out or args.results_dir))
+    print(f"wrote {len(paths)} TensorBoard event file{'s' if len(paths) != 1 else ''}; "
+          f"to see them: tensorboard --logdir {logdir}")
 
 
 def _jobs(results_dir):
@@ -91,6 +115,9 @@ def main(argv=None):
     try:
         if not os.path.isdir(args.results_dir):
             raise records.ResultsError(f"results folder {args.results_dir!r} does not exist")
+        if args.tensorboard:
+            _export(args)
+            return 0
         jobs = _jobs(args.results_dir)
         if not jobs:
             raise records.ResultsError(f"no runs (no */config.yaml) and no "

@@ -17,16 +17,18 @@ where a folder should be: nothing is half-written, and once that is fixed the sa
 command resumes), 130 when interrupted.
 
 A config changed by ``--set`` is another grid, ``<config name>_<what changed>_<hash>``
-(see experiments/overrides.py), as one changed by ``--epochs`` is ``<config name>_epochs=N``.
+(see experiments/config/overrides.py); ``--epochs N`` is ``--set epochs=N``.
 """
 import argparse
+import functools
 import os
+import pkgutil
+import shlex
 import signal
 import sys
 import warnings
 
-import pkgutil
-
+from experiments.analysis.epilogue import epilogue
 from experiments.config import kinds
 from experiments.config.loading import ConfigError
 from experiments.config.overrides import load_with_overrides, parse_item
@@ -99,9 +101,13 @@ def _program():
 
 
 def _parser():
-    parser = _Parser(prog=_program(), description=__doc__.split("\n\n")[0],
+    prog = _program()
+    # the examples as the user calls the command: amsgrad-grid, or run_grid.py in a checkout
+    called = prog if prog == "amsgrad-grid" else "python scripts/run_grid.py"
+    doc = __doc__.replace("python scripts/run_grid.py", called)
+    parser = _Parser(prog=prog, description=doc.split("\n\n")[0],
                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+                     epilog="\n\n".join(doc.split("\n\n")[1:]))
     parser.add_argument("config", help="a YAML config, e.g. configs/vgg.yaml")
     parser.add_argument("--results", default="results", metavar="DIR",
                         help="results folder (default: %(default)s)")
@@ -118,8 +124,8 @@ def _parser():
                              "resources.num_gpus=1; a changed experiment goes to a grid "
                              "named <name>_<what changed>_<hash>")
     parser.add_argument("--epochs", type=_positive_int, metavar="N",
-                        help="train N epochs instead (the schedule changes with it, so "
-                             "results go to <name>_epochs=N)")
+                        help="train N epochs instead: --set epochs=N (the schedule changes "
+                             "with it, so results go to another grid)")
     parser.add_argument("--dry-run", action="store_true",
                         help="show the plan and every run's state; train nothing")
     parser.add_argument("--quiet", action="store_true",
@@ -186,9 +192,23 @@ def _config(args):
                           f"(this is a {kind.name} config)")
     if args.epochs is not None and any(parse_item(s)[0] == ("epochs",) for s in args.set):
         raise ConfigError("--epochs and --set epochs=...: give the number of epochs once")
-    if args.epochs is not None:
-        config = config.with_epochs(args.epochs)
-    return config, kind
+    # --epochs N is --set epochs=N (one experiment, one folder); the results folder
+    # finds the folder an earlier version gave it (overrides.former_names)
+    items = args.set + ([f"epochs={args.epochs}"] if args.epochs is not None else [])
+    return load_with_overrides(args.config, items, results_dir=args.results), kind
+
+
+def _epilogue():
+    """What the grid says at its end (:mod:`experiments.analysis.epilogue`), naming the
+    report and plot commands as this one was called."""
+    if _program() == "amsgrad-grid":
+        report, plot = "amsgrad-report", "amsgrad-plot"
+    else:  # the scripts beside this one, as it was given
+        python, here = os.path.basename(sys.executable), os.path.dirname(sys.argv[0])
+        report, plot = (shlex.join([python, os.path.join(here, f"{name}.py")])
+                        for name in ("report", "plot"))
+    return functools.partial(epilogue, report=report, plot=plot,
+                             encoding=getattr(sys.stdout, "encoding", None))
 
 
 def _options(args):
@@ -199,7 +219,7 @@ def _options(args):
                        num_gpus=args.num_gpus, max_attempts=args.max_attempts,
                        group_size=args.group_size, metric_log=args.log,
                        stale_after=args.heartbeat_timeout,
-                       heartbeat=args.heartbeat_timeout / 12)
+                       heartbeat=args.heartbeat_timeout / 12, epilogue=_epilogue())
 
 
 def _run(config, kind, options):
@@ -220,6 +240,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         config, kind = _config(args)
+        metric_logs.check(args.log)  # before anything is planned or trained
         with faults.writing_to(args.results, "--results"):
             summary = _run(config, kind, _options(args))
     except (ConfigError, DataError) as error:

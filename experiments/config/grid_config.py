@@ -58,7 +58,6 @@ given at that value. ``resources`` only says where runs may go (``--executor ray
 (``run_grid.py --set key=value``, :mod:`experiments.config.overrides`). Numbers such as
 ``1e-8`` may be written without a dot (plain YAML 1.1 would read them as strings).
 """
-import dataclasses
 from dataclasses import dataclass, field
 
 from experiments import models, optimizers
@@ -113,14 +112,6 @@ class GridConfig:
                 fixed[h.name] = h.default
         order = run_keys.table().axes
         return fixed, {k: axes[k] for k in order if k in axes}
-
-    def with_epochs(self, epochs):
-        """This grid trained for ``epochs`` instead: another schedule, so another grid
-        name, ``<name>_epochs=<N>``."""
-        if epochs is None or epochs == self.fixed["epochs"]:
-            return self
-        return dataclasses.replace(self, name=f"{self.name}_epochs={epochs}",
-                                   fixed={**self.fixed, "epochs": epochs})
 
     def experiment(self):
         """What defines the experiment, flat: kind, fixed settings, ``grid.<axis>``,

@@ -7,9 +7,9 @@ key a config may hold can be set, and is checked as in the file::
     --set grid.beta2=[0.9,0.99]              # an axis (values as YAML)
     --set beta2=0.99                         # fixes what the file has as an axis ...
     --set grid.beta1=[0.8,0.9]               # ... and an axis of what it fixes
-    --set lr_schedule.factor=0.5             # a key inside a mapping
-    --set 'lr_schedule={name: cosine}'       # a mapping whole
-    --set resources.num_gpus=1               # not part of the experiment: same grid
+    --set 'lr_schedule={name: step, every: 50, factor: 0.5}'   # a mapping whole
+    --set lr_schedule.factor=0.2             # a key inside it, where the file has one
+    --set resources.num_gpus=1               # not part of the experiment: the same grid
 
 A changed experiment is another grid: its results go to a derived name,
 ``<name>_<what changed>_<hash>``, e.g. ``logreg_b2=0.9-0.99_1c0d2f6a``: a short readable
@@ -19,7 +19,14 @@ lands in the same folder and two different changes never share one. The name is
 derived from the validated settings, so overrides that change nothing of the
 experiment (``resources``, a value the file already has) keep the file's name; an
 explicit ``--set name=...`` is used as it is (``grid.yaml`` still refuses a folder of
-other settings).
+other settings). ``run_grid.py --epochs N`` is ``--set epochs=N``: one experiment, one
+folder, however it is asked for.
+
+Earlier versions named a change of ``epochs`` made by ``--epochs N`` otherwise,
+``<name>_epochs=N`` (after the derived name of any other change): those are the
+experiment's :func:`former_names`, and :func:`load_with_overrides` given the results
+folder keeps using such a folder where it is there, so a grid of before resumes where it
+is (its run ids, config hashes and ``grid.yaml`` name it).
 """
 import dataclasses
 import hashlib
@@ -29,12 +36,14 @@ import re
 
 import yaml
 
-from experiments.config import run_keys
+from experiments.config import run_keys, schedules
 from experiments.config.loading import (ConfigError, UniqueKeyLoader, load_config, parse_config,
                                         read_config)
 from experiments.config.runs import id_value
+from experiments.results.store import GRID_FILE
 
-__all__ = ["parse_item", "apply_overrides", "derived_name", "load_with_overrides"]
+__all__ = ["parse_item", "apply_overrides", "derived_name", "former_names",
+           "load_with_overrides"]
 
 #: Longest readable part of a derived name (the hash follows it).
 READABLE_CHARS = 40
@@ -77,7 +86,7 @@ def apply_overrides(data, items):
             if not isinstance(node[key], dict):
                 where = ".".join(path[:depth + 1])
                 raise ConfigError(f"--set {item!r}: {where} is {node[key]!r}, not a mapping; "
-                                  f"set {where} as a whole")
+                                  f"{_whole(where, path, value)}")
             node = node[key]
         node[path[-1]] = value
     grid = data.get("grid")
@@ -87,6 +96,16 @@ def apply_overrides(data, items):
         elif len(path) == 2 and path[0] == "grid" and (path[1],) not in paths:
             data.pop(path[1], None)
     return data
+
+
+def _whole(where, path, value):
+    """How to set ``where`` as a whole instead of ``path`` inside it: for a schedule, a
+    mapping that works as it stands."""
+    example = schedules.example_with(path[-1], value) \
+        if path[:-1] == ("lr_schedule",) else None
+    if example is None:
+        return f"set {where} as a whole"
+    return f"set {where} as a whole, e.g. --set '{where}={example}'"
 
 
 def _short(value):
@@ -103,11 +122,14 @@ def derived_name(original, changed):
     """The name of ``changed`` (a config from
     ``original`` with overrides): ``original``'s if the experiment is the same, else
     ``<name>_<what changed>_<hash>`` (letters, digits, ``_ . = -``)."""
-    before, after = original.experiment(), changed.experiment()
+    return _derived(original.name, original.experiment(), changed.experiment())
+
+
+def _derived(name, before, after):
     keys = [k for k in after if before.get(k, _MISSING) != after[k]] + \
         [k for k in before if k not in after]
     if not keys:
-        return original.name
+        return name
     diff = {k: after.get(k, _MISSING) for k in keys}
     bare = {k: k[len("grid."):] if k.startswith("grid.") else k for k in keys}
     set_ = {bare[k] for k, v in diff.items() if v is not _MISSING}
@@ -118,7 +140,29 @@ def derived_name(original, changed):
     digest = hashlib.sha256(json.dumps({k: "(unset)" if v is _MISSING else v
                                         for k, v in diff.items()},
                                        sort_keys=True, default=str).encode()).hexdigest()
-    return f"{original.name}_{readable.strip('_-=.')}_{digest[:8]}"
+    return f"{name}_{readable.strip('_-=.')}_{digest[:8]}"
+
+
+def former_names(original, changed):
+    """The names earlier versions of the suite gave ``changed``, other than
+    :func:`derived_name`: a change of ``epochs`` was ``--epochs N``'s,
+    ``<derived name of the other changes>_epochs=N``."""
+    before, after = original.experiment(), changed.experiment()
+    if "epochs" not in before or before["epochs"] == after.get("epochs", _MISSING):
+        return []
+    rest = _derived(original.name, before, {**after, "epochs": before["epochs"]})
+    return [f"{rest}_epochs={after['epochs']}"]
+
+
+def _settled(original, changed, results_dir):
+    """``changed`` under the name of the folder ``results_dir`` holds it in: its derived
+    name, or else a former name whose folder holds a grid (``grid.yaml``)."""
+    name = derived_name(original, changed)
+    held = [n for n in former_names(original, changed)
+            if os.path.isfile(os.path.join(os.fspath(results_dir), n, GRID_FILE))]
+    if held and not os.path.exists(os.path.join(os.fspath(results_dir), name)):
+        name = held[0]  # the folder an earlier version made for this experiment
+    return dataclasses.replace(changed, name=name)
 
 
 def _blame(error, items):
@@ -135,15 +179,17 @@ def _blame(error, items):
     return error
 
 
-def load_with_overrides(path, items=()):
+def load_with_overrides(path, items=(), results_dir=None):
     """The config at ``path`` with ``items`` (``key=value``) set, validated like the
-    file, under its derived name (:func:`derived_name`). Raises :class:`ConfigError`:
+    file, under its derived name (:func:`derived_name`; given ``results_dir``, a former
+    name whose folder is there, see the module docstring). Raises :class:`ConfigError`:
     for a key an item set, naming the item."""
     data = read_config(path)
     if not items or not isinstance(data, dict):
         return load_config(path)
+    data = apply_overrides(data, items)  # its errors name the item already
     try:
-        changed = parse_config(apply_overrides(data, items), path=os.fspath(path),
+        changed = parse_config(data, path=os.fspath(path),
                                default_name=os.path.splitext(os.path.basename(path))[0])
     except ConfigError as error:
         blamed = _blame(error, items)
@@ -153,4 +199,6 @@ def load_with_overrides(path, items=()):
         raise blamed from None
     if any(parse_item(item)[0] == ("name",) for item in items):
         return changed
-    return dataclasses.replace(changed, name=derived_name(load_config(path), changed))
+    if results_dir is None:
+        return dataclasses.replace(changed, name=derived_name(load_config(path), changed))
+    return _settled(load_config(path), changed, results_dir)

@@ -1,11 +1,12 @@
-"""The runs a grid config asks for: expansion, run ids, ``--only``, ``--epochs``.
+"""The runs a grid config asks for: expansion, run ids, ``--only``.
 
 A grid config (:mod:`experiments.config.grid_config`) expands into one run per seed and
 combination of axis values. Run ids name the axes of the config's ``grid:`` (even an
 axis with a single value, so that adding values later keeps the ids) and the seed, in
 the order of the key table (:mod:`experiments.config.keys`):
-``amsgrad_lr=0.001_b2=0.999_bc=on_seed=3``. ``--epochs`` changes the learning-rate
-schedule, so its results go to ``<name>_epochs=<N>``.
+``amsgrad_lr=0.001_b2=0.999_bc=on_seed=3``. ``--epochs`` (``--set epochs=N``) changes
+the learning-rate schedule, so its results go to another grid
+(:mod:`experiments.config.overrides`).
 """
 import itertools
 

@@ -51,8 +51,8 @@ SCHEDULES = {
 #: The synthetic problem's per-step decays (``lr_decay``), of the step count t >= 1.
 STEP_DECAYS = ("constant", "sqrt")
 
-__all__ = ["SCHEDULES", "STEP_DECAYS", "normalize", "schedule", "rates", "learning_rate",
-           "step_decay"]
+__all__ = ["SCHEDULES", "STEP_DECAYS", "normalize", "example_with", "schedule", "rates",
+           "learning_rate", "step_decay"]
 
 
 #: Each schedule parameter's check.
@@ -100,6 +100,29 @@ def normalize(value):
         raise ValueError("step needs either every (epochs between decays) or at (the "
                          "epochs after which to decay), e.g. {name: step, every: 50}")
     return out
+
+
+def example_with(key, value):
+    """A schedule mapping that sets parameter ``key`` to ``value`` and is valid as it
+    stands, as YAML flow text (``{name: step, every: 50, factor: 0.5}``), for a hint; None
+    if no schedule takes ``key`` or ``value`` is not one of its values."""
+    for name, params in SCHEDULES.items():
+        if key in params:
+            example = {"name": name, key: value}
+            if name == "step" and key not in ("every", "at"):
+                example = {"name": name, "every": 50, key: value}  # step needs one of them
+            try:
+                normalize(example)
+            except ValueError:
+                return None
+            return _flow(example)
+    return None
+
+
+def _flow(mapping):
+    """``{name: step, every: 50}``: a flat mapping as YAML flow text."""
+    return "{" + ", ".join(f"{k}: {json.dumps(v) if not isinstance(v, str) else v}"
+                           for k, v in mapping.items()) + "}"
 
 
 def schedule(spec, lr0, n_epochs):

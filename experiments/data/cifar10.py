@@ -78,6 +78,8 @@ def cifar10_folder(root, download=True, quiet=False):
     try:
         dl.extract_folder(archive, CIFAR10_FOLDER, root, required=CIFAR10_BATCHES)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        if dl.is_local_fault(e):
+            raise  # the folder's, not the archive's: said by load_dataset
         raise DataError(f"cannot extract {archive} into {root}: {dl.one_line(e)}") from None
     return folder
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from experiments.results import faults
+
 #: Rounds over the mirror list before giving up, and the pause before round k
 #: (``BACKOFF * 2**(k-1)`` seconds). Tests make the backoff tiny.
 ATTEMPTS = 3
@@ -79,14 +81,13 @@ def fetch(urls, target, verify=None, quiet=False):
     ------
     DownloadError
         When no mirror delivered a good copy; names the last URL and reason.
+    OSError
+        A fault of the file system of ``target``'s folder (a full disk, a read-only
+        folder, no permission, a file in the way: :func:`is_local_fault`): not the
+        mirrors', so not retried.
     """
     target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DownloadError(f"cannot create {target.parent}: {one_line(e)}") from None
-    if not os.access(target.parent, os.W_OK):
-        raise DownloadError(f"cannot write to {target.parent}")
+    target.parent.mkdir(parents=True, exist_ok=True)
     _sweep(target)
     urls = list(urls)
     if not urls:
@@ -107,11 +108,19 @@ def fetch(urls, target, verify=None, quiet=False):
                     dead.add(url)
                 last = f"{url}: HTTP {e.code} {one_line(e.reason)}"
             except (OSError, ValueError, http.client.HTTPException, _BadCopy) as e:
+                if is_local_fault(e):
+                    raise
                 # URLError, timeouts, resets, malformed responses, bad copies
                 last = f"{url}: {one_line(e)}"
         if len(dead) == len(urls):
             break
     raise DownloadError(f"could not download {target.name} ({last})")
+
+
+def is_local_fault(error):
+    """A fault of the file system written to (not of the network: urllib wraps those in
+    ``URLError``, whose ``errno`` is None)."""
+    return not isinstance(error, urllib.error.URLError) and faults.is_storage_fault(error)
 
 
 def _fetch_once(url, target, verify, quiet):

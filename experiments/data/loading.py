@@ -19,15 +19,18 @@ validation images alike (before any ``train_subset`` is taken).
 """
 import copy
 import dataclasses
+import errno
 import os
 from pathlib import Path
 
 import numpy as np
 
 from experiments.data.registry import UnknownDataset, get_dataset
+from experiments.results import faults
 
 DEFAULT_DATA_DIR = Path("~/.cache/amsgrad-experiments/data")
 HINT = "point --data-dir (or AMSGRAD_DATA_DIR) at a directory holding local copies"
+WHERE = "--data-dir (or AMSGRAD_DATA_DIR)"  # what chooses the data folder
 
 
 class DataError(Exception):
@@ -85,15 +88,22 @@ def load_dataset(name, data_dir=None, download=True, quiet=False, subtract_mean=
     DataError
         Unknown dataset, missing and not downloadable, failed checksum, or a malformed
         file.
+    experiments.results.faults.StorageError
+        The data folder cannot be written (a download or an extraction into it) or is a
+        file; the message names it and ``--data-dir`` / ``AMSGRAD_DATA_DIR``.
     """
     try:
         entry = get_dataset(name)
     except UnknownDataset as e:
         raise DataError(str(e)) from None
     root = resolve_data_dir(data_dir)
-    if root.exists() and not root.is_dir():
-        raise DataError(f"data directory {root} is not a directory")
-    return preprocess(entry.load(root, download, quiet), subtract_mean)
+    # a download that cannot be written there (a full disk, a read-only folder, a file in
+    # the way): one line naming the folder and what moves it
+    with faults.writing_to(root, WHERE):
+        if root.exists() and not root.is_dir():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(root))
+        dataset = entry.load(root, download, quiet)
+    return preprocess(dataset, subtract_mean)
 
 
 def subtract_training_mean(x_train, x_val):

@@ -15,13 +15,18 @@ below that neither ``THEANO_FLAGS`` nor a config file sets is added to ``THEANO_
 =====================  ===========================================================
 
 Import Theano through this module (``from experiments.engines.theano_env import theano``);
-if Theano was imported before, its flags are left as they are.
+if Theano was imported before, its flags are left as they are. A compile cache that cannot
+be written (read-only, full, a file in the way) is one line naming it and what moves it
+(``AMSGRAD_CACHE_DIR``, or ``base_compiledir`` in ``THEANO_FLAGS``), before Theano is
+imported.
 """
 import configparser
 import logging
 import os
 import sys
 from pathlib import Path
+
+from experiments.results import faults
 
 #: Flags set by default: THEANO_FLAGS key -> (config file section, option).
 _FLAGS = {"blas.ldflags": ("blas", "ldflags"),
@@ -68,16 +73,32 @@ def theano_flags(environ=None):
     return ",".join(([flags] if flags else []) + added)
 
 
+def compile_dir(environ=None):
+    """``(folder, what chooses it)`` of Theano's compile cache: ``base_compiledir`` of
+    ``THEANO_FLAGS``, else this project's default (:func:`cache_dir`); None when a
+    Theano config file sets it (Theano reads that one itself)."""
+    environ = os.environ if environ is None else environ
+    for item in environ.get("THEANO_FLAGS", "").split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "base_compiledir":
+            return Path(value.strip()).expanduser(), "base_compiledir in THEANO_FLAGS"
+    if "base_compiledir" in _defaults(environ):
+        return cache_dir(environ), "AMSGRAD_CACHE_DIR"
+    return None
+
+
 def configure(environ=None):
     """Write :func:`theano_flags` into ``environ['THEANO_FLAGS']`` (``os.environ`` by
-    default) and create the default compile cache if it is used; silence Theano's
-    notice that it runs BLAS through NumPy. No effect once Theano is imported."""
+    default) and make sure the compile cache can be written (created if need be; a
+    :class:`~experiments.results.faults.StorageError` naming it and what moves it, not
+    Theano's traceback, if not); silence Theano's notice that it runs BLAS through
+    NumPy. No effect once Theano is imported."""
     environ = os.environ if environ is None else environ
     if "theano" in sys.modules:
         return
-    defaults = _defaults(environ)
-    if "base_compiledir" in defaults:
-        cache_dir(environ).mkdir(parents=True, exist_ok=True)
+    cache = compile_dir(environ)
+    if cache is not None:
+        faults.probe(*cache)
     # Empty ldflags are this project's setting, so Theano's notice about them is noise.
     logging.getLogger("theano.tensor.blas").addFilter(_NumpyBlasNotice())
     environ["THEANO_FLAGS"] = theano_flags(environ)
@@ -91,4 +112,4 @@ class _NumpyBlasNotice(logging.Filter):
 configure()
 import theano  # noqa: E402  (the flags above must be set first)
 
-__all__ = ["theano", "theano_flags", "configure", "cache_dir"]
+__all__ = ["theano", "theano_flags", "configure", "cache_dir", "compile_dir"]

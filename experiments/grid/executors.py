@@ -209,7 +209,7 @@ def _train(ready, dataset, event_of, quiet, position):
     except DataError:
         raise
     except Exception as error:  # every run of the group failed with it
-        if faults.is_storage_fault(error):
+        if faults.is_storage_fault(error):  # a folder's (results, data, compile cache)
             raise  # not the runs' fault: stop the grid, they resume later
         message, trace = _first_line(error), traceback.format_exc()
         return {job.run_id: failed(job, store, message, trace) for job, store in ready}
@@ -222,8 +222,11 @@ def _train(ready, dataset, event_of, quiet, position):
                                                       f"state {state!r}", None)
         else:
             last = (store.read_curves(partial=True) or [{}])[-1]
+            # the run's own record of its wall time, so the grid's line says what
+            # status.json says (a trainer of train_run's form may not keep it)
+            seconds = status.get("wall_seconds", time.time() - start)
             outcomes[job.run_id] = _outcome(job, "trained", state=state, last=last,
-                                            seconds=time.time() - start)
+                                            seconds=seconds)
     return outcomes
 
 

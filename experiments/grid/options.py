@@ -31,7 +31,10 @@ class GridOptions:
     before it is given up; ``stale_after``, ``heartbeat``: claims
     (:mod:`experiments.results.claims`); ``group_size``: up to this many compatible runs
     in one program, ``'auto'`` as fits the device (:mod:`experiments.training.grouping`);
-    ``metric_log``: also log the curves to these (:mod:`experiments.training.metric_logs`).
+    ``metric_log``: also log the curves to these (:mod:`experiments.training.metric_logs`);
+    ``epilogue``: ``epilogue(grid_dir) -> lines`` printed once runs were trained, before
+    the grid's last line (the command's: each rule's best setting, where the report and
+    figures are; see :mod:`experiments.analysis.epilogue`).
     """
     results_dir: str = "results"
     engine: str = "jax"
@@ -51,3 +54,4 @@ class GridOptions:
     heartbeat: float = HEARTBEAT
     group_size: object = "auto"
     metric_log: tuple = ()
+    epilogue: object = None

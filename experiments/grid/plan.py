@@ -10,6 +10,7 @@ the same name is refused rather than mixing results of two experiments.
 import dataclasses
 import errno
 import os
+import re
 
 import yaml
 
@@ -19,9 +20,10 @@ from experiments.config.runs import expand_grid, select
 from experiments.grid.executors import MAX_ATTEMPTS
 from experiments.results import faults
 from experiments.results.files import atomic_write_text
-from experiments.results.store import DONE_STATES, GRID_FILE, CorruptFileError, RunStore
+from experiments.results.store import (DONE_STATES, GRID_FILE, PLAN_KEY, CorruptFileError,
+                                      RunStore)
 
-__all__ = ["grid_settings", "check_grid_dir", "Plan", "plan", "DONE_STATES"]
+__all__ = ["grid_settings", "check_grid_dir", "record_plan", "Plan", "plan", "DONE_STATES"]
 
 
 def grid_settings(config):
@@ -76,6 +78,30 @@ def check_grid_dir(config, grid_dir, write=False):
                           f"({diffs}); change the config's name or use --results DIR")
 
 
+def record_plan(grid_dir, run_ids):
+    """Add ``run_ids`` to ``planned_runs`` in ``grid_dir``'s grid.yaml (:data:`PLAN_KEY`:
+    every run the grid's configs have asked for, so a report can count the runs not
+    started yet). The list is the file's last key and is rewritten alone: the keys before
+    it stay as they are, byte for byte (a grid.yaml of before gains the key at its end)."""
+    path = os.path.join(grid_dir, GRID_FILE)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    data = yaml.safe_load(text) or {}
+    planned = data.get(PLAN_KEY) if isinstance(data.get(PLAN_KEY), list) else []
+    planned = [str(r) for r in planned]
+    ids = planned + [r for r in run_ids if r not in set(planned)]
+    if ids == planned and PLAN_KEY in data:
+        return
+    found = re.search(rf"^{PLAN_KEY}:", text, re.MULTILINE)
+    head = text[:found.start()] if found else text
+    new = (head if not head or head.endswith("\n") else head + "\n") + \
+        yaml.safe_dump({PLAN_KEY: ids}, sort_keys=False)
+    kept = {k: v for k, v in (yaml.safe_load(new) or {}).items() if k != PLAN_KEY}
+    if kept != {k: v for k, v in data.items() if k != PLAN_KEY}:
+        return  # a file edited by hand, the list not last: left as it is
+    atomic_write_text(path, new)
+
+
 @dataclasses.dataclass
 class Plan:
     """The runs of a grid and where each stands (``states``: run id -> state or None,
@@ -88,6 +114,7 @@ class Plan:
     epochs_done: dict
     given_up: set = dataclasses.field(default_factory=set)
     max_attempts: int = MAX_ATTEMPTS
+    planned: list = dataclasses.field(default_factory=list)  # every run id of the grid
 
     @property
     def done(self):
@@ -135,8 +162,10 @@ def plan(config, results_dir="results", only=(), max_attempts=MAX_ATTEMPTS):
     if os.path.exists(results_dir) and not os.path.isdir(results_dir):
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), results_dir)
     check_grid_dir(config, grid_dir)
-    runs = select(expand_grid(config), config, only)
-    the_plan = Plan(config, grid_dir, runs, {}, {}, max_attempts=max_attempts)
+    every = expand_grid(config)
+    runs = select(every, config, only)
+    the_plan = Plan(config, grid_dir, runs, {}, {}, max_attempts=max_attempts,
+                    planned=[r["run_id"] for r in every])
     for run in runs:
         rid = run["run_id"]
         store = RunStore(os.path.join(grid_dir, rid))

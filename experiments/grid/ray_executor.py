@@ -6,12 +6,14 @@ trained here does; the worker loads the dataset once and keeps it. The results f
 must be visible to every node at the same path (a shared file system). Ray is an
 optional dependency (``.[ray]``); see docs/scaling.md.
 """
+import importlib
 import os
 import socket
 import sys
 
 from experiments.data import DataError
 from experiments.results import faults
+from experiments.training import metric_logs
 from experiments.training.grouping import device_room
 from experiments.config import ConfigError
 from experiments.grid.executors import MAX_ATTEMPTS, _first_line, _outcome, run_jobs
@@ -30,11 +32,10 @@ def _ray_task(job, events):
         events.put.remote(run_id, kind, payload)
     group = job if isinstance(job, list) else None
     job = group[0] if group else job
-    grid_dir = os.path.dirname(job.run_dir)
-    if not os.path.isdir(grid_dir):
-        return _outcome(job, "user_error", message=(
-            f"{grid_dir} is not visible on {socket.gethostname()}: the results folder must "
-            f"be on a file system that every Ray node mounts at the same path"))
+    problem = _worker_problem(job)
+    if problem is not None:
+        return [dict(problem, run_id=j.run_id, run_dir=j.run_dir) for j in group] \
+            if group else problem
     key = (job.data, job.data_dir, job.load_fn)
     try:
         if key not in _DATASETS:
@@ -44,11 +45,30 @@ def _ray_task(job, events):
         return outcomes if group else outcomes[0]
     except (DataError, ConfigError) as error:
         return _outcome(job, "user_error", message=str(error))
+    except faults.StorageError as error:  # said already: the data folder, a compile cache
+        return _outcome(job, "storage_fault", message=str(error))
     except OSError as error:
         if not faults.is_storage_fault(error):
             raise
         return _outcome(job, "storage_fault", error=(error.errno, error.strerror,
                                                      error.filename))
+
+
+def _worker_problem(job):
+    """Why this worker cannot train ``job`` (a ``user_error`` outcome), before it
+    starts: the results folder is not visible here, or a ``--log`` package does not
+    import in this worker's Python."""
+    grid_dir = os.path.dirname(job.run_dir)
+    if not os.path.isdir(grid_dir):
+        return _outcome(job, "user_error", message=(
+            f"{grid_dir} is not visible on {socket.gethostname()}: the results folder must "
+            f"be on a file system that every Ray node mounts at the same path"))
+    try:
+        metric_logs.check(job.metric_log, where=f"the Ray worker's Python on "
+                                                f"{socket.gethostname()} ({sys.executable})")
+    except ConfigError as error:
+        return _outcome(job, "user_error", message=str(error))
+    return None
 
 
 def _device_room():
@@ -69,21 +89,57 @@ class _Events:
         return events
 
 
+#: Ray's private switch of its local-only mode, which start_local_ray flips, and the
+#: Ray versions it is known to work with (ray._private.services.get_node_ip_address reads
+#: it; checked up to 2.60).
+LOCAL_ONLY_SWITCH = "ray._private.ray_constants.ENABLE_RAY_CLUSTER"
+KNOWN_RAY = "2.9 to 2.60"
+
+
+def _local_only_switch(ray):
+    """Ray's module holding :data:`LOCAL_ONLY_SWITCH`; a :class:`ConfigError` when this Ray
+    has none (a newer Ray that dropped it would bind to the host's address, silently)."""
+    module, _, name = LOCAL_ONLY_SWITCH.rpartition(".")
+    try:
+        constants = importlib.import_module(module)
+    except ImportError:
+        constants = None
+    if constants is None or not hasattr(constants, name):
+        raise ConfigError(
+            f"--executor ray: Ray {ray.__version__} has no {LOCAL_ONLY_SWITCH}, which keeps "
+            f"the Ray this grid starts on 127.0.0.1 (known for Ray {KNOWN_RAY}); start one "
+            f"yourself (ray start --head --node-ip-address=127.0.0.1) and pass --address "
+            f"auto, or install a Ray of those versions")
+    return constants, name
+
+
 def start_local_ray(**options):
     """Start a Ray for this process alone with every server bound to 127.0.0.1.
 
     Ray takes ``127.0.0.1`` for "this host" and binds to the host's address instead,
     except in its local-only mode (its default on macOS and Windows); that mode is
-    switched on while this Ray starts. ``options`` go to ``ray.init``.
+    switched on while this Ray starts (:data:`LOCAL_ONLY_SWITCH`, a private constant:
+    a Ray without it is refused, and a Ray that ignores it, found bound elsewhere, is
+    stopped, each with a :class:`ConfigError`). ``options`` go to ``ray.init``.
     """
     import ray
-    from ray._private import ray_constants
-    cluster = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    constants, name = _local_only_switch(ray)
+    cluster = getattr(constants, name)
+    setattr(constants, name, False)
     try:
-        return ray.init(address="local", _node_ip_address="127.0.0.1", **options)
+        context = ray.init(address="local", _node_ip_address="127.0.0.1", **options)
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = cluster
+        setattr(constants, name, cluster)
+    # where it is bound (without the switch, Ray 2.60 binds to the host's address even
+    # with _node_ip_address 127.0.0.1)
+    bound = {str(node.get("NodeManagerAddress")) for node in ray.nodes()}
+    bound.add(ray.get_runtime_context().gcs_address.rpartition(":")[0])
+    if bound != {"127.0.0.1"}:
+        ray.shutdown()
+        raise ConfigError(f"--executor ray: the local Ray started on {', '.join(sorted(bound))}, "
+                          f"not 127.0.0.1 alone: Ray {ray.__version__} no longer honours "
+                          f"{LOCAL_ONLY_SWITCH} (known for Ray {KNOWN_RAY})")
+    return context
 
 
 class RayExecutor:
@@ -119,6 +175,8 @@ class RayExecutor:
                     start_local_ray(**options)
                 else:
                     ray.init(address=self.address, **options)
+            except ConfigError:  # said already (a ValueError too)
+                raise
             except (ConnectionError, ValueError, RuntimeError) as e:
                 where = f"--address {self.address}" if self.address else "ray.init()"
                 raise ConfigError(f"{where}: cannot start or reach Ray: "

@@ -22,7 +22,8 @@ from experiments.engines import get_engine
 from experiments.grid.executors import Job, LocalExecutor
 from experiments.grid.options import GridOptions
 from experiments.grid.ray_executor import RayExecutor
-from experiments.grid.plan import check_grid_dir, plan
+from experiments.grid.plan import check_grid_dir, plan, record_plan
+from experiments.results import faults
 from experiments.training import grouping, metric_logs
 from experiments.training.progress import duration, summary_line
 
@@ -45,6 +46,9 @@ def _check_engine(engine, config):
     if not entry.installed():
         raise ConfigError(f"--engine {engine}: {entry.abilities.library} is not installed "
                           f"in this Python ({sys.executable})")
+    # imported now: what it needs of the disk (Theano's compile cache) is said before a
+    # run is claimed, not counted as the runs' attempts
+    entry.load()
     return entry
 
 
@@ -102,11 +106,26 @@ def run_grid(config, options=None, **changes):
     metric_log = metric_logs.check(options.metric_log)
     with _executor(config, options) as runner:  # Ray is started (or not) before any write
         check_grid_dir(config, the_plan.grid_dir, write=True)
+        record_plan(the_plan.grid_dir, the_plan.planned)
         jobs = _jobs(the_plan, options, metric_log)
         done_elsewhere = _train_jobs(runner, jobs, the_plan, summary, options.quiet, out,
                                      _groups(jobs, group_size, runner, entry.name))
+    if options.epilogue is not None and summary["trained"]:
+        _epilogue(options.epilogue, the_plan.grid_dir, out)
     print(summary_line(config.name, summary, done_elsewhere), file=out)
     return summary
+
+
+def _epilogue(epilogue, grid_dir, out):
+    """The epilogue's lines; one that fails says so in a warning (the runs are done)."""
+    try:
+        lines = epilogue(grid_dir)
+    except Exception as error:  # noqa: BLE001 (a view of the results, not the grid)
+        print(f"warning: no summary of the best settings: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return
+    for line in lines:
+        print(line, file=out)
 
 
 def _executor(config, options):
@@ -181,6 +200,8 @@ def _train_jobs(runner, jobs, the_plan, summary, quiet, out, items=None):
                 if result == "user_error":
                     raise ConfigError(outcome["message"])
                 if result == "storage_fault":  # from a Ray worker: as if raised here
+                    if "message" in outcome:
+                        raise faults.StorageError(outcome["message"])
                     raise OSError(*outcome["error"])
                 if result == "busy" and not second_pass:
                     busy.append(by_id[rid])

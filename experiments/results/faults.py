@@ -2,10 +2,13 @@
 
 A full disk, a read-only file system, a folder this user may not write, or a file where
 a folder should be are not bugs and not the experiment's fault: the command-line tools
-turn them into a :class:`StorageError` naming the folder and the option that chooses
-another one, and exit with :data:`EXIT_STATUS`. Nothing is half-written meanwhile: every
-results file is written to a temp file and renamed (:mod:`experiments.results.store`), so the
-next run after the fault is fixed resumes exactly.
+turn them into a :class:`StorageError` naming the folder and the option (or environment
+variable) that chooses another one, and exit with :data:`EXIT_STATUS`. The folders: the
+results (``--results``, ``--out``), the data a download goes into (``--data-dir`` or
+``AMSGRAD_DATA_DIR``: :func:`experiments.data.load_dataset`) and Theano's compile cache
+(``AMSGRAD_CACHE_DIR``: :mod:`experiments.engines.theano_env`). Nothing is half-written
+meanwhile: every results file is written to a temp file and renamed
+(:mod:`experiments.results.store`), so the next run after the fault is fixed resumes exactly.
 """
 import contextlib
 import errno
@@ -13,7 +16,7 @@ import os
 
 EXIT_STATUS = 3  # scripts/*.py: the output folder cannot be written
 
-__all__ = ["EXIT_STATUS", "StorageError", "is_storage_fault", "describe", "writing_to"]
+__all__ = ["EXIT_STATUS", "StorageError", "is_storage_fault", "describe", "writing_to", "probe"]
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _READ_ONLY = (errno.EROFS,)
@@ -28,8 +31,10 @@ class StorageError(Exception):
 
 
 def is_storage_fault(error):
-    """Whether ``error`` is a fault of the file system (see the module docstring)."""
-    return isinstance(error, OSError) and error.errno in _FAULTS
+    """Whether ``error`` is a fault of the file system (see the module docstring), or
+    one already said as a :class:`StorageError`."""
+    return isinstance(error, StorageError) or (isinstance(error, OSError)
+                                               and error.errno in _FAULTS)
 
 
 def describe(error, folder, option):
@@ -54,10 +59,23 @@ def describe(error, folder, option):
 
 @contextlib.contextmanager
 def writing_to(folder, option):
-    """Turn a storage fault raised inside the block into a :class:`StorageError`."""
+    """Turn a storage fault raised inside the block into a :class:`StorageError` (one
+    said already, of another folder, passes as it is)."""
     try:
         yield
     except OSError as error:
         if not is_storage_fault(error):
             raise
         raise StorageError(describe(error, folder, option)) from None
+
+
+def probe(folder, option):
+    """Make ``folder`` (and its parents) and write a file in it, before a library that
+    needs it does: a fault is a :class:`StorageError` naming ``folder`` and ``option``
+    (a library's own error would be a traceback). Root writes a mode-0555 folder, as the
+    library would."""
+    import tempfile
+    with writing_to(folder, option):
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass

@@ -4,7 +4,8 @@ Layout (``results/<grid name>/<run id>/``)::
 
     config.yaml          the resolved run config (YAML)
     curves.csv           one row per finished epoch, columns CURVE_FIELDS
-    status.json          state (running|finished|diverged|failed), timings, engine, versions
+    status.json          state (running|finished|diverged|failed), timings (wall_seconds,
+                         epoch_seconds), engine, versions
     checkpoint.npz       while a run is in progress: arrays + meta (JSON) to resume from
     checkpoint.prev.npz  the checkpoint before it (the last good state if the newest is bad)
     claim.json           while a process trains the run: its owner (:mod:`experiments.grid.claims`)
@@ -33,10 +34,15 @@ from experiments.results.files import (CURVE_FIELDS, CorruptFileError, CorruptFi
 
 STATES = ("running", "finished", "diverged", "failed")
 DONE_STATES = ("finished", "diverged")  # a run in these states is not trained again
+#: status.json keys of before -> their names now (:meth:`RunStore.read_status`).
+RENAMED_STATUS_KEYS = {"seconds": "epoch_seconds"}
 GRID_FILE = "grid.yaml"  # next to a grid's run folders: its fixed settings and axes
+#: grid.yaml's list of the run ids the grid is to have (the runner's plan; a report
+#: counts the runs not done against it)
+PLAN_KEY = "planned_runs"
 
-__all__ = ["CURVE_FIELDS", "STATES", "DONE_STATES", "GRID_FILE", "CorruptFileError",
-           "CorruptFileWarning", "RunStore"]
+__all__ = ["CURVE_FIELDS", "STATES", "DONE_STATES", "GRID_FILE", "PLAN_KEY",
+           "CorruptFileError", "CorruptFileWarning", "RunStore"]
 
 
 class RunStore:
@@ -133,6 +139,9 @@ class RunStore:
             raise CorruptFileError(f"{self.status_path}: not JSON ({e})") from None
         if not isinstance(status, dict):
             raise CorruptFileError(f"{self.status_path}: not a JSON object")
+        for old, new in RENAMED_STATUS_KEYS.items():  # a file of before reads as of now
+            if old in status and new not in status:
+                status[new] = status.pop(old)
         return status
 
     def write_status(self, status):

@@ -24,7 +24,8 @@ __all__ = ["CHECKPOINT_RATIO", "STALE_STATUS_KEYS", "RunMember", "Checkpoints", 
 #: this many times what the last one took.
 CHECKPOINT_RATIO = 10.0
 #: What an earlier attempt left in status.json that a new one must not carry on.
-STALE_STATUS_KEYS = ("finished", "seconds", "error", "traceback", "failed_at")
+STALE_STATUS_KEYS = ("finished", "wall_seconds", "epoch_seconds", "error", "traceback",
+                     "failed_at")
 
 
 def config_hash(run):
@@ -72,6 +73,7 @@ class RunMember:
                                                                               "diverged")
         self.alive = True   # still training in this group
         self.lost = None    # why its claim was lost (another process owns it now)
+        self.began = time.perf_counter()  # this training's start: its wall time
 
     def write(self, method, *args):
         """A write to the run's store; a lost claim ends the run's part in the group."""
@@ -108,9 +110,14 @@ class RunMember:
             self.end("diverged")
 
     def end(self, state):
-        """Record the run as ``state`` ('finished' or 'diverged'), its checkpoint gone."""
+        """Record the run as ``state`` ('finished' or 'diverged'), its checkpoint gone,
+        with its times: ``wall_seconds``, this training's wall time from its start (data,
+        compiling, every epoch, checkpoints: the time the grid's line shows; a group's
+        runs share it), and ``epoch_seconds``, the run's share of its epochs' time (the
+        sum of curves.csv's ``seconds``: a grid's runs add up to its epochs' time)."""
         self.status.update(state=state, finished=utc_now(), updated=utc_now(),
-                           seconds=sum(r["seconds"] for r in self.rows))
+                           wall_seconds=round(time.perf_counter() - self.began, 3),
+                           epoch_seconds=sum(r["seconds"] for r in self.rows))
         self.write("write_status", self.status)
         self.write("remove_checkpoint")
 

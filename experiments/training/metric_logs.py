@@ -33,10 +33,11 @@ the config hash).
 
 Install: ``pip install -e ".[tensorboard]"`` / ``".[wandb]"``.
 """
+import importlib
 import os
+import sys
 import time
 import warnings
-import importlib.util
 
 from experiments.config import run_keys
 from experiments.config.loading import ConfigError
@@ -60,17 +61,29 @@ def parse(text):
     return kinds
 
 
-def check(kinds):
-    """``kinds`` as a tuple, each known and its package installed here; otherwise a
-    :class:`~experiments.config.ConfigError` saying what to install."""
+def check(kinds, where=None):
+    """``kinds`` as a tuple, each known and its package importable in this Python
+    (``where``: how to name it, default ``this Python (<executable>)``); otherwise a
+    :class:`~experiments.config.ConfigError`, one line saying what to install. Called
+    before anything trains: by the command, the grid and each Ray task, whose worker's
+    Python logs too."""
     kinds = tuple(kinds or ())
+    where = where or f"this Python ({sys.executable})"
     for kind in kinds:
         if kind not in KINDS:
             raise ConfigError(f"--log {kind}: unknown; choose from {', '.join(KINDS)}")
         module, extra = KINDS[kind]
-        if importlib.util.find_spec(module) is None:
-            raise ConfigError(f"--log {kind}: {module} is not installed in this Python; "
-                              f"pip install -e '.[{extra}]'")
+        try:  # imported, not only found: an install that does not import fails here too
+            importlib.import_module(module)
+        except ImportError:
+            problem = "is not installed in"
+        except Exception as error:  # noqa: BLE001 (a broken install: said in one line)
+            said = " ".join(str(error).split())
+            problem = f"does not import ({type(error).__name__}: {said}) in"
+        else:
+            continue
+        raise ConfigError(f"--log {kind}: {module} {problem} {where}; "
+                          f"pip install -e '.[{extra}]'")
     return kinds
 
 

@@ -180,7 +180,8 @@ def train_runs(runs, stores, engine="jax", data_dir=None, dataset=None, quiet=Fa
     list of dict
         Each run's final status as written to status.json: ``state`` ('finished' |
         'diverged'), ``epochs_done``, ``epochs``, ``started``, ``finished``,
-        ``engine``, ``engine_info``, ``host``, ``trainings``, ``seconds``, and
+        ``engine``, ``engine_info``, ``host``, ``trainings``, ``wall_seconds``,
+        ``epoch_seconds`` (:meth:`~experiments.training.members.RunMember.end`), and
         :func:`experiments.training.provenance.record`'s ``code``, ``command``, ``cwd``,
         ``versions``; runs already done are left untouched. A run whose claim another
         process took over gives ``{'state': 'lost', 'error': ...}`` and is not
