@@ -47,7 +47,8 @@ def test_a_log_file_gets_one_line_per_run_and_the_summary_quiet_or_not(tmp_path)
         # the group's progress: the last epoch's line (the first comes within 30 s)
         progress = [line for line in lines if PROGRESS_LINE.fullmatch(line)]
         assert len(progress) == (0 if "--quiet" in args else 1), text
-        runs = [line for line in lines[1:-1] if line not in progress]
+        assert lines[1].startswith("cost: 2 runs x 2 epochs: ") and lines[2].startswith("time: ")
+        runs = [line for line in lines[3:-1] if line not in progress]
         assert len(runs) == 2 and all(RUN_LINE.fullmatch(line) for line in runs), text
         updater = args[1].split("=")[1]
         assert sorted(line.split(":")[0] for line in runs) == [
