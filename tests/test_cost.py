@@ -135,16 +135,19 @@ def test_the_rates_file_keeps_one_entry_per_key_and_survives_damage(tmp_path):
 def test_the_grid_benchmark_records_the_rate_a_dry_run_uses(tmp_path):
     env = dict(os.environ, AMSGRAD_CACHE_DIR=str(tmp_path / "cache"), JAX_PLATFORMS="cpu")
     bench = subprocess.run([sys.executable, "scripts/benchmark.py", "grid", "--config",
-                            "configs/smoke.yaml", "--group-sizes", "4", "--epochs", "1",
+                            "configs/smoke.yaml", "--set", "precision=highest",
+                            "--group-sizes", "4", "--epochs", "1",
                             "--sequential", "0", "--engines", "", "--data-dir", REAL],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert bench.returncode == 0, bench.stderr
     entry, = json.loads((tmp_path / "cache" / "rates.json").read_text())["rates"]
     assert (entry["device"], entry["engine"], entry["model"], entry["precision"],
-            entry["group_size"]) == (devices.device_name(None), "jax", "logreg", "default", 4)
+            entry["group_size"]) == (devices.device_name(None), "jax", "logreg", "highest", 4)
     assert f"rates kept in {tmp_path / 'cache' / 'rates.json'}" in bench.stdout
-    plan = subprocess.run([sys.executable, "scripts/run_grid.py", "configs/smoke.yaml",
-                           "--results", str(tmp_path / "r"), "--dry-run"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert "about " in plan.stdout.splitlines()[2]
-    assert "measured by benchmark.py grid" in plan.stdout.splitlines()[2]
+    plans = [subprocess.run([sys.executable, "scripts/run_grid.py", "configs/smoke.yaml",
+                             "--results", str(tmp_path / "r"), "--dry-run", *more], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=120).stdout
+             for more in (["--set", "precision=highest"], [])]
+    assert "precision highest: about " in plans[0].splitlines()[2]
+    assert "measured by benchmark.py grid" in plans[0].splitlines()[2]
+    assert "precision default: no estimate" in plans[1].splitlines()[2]  # not measured

@@ -3,9 +3,8 @@
 too).
 
 FLOPs are counted as :func:`experiments.models.epoch_flops` counts them: 2 per
-multiply-add of the convolution and dense layers, nothing else (activations, pooling,
-normalisation and the optimizer's update are a few percent of a conv net's work); a
-training example costs the forward pass, the weight gradients and the input gradients
+multiply-add of the convolution and dense layers, nothing else (not the activations,
+pooling, normalisation, loss or the optimizer's update); a training example costs the forward pass, the weight gradients and the input gradients
 of every weighted layer but the first (about 3x the forward pass); validation is the
 forward pass over the validation set in whole batches, every epoch. Only the epochs
 left to train are counted.
@@ -67,7 +66,7 @@ def _hours(seconds):
         return f"{seconds / 86400:.1f} days"
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.2g} s"
 
 
 def estimate(flops, device, engine, model, precision, rates=None, config="CONFIG"):
