@@ -142,3 +142,34 @@ def test_the_shipped_configs_keep_their_run_ids_and_hashes(name):
     digest = hashlib.sha256(" ".join(f"{r['run_id']}:{config_hash(r)}" for r in runs)
                             .encode()).hexdigest()[:16]
     assert (config_hash(runs[0]), digest) == SHIPPED[name]
+
+
+REAL = os.environ.get("AMSGRAD_REAL_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(REAL, "mnist", "train-images-idx3-ubyte.gz")),
+                    reason=f"real MNIST not found in {REAL} (set AMSGRAD_REAL_DATA)")
+def test_the_precision_study_command_trains_and_tabulates(tmp_path):
+    import subprocess
+    import sys
+    args = [sys.executable, "scripts/benchmark.py", "precision", "--models", "logreg",
+            "--seeds", "2", "--epochs", "logreg=2", "--train-subset", "logreg=256",
+            "--val-subset", "256", "--precisions", "highest,bf16_emulated", "--results",
+            str(tmp_path / "r"), "--data-dir", REAL, "--out", str(tmp_path / "t.md")]
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    means, diffs = [{tuple(c.strip() for c in line.split("|")[2:4]):
+                     [float(c.split("±")[0]) for c in line.split("|")[4:8]]
+                     for line in table.splitlines() if line.startswith("| logreg")}
+                    for table in (tmp_path / "t.md").read_text().split("\n\n")]
+    assert set(means) == {(e, p) for e in ("1", "2") for p in ("highest", "bf16_emulated")}
+    assert set(diffs) == {(e, p) for e in ("1", "2")
+                          for p in ("bf16_emulated", "seed sd at highest")}
+    for epoch in ("1", "2"):  # the mean of the paired differences: the means' difference
+        want = [b - a for a, b in zip(means[epoch, "highest"], means[epoch, "bf16_emulated"])]
+        assert diffs[epoch, "bf16_emulated"] == pytest.approx(want, abs=1.5e-4)
+    assert "--set precision=bf16_emulated" in done.stdout  # the run_grid command, shown
+    bad = subprocess.run(args[:5] + ["--epochs", "logreg"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
+        "benchmark precision: --epochs 'logreg': expected model=N for each of logreg"]
