@@ -52,11 +52,12 @@ def test_a_log_file_gets_one_line_per_run_and_the_summary_quiet_or_not(tmp_path)
         # then the best setting of each rule and the commands of the report and figures
         end = lines[-5:-1]
         assert end[0] == "best setting of each rule (final val_acc, mean ± sd over seeds):"
+        assert lines[1].startswith("cost: 2 runs x 2 epochs: ") and lines[2].startswith("time: ")
         updater = args[1].split("=")[1]
         assert re.fullmatch(rf"  {updater}_bc=(on|off)  \d\d\.\d\d%  \(1 seed\)", end[1])
         assert end[2].startswith(f"report:  python {REPO}/scripts/report.py {grid}  (")
         assert end[3].startswith(f"figures: python {REPO}/scripts/plot.py {grid}    (")
-        runs = [line for line in lines[1:-5] if line not in progress]
+        runs = [line for line in lines[3:-5] if line not in progress]
         assert len(runs) == 2 and all(RUN_LINE.fullmatch(line) for line in runs), text
         assert sorted(line.split(":")[0] for line in runs) == [
             f"finished {updater}_bc=off_seed=0", f"finished {updater}_bc=on_seed=0"]

@@ -232,9 +232,10 @@ def test_dry_run_writes_nothing_and_lists_states(tmp_path):
     assert trainer.calls == [] and sorted(str(p) for p in tmp_path.rglob("*")) == before
     lines = out.splitlines()
     assert "2 done (2 finished), 6 to do (6 new)" in lines[0]
-    assert lines[1].split() == ["finished", "adam_bc=on_seed=0"]
-    assert lines[2].split() == ["new", "adam_bc=off_seed=0"]
-    assert len(lines) == 9
+    assert lines[1].startswith("cost: 6 runs x 3 epochs: ") and lines[2].startswith("time: ")
+    assert lines[3].split() == ["finished", "adam_bc=on_seed=0"]
+    assert lines[4].split() == ["new", "adam_bc=off_seed=0"]
+    assert len(lines) == 11
 
 
 def test_changed_fixed_settings_are_refused(tmp_path):

@@ -245,7 +245,8 @@ def test_cli_dry_run(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == (f"logreg_b2=0.9-0.99_21e97ccb: 12 runs in "
                         f"{tmp_path}/logreg_b2=0.9-0.99_21e97ccb: 0 done, 12 to do (12 new)")
-    assert lines[1].split() == ["new", "adam_lr=0.01_b2=0.9_bc=on_seed=0"]
+    assert lines[1].startswith("cost: 12 runs x 150 epochs: ")
+    assert lines[3].split() == ["new", "adam_lr=0.01_b2=0.9_bc=on_seed=0"]
     assert os.listdir(tmp_path) == []
     both = cli("configs/logreg.yaml", "--results", tmp_path, "--dry-run", "--set",
                "epochs=5", "--epochs", "6")

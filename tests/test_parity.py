@@ -336,7 +336,9 @@ def test_engines_get_the_same_data_and_initial_arrays_for_every_setup(subtract_m
 
 
 @pytest.mark.parametrize("key, value", [("maxpool_tie_gradient", "first"),
-                                        ("precision", "tf32"), ("precision", "bf16")])
+                                        ("precision", "tf32"), ("precision", "bf16"),
+                                        ("precision", "tf32_emulated"),
+                                        ("precision", "bf16_emulated")])
 def test_the_theano_engine_refuses_what_it_does_not_offer(key, value):
     with pytest.raises(ValueError) as error:
         get_engine("theano").load()(_tie_spec(), None, Optimizer.of("sgd"), SEED,

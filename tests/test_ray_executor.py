@@ -98,8 +98,10 @@ def test_smoke_on_ray_equals_the_local_executor(cluster, tmp_path):
     lines = on_ray.stdout.splitlines()
     assert lines[0] == f"smoke: 4 runs in {tmp_path}/ray/smoke: 0 done, 4 to do (4 new)"
     assert lines[-1] == "smoke: 4 trained, 0 failed; 4/4 done"
-    assert len(lines) == 11 and all(line.startswith("finished ") for line in lines[1:5])
-    assert lines[5].startswith("best setting of each rule")  # then 2 rules, 2 commands
+    assert lines[1].startswith("cost: 4 runs x 2 epochs: ")
+    assert lines[2] == "time: no estimate here (the executor's workers choose their devices)"
+    assert len(lines) == 13 and all(line.startswith("finished ") for line in lines[3:7])
+    assert lines[7].startswith("best setting of each rule")  # then 2 rules, 2 commands
     assert not {"\r", "\x1b"} & set(on_ray.stdout + on_ray.stderr)  # a plain log
     from experiments.config import load_config
     from experiments.grid.runner import run_grid

@@ -16,6 +16,8 @@ def cli(*args, cwd=None):
 
 
 def assert_one_error_line(result, *fragments, stdout=""):
+    """Exit 2 with one ``error:`` line holding ``fragments``; ``stdout`` exactly, or
+    (a list) these lines first and one more starting with the last's text."""
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
@@ -23,7 +25,12 @@ def assert_one_error_line(result, *fragments, stdout=""):
     assert lines[0].startswith("error: ")
     for fragment in fragments:
         assert fragment in lines[0]
-    assert result.stdout == stdout
+    if isinstance(stdout, list):
+        *exact, start = stdout
+        out = result.stdout.splitlines()
+        assert out[:-1] == exact and out[-1].startswith(start), result.stdout
+    else:
+        assert result.stdout == stdout
 
 
 def write(tmp_path, text, name="bad.yaml"):
@@ -41,6 +48,10 @@ GOOD = """\
       learning_rate: [0.01, 0.001]
     seeds: 2
     """
+#: GOOD's cost: 8 runs x 2 epochs of 391 x 128 training examples at 2 x 2 x 784 x 10
+#: FLOP (forward, weight gradient) and 10 x 1024 validation examples at 2 x 784 x 10.
+GOOD_COST = ("cost: 8 runs x 2 epochs: 27.7 GFLOP (training 25.1 GFLOP, validation 2.57 "
+             "GFLOP; 2 FLOP per multiply-add, training about 3x forward)")
 
 
 def test_dry_run_shows_the_plan(tmp_path):
@@ -49,8 +60,10 @@ def test_dry_run_shows_the_plan(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"vgg: 12 runs in {tmp_path}/vgg: 0 done, 12 to do (12 new)"
-    assert lines[1].split() == ["new", "adam_lr=0.01_b2=0.99_bc=off_seed=4"]
-    assert len(lines) == 13
+    assert lines[1].startswith("cost: 12 runs x 150 epochs: 139 PFLOP (training 130 PFLOP, ")
+    assert lines[2].startswith("time: ") and "precision highest" in lines[2]
+    assert lines[3].split() == ["new", "adam_lr=0.01_b2=0.99_bc=off_seed=4"]
+    assert len(lines) == 15
     assert os.listdir(tmp_path) == []
 
 
@@ -115,7 +128,9 @@ def test_ray_executor_without_ray_is_one_line(tmp_path):
                             capture_output=True, text=True, cwd=REPO, timeout=120)
     assert_one_error_line(result, "--executor ray: Ray is not installed in this Python; "
                                   "pip install -e '.[ray]'",
-                          stdout=f"tiny: 8 runs in {tmp_path}/r/tiny: 0 done, 8 to do (8 new)\n")
+                          stdout=f"tiny: 8 runs in {tmp_path}/r/tiny: 0 done, 8 to do (8 new)\n"
+                          f"{GOOD_COST}\ntime: no estimate here (the executor's workers "
+                          f"choose their devices)\n")
     assert not (tmp_path / "r").exists()
 
 
@@ -140,7 +155,8 @@ def test_unreadable_data_is_one_line_exit_2(tmp_path):
     result = cli(write(tmp_path, GOOD), "--results", tmp_path / "r", "--data-dir",
                  tmp_path / "data", "--quiet")
     assert_one_error_line(result, "train-images-idx3-ubyte", "not an IDX file",
-                          stdout=f"tiny: 8 runs in {tmp_path}/r/tiny: 0 done, 8 to do (8 new)\n")
+                          stdout=[f"tiny: 8 runs in {tmp_path}/r/tiny: 0 done, 8 to do (8 new)",
+                                  GOOD_COST, "time: CPU "])
     assert not (tmp_path / "r").exists()  # nothing written before the data is there
 
 
@@ -264,7 +280,9 @@ def test_killed_grid_resumes_to_the_curves_of_an_uninterrupted_run(tmp_path):
     assert json.loads((run_dir / "status.json").read_text())["state"] == "running"
 
     plan = cli(config, "--results", killed, "--dry-run")
-    assert plan.stdout.splitlines()[1].split()[0] == "partial"
+    lines = plan.stdout.splitlines()
+    assert lines[1].startswith(f"cost: 1 run x {epochs - done_at_kill} epochs: ")  # those left
+    assert lines[3].split()[0] == "partial"
     resumed = cli(config, "--results", killed, "--data-dir", REAL, "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     reference = tmp_path / "reference"

@@ -54,7 +54,7 @@ def test_the_table_keeps_the_run_id_order_and_labels_of_before():
     ("updater", "nesterov", "unknown updater 'nesterov' (did you mean 'nesterov_momentum'?)"),
     ("bias_correction", 1, "expected true or false, got 1"),
     ("precision", "fp32", "unknown precision 'fp32' (did you mean 'tf32'?); choose from "
-                          "default, highest, tf32, bf16"),
+                          "default, highest, tf32, bf16, tf32_emulated, bf16_emulated"),
     ("learning_rate", float("nan"), "expected a number > 0, got nan"),
 ])
 def test_each_key_is_checked_by_its_row(key, value, message):

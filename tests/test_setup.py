@@ -206,7 +206,7 @@ TINY = models.ModelSpec("tiny", "cifar10", (3, 6, 6), (
     models.DenseLayer("out", 10, W="he", nonlinearity="softmax")))
 
 
-@pytest.mark.parametrize("precision", ["default", "highest", "tf32", "bf16"])
+@pytest.mark.parametrize("precision", setup_keys.PRECISIONS)
 def test_precision_reaches_the_compiled_programs(precision):
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(8, 3, 6, 6)).astype(np.float32)
@@ -221,11 +221,17 @@ def test_precision_reaches_the_compiled_programs(precision):
         0, [0.1], [True], {0: (np.arange(8, dtype=np.int32)[None], None)})
     texts.append(jax.jit(group._epoch, static_argnames=("use_flips", "masked")).lower(
         *args, use_flips=use_flips, masked=masked).as_text())
-    want = {"default": None, "highest": "HIGHEST", "tf32": "HIGH", "bf16": None}[precision]
+    want = {"default": None, "highest": "HIGHEST", "tf32": "HIGH", "bf16": None,
+            "tf32_emulated": "HIGHEST", "bf16_emulated": "HIGHEST"}[precision]
+    bits = L.EMULATED.get(precision)
     for text in texts:
         lines = _products(text)
         # forward and backward: conv and its weight gradient, dense and its two, ...
         assert len(lines) >= 5
+        # emulated: both operands of every product rounded (inside the loop's body)
+        rounding = re.findall(r"stablehlo.reduce_precision .*format = e(\d+)m(\d+)", text)
+        assert len(rounding) >= (2 * len(lines) if bits else 0)
+        assert set(rounding) == ({tuple(map(str, bits))} if bits else set())
         for line in lines:
             found = re.findall(r"precision(?:_config)? = \[([^\]]*)\]", line)
             names = {p.strip().removeprefix("#stablehlo<precision ").rstrip(">")
@@ -324,7 +330,7 @@ def test_results_from_before_the_keys_load_report_and_resume(tmp_path):
     ("maxpool_tie_gradient", "any", "key 'maxpool_tie_gradient': unknown maxpool_tie_gradient "
                                     "'any'; choose from all, first"),
     ("precision", "fp32", "key 'precision': unknown precision 'fp32' (did you mean 'tf32'?); "
-                          "choose from default, highest, tf32, bf16"),
+                          "choose from default, highest, tf32, bf16, tf32_emulated, bf16_emulated"),
 ])
 def test_bad_setup_values_are_one_line_errors(key, value, message):
     with pytest.raises(ConfigError) as error:

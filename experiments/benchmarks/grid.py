@@ -23,12 +23,14 @@ import numpy as np
 import jax
 
 from experiments import models
-from experiments.config import ConfigError, load_config
+from experiments.config import ConfigError
+from experiments.config.overrides import load_with_overrides
 from experiments.config.run_keys import RunConfig
 from experiments.config.schedules import learning_rate
 from experiments.config.runs import expand_grid
 from experiments.data import DataError, DataRequest, epoch_batches
-from experiments.engines import get_engine
+from experiments.config import run_keys
+from experiments.engines import devices, get_engine
 from experiments.engines.jax_group import GroupEngine
 from experiments.training import grouping
 
@@ -36,6 +38,9 @@ from experiments.training import grouping
 def add_arguments(parser):
     parser.add_argument("--config", default="configs/logreg.yaml",
                         help="grid config (default %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a config key, as run_grid.py --set (repeatable), e.g. "
+                             "precision=default")
     parser.add_argument("--data-dir", help="data folder (default: $AMSGRAD_DATA_DIR, ...)")
     parser.add_argument("--runs", type=int, help="the first N runs of the grid (default all)")
     parser.add_argument("--group-sizes", default="120,24",
@@ -60,7 +65,7 @@ def add_arguments(parser):
 
 
 def _load(args):
-    config = load_config(args.config)
+    config = load_with_overrides(args.config, getattr(args, "set", ()))
     runs = expand_grid(config)[:args.runs]
     fixed = config.fixed
     request = DataRequest(fixed["dataset"], fixed["subtract_mean"],
@@ -144,8 +149,9 @@ def time_sequential_in(python, engine_name, args):
     import subprocess
     from pathlib import Path
     root = str(Path(__file__).resolve().parents[2])
-    settings = {k: getattr(args, k) for k in ("config", "data_dir", "runs", "train_subset",
-                                              "val_subset", "epochs", "sequential")}
+    settings = {k: getattr(args, k) for k in ("config", "set", "data_dir", "runs",
+                                              "train_subset", "val_subset", "epochs",
+                                              "sequential")}
     code = ("import json, sys, types\n"
             "from experiments.benchmarks import grid\n"
             "a = types.SimpleNamespace(**json.loads(sys.argv[1]))\n"
@@ -189,6 +195,11 @@ def _sequential_rows(args, runs, dataset, flip):
     """The rows of the one-run-after-another ways (each engine asked for)."""
     rows, n, timed = [], len(runs), runs[:args.sequential]
     for name in [e.strip() for e in args.engines.split(",") if e.strip()] if timed else ():
+        _, optimizer, setup = _engine_args(timed[0])
+        problem = get_engine(name).problem(setup, [optimizer.rule])
+        if problem:  # the run's setup as it is, or not at all
+            print(f"{name}: skipped: {problem}")
+            continue
         if name == "theano" and args.theano_python:
             per_epoch, compile_s = time_sequential_in(args.theano_python, name, args)
         elif name == "theano" and find_spec("theano") is None:
@@ -199,6 +210,23 @@ def _sequential_rows(args, runs, dataset, flip):
         rows.append((f"{name} one after another ({len(timed)} timed)", f"{n}x1",
                      compile_s * n, per_epoch * n, "-"))
     return rows
+
+
+def _record(rows, flops, spec, precision, args):
+    """Keep the fastest grouped JAX way's rate, and the Theano engine's, for the grid's
+    cost line (:mod:`experiments.grid.cost`); say where."""
+    ways = {}
+    for name, shape, _, seconds, _ in rows:
+        engine = "jax" if name.startswith("grouped") else name.split()[0]
+        if engine in ("jax", "theano") and (engine not in ways or seconds < ways[engine][0]):
+            ways[engine] = (seconds, int(shape.split("x")[1]))
+    for engine, (seconds, k) in ways.items():
+        device = devices.device_name(jax.devices()[0] if engine == "jax" else None)
+        path = devices.record_rate(device, engine, spec.name, precision, flops / seconds,
+                                   "benchmark.py grid", group_size=k, config=args.config)
+    if ways:
+        print(f"rates kept in {path} for the grids' cost lines: "
+              + "; ".join(f"{e} {flops / s / 1e12:.3g} TFLOP/s" for e, (s, _) in ways.items()))
 
 
 def _table(rows, flops, n, epochs):
@@ -225,7 +253,8 @@ def run(args):
     n, batch = len(runs), int(config.fixed["batch_size"])
     steps = -(-len(dataset.y_train) // batch)
     costs = models.costs(spec)
-    flops = n * (costs["train_flops"] * steps * batch + costs["forward_flops"] * len(dataset.y_val))
+    flops = n * sum(models.epoch_flops(spec, len(dataset.y_train), len(dataset.y_val), batch,
+                                       int(config.fixed["val_batch_size"])))
     device = jax.devices()[0]
     print(f"grid {config.name}: {n} runs, {args.epochs} epochs timed per way; "
           f"{len(dataset.y_train)} train / {len(dataset.y_val)} val examples, {steps} steps "
@@ -233,7 +262,8 @@ def run(args):
           f"jax {jax.__version__}")
     print(f"model {spec.name}: {costs['params']:,} parameters; per example "
           f"{costs['forward_flops'] / 1e6:.3f} MFLOP forward, {costs['train_flops'] / 1e6:.3f} "
-          f"MFLOP training; an epoch of all runs is {flops / 1e9:.1f} GFLOP")
+          f"MFLOP training; an epoch of all runs is {flops / 1e9:.1f} GFLOP (validation in "
+          f"whole batches)")
     rows = []
     for size in sizes:
         for layout in layouts:
@@ -244,4 +274,5 @@ def run(args):
                          f"{per_run / 2 ** 20:.1f}" if per_run else "-"))
     rows += _sequential_rows(args, runs, dataset, flip)
     _table(rows, flops, n, int(config.fixed["epochs"]))
+    _record(rows, flops, spec, run_keys.setup_of(config.fixed).precision, args)
     return 0

@@ -20,6 +20,7 @@ and a few of its own::
     val_average: batches      # validation means over examples | batches
     maxpool_tie_gradient: all # pooling gradient to all tied maxima | the first
     precision: highest        # convolutions and products: default | highest | tf32 | bf16
+                              # | tf32_emulated | bf16_emulated (rounded operands, any device)
     beta1: 0.9                # a hyperparameter given once is fixed for every run ...
     epsilon: 1.0e-8
     grid:                     # ... one given as a list under grid: is an axis

@@ -18,7 +18,11 @@ pick either:
 ``precision``               convolutions and matrix products: ``default`` (the
                             device's: TF32 on recent NVIDIA GPUs, float32 on CPUs),
                             ``highest`` (full float32), ``tf32``, ``bf16``
-                            (bfloat16 operands, float32 accumulation)
+                            (bfloat16 operands, float32 accumulation); on any
+                            device, ``tf32_emulated`` and ``bf16_emulated``: each
+                            product's operands rounded to TF32's or bfloat16's
+                            mantissa (10 or 7 bits), the product in full float32
+                            (what those tensor cores compute, measurable on a CPU)
 ==========================  =========================================================
 
 They are rows of the key table of a run (:data:`KEYS`, read by
@@ -42,7 +46,7 @@ __all__ = ["KEYS", "NAMES", "SetupKeys", "default", "not_applicable", "he_gain_v
 
 VAL_AVERAGES = ("examples", "batches")
 TIE_GRADIENTS = ("all", "first")
-PRECISIONS = ("default", "highest", "tf32", "bf16")
+PRECISIONS = ("default", "highest", "tf32", "bf16", "tf32_emulated", "bf16_emulated")
 
 
 def _he_gain(value):

@@ -136,4 +136,4 @@ def _read_cifar_batch(path):
 ENTRY = register_dataset(DatasetEntry(
     "cifar10", load_cifar10, input_shape=(3, 32, 32), classes=10, augmentation="flip",
     subtract_mean=False, description="CIFAR-10: 50,000 training images, the official "
-    "10,000 test images for validation"))
+    "10,000 test images for validation", sizes=(50000, 10000)))

@@ -102,4 +102,4 @@ def _read_idx(path, shape):
 ENTRY = register_dataset(DatasetEntry(
     "mnist", load_mnist, input_shape=(1, 28, 28), classes=10, augmentation="none",
     subtract_mean=True, description="MNIST digits: 50,000 training images, the last "
-    "10,000 of the training file for validation"))
+    "10,000 of the training file for validation", sizes=(50000, 10000)))

@@ -9,7 +9,7 @@ default augmentation, and what a config that leaves ``subtract_mean`` out means 
 registers one from a test file and trains logreg on it).
 """
 import dataclasses
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 __all__ = ["DatasetEntry", "UnknownDataset", "register_dataset", "get_dataset", "dataset_names",
            "AUGMENTATIONS"]
@@ -31,6 +31,8 @@ class DatasetEntry:
     default (``'none'`` or ``'flip'``: random left-right flips, fresh every epoch);
     ``subtract_mean`` what a config without the key means: subtract the per-pixel
     training mean (:func:`~experiments.data.loading.subtract_training_mean`) or not.
+    ``sizes``: ``(training, validation)`` examples as loaded (None: not stated), what a
+    grid's cost is counted on before the data is loaded.
     """
     name: str
     load: Callable
@@ -39,6 +41,7 @@ class DatasetEntry:
     augmentation: str = "none"
     subtract_mean: bool = False
     description: str = ""
+    sizes: Optional[Tuple[int, int]] = None
 
     def __post_init__(self):
         if self.augmentation not in AUGMENTATIONS:

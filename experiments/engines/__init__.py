@@ -162,5 +162,6 @@ register_engine(EngineEntry(
                         lasagne_only=True, library="theano",
                         why_not={"maxpool_tie_gradient": "its pooling gradient goes to every "
                                                          "tied maximum",
-                                 "precision": "it computes in full float32 on the CPU"}),
+                                 "precision": "it computes in full float32 on the CPU, and "
+                                              "only the JAX engines round operands"}),
     single="experiments.engines.theano_engine:TheanoEngine", label="Theano"))

@@ -22,16 +22,27 @@ from .base import CLIP
 
 
 _DN = ("NHWC", "HWIO", "NHWC")  # the layout XLA's CPU convolutions run fast in
-#: The setup's ``precision`` as XLA's (``bf16`` casts the operands instead; a
-#: ``lax.Precision`` or None given directly is passed on).
+#: The setup's ``precision`` as XLA's (``bf16`` casts the operands instead, the
+#: emulated ones round them; a ``lax.Precision`` or None given directly is passed on).
 PRECISIONS = {"default": None, "highest": lax.Precision.HIGHEST, "tf32": lax.Precision.HIGH}
+#: The emulated precisions: the (exponent, mantissa) bits each operand of a product is
+#: rounded to (to nearest, ties to even) before the product is computed in float32 at
+#: HIGHEST: what TF32 and bfloat16 tensor cores do to float32 operands (they
+#: accumulate in float32), on any device, a CPU included.
+EMULATED = {"tf32_emulated": (8, 10), "bf16_emulated": (8, 7)}
 
 
 def _operands(a, b, precision):
     """``(a, b, lax precision, result type)`` of a product at ``precision``: 'bf16'
-    multiplies bfloat16 operands and accumulates in float32."""
+    multiplies bfloat16 operands and accumulates in float32; an :data:`EMULATED` one
+    multiplies rounded float32 operands in full float32."""
     if precision == "bf16":
         return a.astype(jnp.bfloat16), b.astype(jnp.bfloat16), None, jnp.float32
+    if precision in EMULATED:
+        exponent, mantissa = EMULATED[precision]
+        rounded = [lax.reduce_precision(x, exponent_bits=exponent, mantissa_bits=mantissa)
+                   for x in (a, b)]
+        return (*rounded, lax.Precision.HIGHEST, None)
     return a, b, PRECISIONS.get(precision, precision), None
 
 
@@ -82,11 +93,20 @@ def conv2d(x, W, b=None, pad="valid", precision=None, custom_grad=True):
     with Lasagne's ``W (out, in, kh, kw)``: a true convolution, so the kernel is
     flipped spatially before the cross-correlation XLA computes. 'same' pads
     ``k // 2`` on each side. ``custom_grad=False`` differentiates XLA's convolution
-    directly (the same values; see :func:`conv_nhwc`)."""
+    directly (the same values; see :func:`conv_nhwc`), except at an emulated
+    precision (:func:`_own_grad`)."""
     k = jnp.transpose(W[:, :, ::-1, ::-1], (2, 3, 1, 0))
     p = 0 if pad == "valid" else W.shape[-1] // 2
-    out = conv_nhwc(x, k, p, precision) if custom_grad else _conv(x, k, p, precision)
+    out = conv_nhwc(x, k, p, precision) if _own_grad(custom_grad, precision) \
+        else _conv(x, k, p, precision)
     return out if b is None else out + b
+
+
+def _own_grad(custom_grad, precision):
+    """Whether a product's gradients are the products written out here. An emulated
+    precision always is: there the backward products round their own operands, as a
+    tensor core would; autodiff through the rounding would round their results."""
+    return custom_grad or precision in EMULATED
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -116,7 +136,8 @@ def dense(x, W, b=None, precision=None, custom_grad=True):
     if x.ndim == 4:
         x = jnp.transpose(x, (0, 3, 1, 2))
     x = x.reshape(x.shape[0], -1)
-    out = matmul(x, W, precision) if custom_grad else _dot(x, W, precision)
+    out = matmul(x, W, precision) if _own_grad(custom_grad, precision) \
+        else _dot(x, W, precision)
     return out if b is None else out + b
 
 
@@ -301,7 +322,8 @@ def apply(spec, params, state, x, train=False, key=None, precision=None, custom_
         ``None`` disables dropout.
     precision, custom_grad
         For the convolutions and dense layers, see :func:`conv2d` and :func:`dense`;
-        ``precision`` is a setup's (:data:`PRECISIONS`, 'bf16') or XLA's.
+        ``precision`` is a setup's (:data:`PRECISIONS`, 'bf16', :data:`EMULATED`) or
+        XLA's.
     pool_ties : {'all', 'first'}
         The max-pooling gradient where a window ties (:func:`max_pool`).
 

@@ -24,7 +24,8 @@ import configparser
 import logging
 import os
 import sys
-from pathlib import Path
+
+from experiments.engines.devices import cache_root
 
 from experiments.results import faults
 
@@ -35,10 +36,9 @@ _FLAGS = {"blas.ldflags": ("blas", "ldflags"),
 
 
 def cache_dir(environ=None):
-    """Theano's compile cache: ``$AMSGRAD_CACHE_DIR/theano`` or the user cache."""
-    environ = os.environ if environ is None else environ
-    root = environ.get("AMSGRAD_CACHE_DIR") or Path.home() / ".cache" / "amsgrad-experiments"
-    return Path(root).expanduser() / "theano"
+    """Theano's compile cache: ``theano`` in the suite's cache folder
+    (:func:`~experiments.engines.devices.cache_root`)."""
+    return cache_root(environ) / "theano"
 
 
 def _set_in_flags(flags):

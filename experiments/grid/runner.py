@@ -19,6 +19,7 @@ from experiments.config import run_keys
 from experiments.config.loading import ConfigError
 from experiments.data import DataError, DataRequest
 from experiments.engines import get_engine
+from experiments.grid import cost
 from experiments.grid.executors import Job, LocalExecutor
 from experiments.grid.options import GridOptions
 from experiments.grid.ray_executor import RayExecutor
@@ -89,12 +90,14 @@ def run_grid(config, options=None, **changes):
                "plan": the_plan}
     print(the_plan.summary(), file=out)
     if options.dry_run:
+        _print_cost(the_plan, options, out)
         for run in the_plan.runs:
             print(f"  {the_plan.label(run):15s} {run['run_id']}", file=out)
         return summary
     if not the_plan.todo:
         return summary
     entry = _check_engine(options.engine, config)
+    _print_cost(the_plan, options, out)
     custom = options.train_fn is not None
     group_size = options.group_size
     if group_size == "auto" and not grouping.trains_groups(entry.name, custom):
@@ -126,6 +129,14 @@ def _epilogue(epilogue, grid_dir, out):
         return
     for line in lines:
         print(line, file=out)
+
+
+def _print_cost(the_plan, options, out):
+    """The plan's FLOPs and time (:mod:`experiments.grid.cost`), when it has runs to
+    train; the device is known here for the local executor only."""
+    if the_plan.todo:
+        device = cost.local_device(options.engine) if options.executor == "local" else None
+        print(cost.cost_lines(the_plan, options.engine, device), file=out)
 
 
 def _executor(config, options):

@@ -19,7 +19,7 @@ from experiments.models.layers import (Conv2DLayer, DenseLayer, DropoutLayer, Gl
 
 __all__ = ["ModelSpec", "register_model", "get_model", "model_names", "model_dataset",
            "layer_shapes", "output_shapes", "param_shapes", "state_shapes", "init_params",
-           "init_state", "count_params", "costs"]
+           "init_state", "count_params", "costs", "epoch_flops"]
 
 
 @dataclass(frozen=True)
@@ -212,3 +212,14 @@ def costs(spec):
     train = 2 * fwd + sum(forward[1:])
     return {"params": count_params(spec), "forward_flops": fwd, "train_flops": train,
             "activations": activations, "widest_pair": widest}
+
+
+def epoch_flops(spec, n_train, n_val, batch_size=128, val_batch_size=1024):
+    """``(training, validation)`` FLOPs of one epoch of one run, as the engines compute
+    it (:func:`costs` per example): ``ceil(n_train / batch_size)`` full batches (the
+    last filled up by draws, ``data.epoch_batches``), and the validation set in whole
+    batches of ``val_batch_size`` (the JAX engines pad the last one with zeros)."""
+    c = costs(spec)
+    train = -(-int(n_train) // batch_size) * batch_size * c["train_flops"]
+    val = -(-int(n_val) // val_batch_size) * val_batch_size * c["forward_flops"]
+    return train, val
