@@ -106,6 +106,8 @@ def test_progress_bars_on_a_terminal_but_not_with_quiet(tmp_path):
     assert out.splitlines()[-1] == "toy: 2 trained, 0 failed; 2/2 done"
     out_quiet, terminal = on_a_terminal(tmp_path / "quiet", "--quiet")
     assert terminal == ""
-    # the plan, two runs, the best settings (a heading, two rules, two commands), the end
-    assert len(out_quiet.splitlines()) == 9 and out_quiet.splitlines()[-1] == \
-        "toy: 2 trained, 0 failed; 2/2 done"
+    # the plan, its cost (the toy dataset states no size), two runs, the best settings (a
+    # heading, two rules, two commands), the end
+    lines = out_quiet.splitlines()
+    assert lines[1] == "cost: 2 runs x 3 epochs: unknown (dataset 'toy' states no size)"
+    assert len(lines) == 10 and lines[-1] == "toy: 2 trained, 0 failed; 2/2 done"

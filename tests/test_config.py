@@ -115,11 +115,12 @@ BAD = [
     ({"kind": "sweep"}, "key 'kind': unknown kind 'sweep'"),
     ({"kind": "synthetic", "model": None, "updater": None, "learning_rate": 0.1,
       "step": 5}, "key 'step': unknown key (did you mean 'steps'?)"),
-    ({"kind": "synthetic", "model": None, "updater": None, "rules": ["adam", "sgd"]},
-     "key 'rules': unknown rule 'sgd'; choose from adam, amsgrad, adam_pytorch, "
-     "amsgrad_pytorch, adam_optax, amsgrad_optax"),
+    ({"kind": "synthetic", "model": None, "updater": None, "rules": ["adam", "sgdd"]},
+     "key 'rules': unknown rule 'sgdd' (did you mean 'sgd'?); choose from adam, amsgrad, "
+     "sgd, "),
     ({"kind": "synthetic", "model": None, "updater": None, "rules": ["amsgrad_torch"]},
-     "key 'rules': unknown rule 'amsgrad_torch' (did you mean 'amsgrad_pytorch'?)"),
+     "key 'rules': unknown variant 'torch' (did you mean 'pytorch'?); choose from lasagne, "
+     "pytorch, optax"),
     ({"resources": 1}, "key 'resources': expected a mapping such as {num_gpus: 1}, got 1"),
     ({"resources": {"gpus": 1}}, "key 'resources.gpus': unknown resource (did you mean "
                                  "'num_gpus'?); choose from num_cpus, num_gpus"),

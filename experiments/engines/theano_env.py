@@ -24,6 +24,7 @@ import configparser
 import logging
 import os
 import sys
+from pathlib import Path
 
 from experiments.engines.devices import cache_root
 
