@@ -201,3 +201,28 @@ def test_cli_mistakes_are_one_line(grid, tmp_path, args, words):
     for word in words:
         assert word in lines[0], lines[0]
     assert not (tmp_path / "f").exists()
+
+
+def test_rules_at_their_own_beta2_share_a_panel_per_learning_rate(tmp_path, grid):
+    """The studies of the fixes run each rule at its own beta2 (ADOPT 0.9999, AdamNC none):
+    one column, each rule's lines in its learning rate's panel; the post's grid, where a
+    rule runs at two beta2, keeps a column per beta2."""
+    beta2 = {"adam": 0.999, "adopt": 0.9999, "adamnc": None}
+    for u, b2 in beta2.items():
+        for lr in (0.01, 0.001):
+            store = RunStore(tmp_path / "own" / f"{u}_lr={lr}_seed=0")
+            store.write_config({"name": "own", "updater": u, "learning_rate": lr,
+                                "beta2": b2, "seed": 0, "epochs": 3})
+            store.write_curves([dict(epoch=e, lr=lr, loss=1.0 / e, acc=0.5, val_loss=1.0 / e,
+                                     val_acc=0.5 + 0.01 * e + lr, seconds=0.1)
+                                for e in range(1, 4)])
+            store.write_status({"state": "finished"})
+    fig = figures.plot_metric(records.load_grid(tmp_path / "own"), "val_acc", "mean")
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["lr=0.01", "lr=0.001"]
+    for ax, lr in zip(axes, (0.01, 0.001)):
+        means = [line for line in ax.get_lines() if len(line.get_xdata()) == 3]
+        assert sorted(round(float(line.get_ydata()[-1]), 6) for line in means) == \
+            [round(0.53 + lr, 6)] * 3
+    titles = {ax.get_title() for ax in figures.plot_metric(grid[2], "val_acc").axes}
+    assert {"lr=0.01, β2=0.99", "lr=0.01, β2=0.999"} <= titles

@@ -2,6 +2,9 @@
 grouped as alone, its runs differing only in numbers in one program (AdaBound and AMSBound
 in one), and its run ids name its own keys."""
 import io
+import json
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -13,7 +16,8 @@ from experiments.config.runs import expand_grid
 from experiments.grid.runner import run_grid
 from experiments.results.store import RunStore
 from experiments.training.grouping import group_runs
-from test_run_grid_cli import REAL, needs_mnist
+from test_run_grid_cli import REAL, REPO, SCRIPT, needs_mnist
+from test_jax_group import needs_cifar
 
 FIXES = ("adamnc", "adabound", "amsbound", "yogi", "adabelief", "adopt")
 GRID = textwrap.dedent("""\
@@ -73,3 +77,45 @@ def test_every_fix_trains_grouped_as_alone(config, tmp_path):
                                            err_msg=f"{run['run_id']} {key}")
         finals[run["run_id"]] = a[-1]["val_loss"]
     assert len(set(finals.values())) == len(finals)  # every run its own
+
+
+CIFARNET_FIXES = f"{REPO}/configs/cifarnet_fixes.yaml"
+
+
+def test_the_cifarnet_study_for_a_gpu_plans_its_runs_and_cost(tmp_path):
+    config = load_config(CIFARNET_FIXES)
+    runs = expand_grid(config)
+    assert len(runs) == 6 * 3 * 5
+    assert {r["precision"] for r in runs} == {"highest"}
+    assert {r["updater"] for r in runs} == {"adam", "amsgrad", "adamnc", "adabound",
+                                            "adabelief", "adopt"}
+    plan = subprocess.run([sys.executable, SCRIPT, CIFARNET_FIXES, "--dry-run", "--results",
+                           tmp_path], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert plan.returncode == 0, plan.stderr
+    assert plan.stdout.splitlines()[1].startswith("cost: 90 runs x 150 epochs: 57.9 PFLOP ")
+
+
+@needs_cifar
+@pytest.mark.slow
+def test_the_cifarnet_study_trains_on_a_subset_of_cifar10(tmp_path, cifar_root):
+    """Its smoke run, as on a CPU: one epoch of 256 images, a learning rate, a seed."""
+    smoke = subprocess.run(
+        [sys.executable, SCRIPT, CIFARNET_FIXES, "--set", "train_subset=256", "--set",
+         "val_subset=256", "--set", "epochs=1", "--only", "lr=0.001", "--only", "seed=0",
+         "--results", tmp_path, "--data-dir", cifar_root, "--quiet"],
+        capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert smoke.returncode == 0, smoke.stderr
+    assert smoke.stdout.splitlines()[-1].endswith(": 6 trained, 0 failed; 6/6 done")
+    (grid,) = tmp_path.iterdir()
+    finals = {}
+    for run in sorted(grid.glob("*_seed=0")):
+        status = json.loads((run / "status.json").read_text())
+        assert status["state"] == "finished" and status["epochs_done"] == 1
+        finals[run.name] = RunStore(run).read_curves()[-1]["val_loss"]
+    assert sorted(finals) == sorted(f"{u}_lr=0.001_seed=0" for u in
+                                    ("adam", "amsgrad", "adamnc", "adabound", "adabelief",
+                                     "adopt"))
+    assert all(np.isfinite(v) for v in finals.values())
+    # five rules, five different runs (AMSGrad leaves Adam only once a squared gradient
+    # falls far below the running mean: in two steps, hardly anywhere)
+    assert len({v for k, v in finals.items() if not k.startswith("amsgrad")}) == 5

@@ -374,6 +374,11 @@ def test_the_runner_records_the_grids_plan_keeping_grid_yaml_as_it_was(tmp_path)
     assert text.startswith(old) and text[len(old):].startswith("planned_runs:\n- ")
     grown = [r["run_id"] for r in expand_grid(_small(seeds=[0, 1, 2]))]
     assert planned_runs(tmp_path / "small") == grown
+    # a grid done by a version that kept no plan: a run with nothing to do adds it
+    grid_yaml.write_text(old)
+    summary, _ = _run(_small(seeds=[0, 1, 2]), tmp_path, FakeTrainer())
+    assert summary["trained"] == [] and planned_runs(tmp_path / "small") == grown
+    assert grid_yaml.read_text() == text
     # fewer seeds asked for later: what was planned stays planned
     _run(_small(seeds=[0]), tmp_path, FakeTrainer(), only=["seed=0"])
     assert planned_runs(tmp_path / "small") == grown and grid_yaml.read_text() == text

@@ -2,7 +2,8 @@
 
 For each metric (training loss, validation loss, training accuracy, validation
 accuracy) one figure with a panel per (learning rate, beta2) setting -- rows learning
-rate, columns beta2 (a rule without beta2 in a column of its own) -- and one line per
+rate, columns beta2 (a rule without beta2 in a column of its own; one column where each
+rule ran at a beta2 of its own, as the studies of the fixes do) -- and one line per
 run: Adam blue, AMSGrad red, other rules in colours of their own, lighter shades with
 bias correction off. Besides the full curves there are zoomed views: the last epochs
 (``last``; the post zooms into the final epochs of training loss) and, for the
@@ -157,7 +158,8 @@ def _frame(ax, panel, metric, view, window, shared, n_epochs):
 
 def _label_panel(ax, panel, lr, beta2, metric, first_col, last_row):
     if lr is not None:
-        ax.set_title(f"lr={_fmt(lr)}" + ("" if beta2 is None else f", β2={_fmt(beta2)}"),
+        own = beta2 is None or beta2 is _EACH_OWN
+        ax.set_title(f"lr={_fmt(lr)}" + ("" if own else f", β2={_fmt(beta2)}"),
                      fontsize=10)
     if not panel:
         ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", va="center",
@@ -177,15 +179,14 @@ def _check_view(metric, view, y_range):
         raise ValueError(f"unknown y_range {y_range!r}; expected 'panel' or 'shared'")
 
 
-def _legend(fig, runs, styles, others, n_columns):
+def _legend(fig, runs, styles, others, width):
     handles, labels = _legend_handles(runs)
     for extra, style in styles.items():
         handles.append(Line2D([], [], color="0.3", lw=1.2, ls=style))
         labels.append(", ".join(f"{a}={_fmt(v) if isinstance(v, float) else v}"
                                 for a, v in zip(others, extra) if v is not None))
-    # As many legend columns as the figure's width holds (one panel: one column),
-    # so the legend stays inside the figure.
-    fit = max(1, int((3.6 * n_columns + 0.4) // 2.6))
+    # As many legend columns as the figure's width holds, so it stays inside the figure.
+    fit = max(1, int(width // 2.6))
     fig.legend(handles, labels, loc="outside lower center", fontsize=9, frameon=False,
                ncol=min(fit, 2 if len(handles) == 4 else len(handles)))
 
@@ -215,11 +216,12 @@ def plot_metric(runs, metric, view="full", title=None, y_range="panel"):
     _check_view(metric, view, y_range)
     runs = [r for r in runs if len(r.epoch)]
     lrs = sorted({r.learning_rate for r in runs}, reverse=True) or [None]
-    beta2s = sorted({r.beta2 for r in runs}, key=_order_key) or [None]
+    beta2s = _beta2_columns(runs)
     others = _other_axes(runs) if view == "mean" else ()
     styles, ranks = dict(_styles(runs, others)), _ranks(runs)
     n_epochs = int(max((r.epoch[-1] for r in runs), default=1))
-    fig = Figure(figsize=(3.6 * len(beta2s) + 0.4, 2.8 * len(lrs) + 0.9),
+    width = max(3.6 * len(beta2s) + 0.4, 6.4)  # one column still holds the title
+    fig = Figure(figsize=(width, 2.8 * len(lrs) + 0.9),
                  layout="constrained")
     axes = fig.subplots(len(lrs), len(beta2s), squeeze=False, sharex=view in ("full", "mean"))
     shared = None
@@ -231,7 +233,8 @@ def plot_metric(runs, metric, view="full", title=None, y_range="panel"):
     for i, lr in enumerate(lrs):
         for j, beta2 in enumerate(beta2s):
             ax = axes[i, j]
-            panel = [r for r in runs if (r.learning_rate, r.beta2) == (lr, beta2)]
+            panel = [r for r in runs if r.learning_rate == lr
+                     and (beta2 is _EACH_OWN or r.beta2 == beta2)]
             if view == "mean":
                 _draw_means(ax, panel, metric, others, styles, ranks)
             else:
@@ -241,8 +244,25 @@ def plot_metric(runs, metric, view="full", title=None, y_range="panel"):
     suffix = {"full": "", "last": f" (last {window[1] - window[0] + 1} epochs)",
               "best": " (best epochs)", "mean": " (mean over seeds, 95% band)"}
     fig.suptitle((f"{title}: " if title else "") + get_metric(metric).label + suffix[view])
-    _legend(fig, runs, styles, others, len(beta2s))
+    _legend(fig, runs, styles, others, width)
     return fig
+
+
+#: The one column of a grid whose rules each keep a beta2 of their own.
+_EACH_OWN = object()
+
+
+def _beta2_columns(runs):
+    """A column per beta2 where some rule ran at more than one (the post's grids), else
+    one column: rules at their own defaults (ADOPT's 0.9999, AdamNC's none) compared at
+    one learning rate belong in one panel."""
+    per_rule = {}
+    for r in runs:
+        per_rule.setdefault(r.updater, set()).add(r.beta2)
+    values = set().union(*per_rule.values()) if per_rule else set()
+    if len(values) > 1 and all(len(v) == 1 for v in per_rule.values()):
+        return [_EACH_OWN]
+    return sorted(values, key=_order_key) or [None]
 
 
 def _styles(runs, others):

@@ -95,6 +95,7 @@ def run_grid(config, options=None, **changes):
             print(f"  {the_plan.label(run):15s} {run['run_id']}", file=out)
         return summary
     if not the_plan.todo:
+        _record_plan_of_done_grid(the_plan)
         return summary
     entry = _check_engine(options.engine, config)
     _print_cost(the_plan, options, out)
@@ -117,6 +118,16 @@ def run_grid(config, options=None, **changes):
         _epilogue(options.epilogue, the_plan.grid_dir, out)
     print(summary_line(config.name, summary, done_elsewhere), file=out)
     return summary
+
+
+def _record_plan_of_done_grid(the_plan):
+    """A grid an earlier version finished has no plan in grid.yaml: add it, so its report
+    can count the plan's runs. A folder that cannot be written is left as it is (the
+    plan helps a report; reading finished results must not need write access)."""
+    try:
+        record_plan(the_plan.grid_dir, the_plan.planned)
+    except OSError:
+        pass
 
 
 def _epilogue(epilogue, grid_dir, out):
