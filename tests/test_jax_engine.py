@@ -244,7 +244,7 @@ def test_interface_and_checkpoint_names():
         engine.load(arrays)
     adam = JaxEngine(spec, None, Optimizer.of("adam"), seed=3).dump()
     assert "opt:v_hat:out.W" not in adam
-    with pytest.raises(ValueError, match="unknown updater 'adamm' \(did you mean 'adam'\?\)"):
+    with pytest.raises(ValueError, match=r"unknown updater 'adamm' \(did you mean 'adam'\?\)"):
         Optimizer.of("adamm")
 
 
