@@ -42,8 +42,10 @@ def cache_dir(environ=None):
     return cache_root(environ) / "theano"
 
 
-def _set_in_flags(flags):
-    return {item.split("=", 1)[0].strip() for item in flags.split(",") if item.strip()}
+def _flags(text):
+    """``THEANO_FLAGS`` as a mapping, key -> value (a later setting wins, as in Theano)."""
+    pairs = (item.partition("=") for item in text.split(",") if item.strip())
+    return {key.strip(): value.strip() for key, _, value in pairs}
 
 
 def _set_in_config_files(environ):
@@ -60,7 +62,7 @@ def _set_in_config_files(environ):
 
 def _defaults(environ):
     """The project's defaults for the flags the user has not chosen."""
-    chosen = _set_in_flags(environ.get("THEANO_FLAGS", "")) | _set_in_config_files(environ)
+    chosen = set(_flags(environ.get("THEANO_FLAGS", ""))) | _set_in_config_files(environ)
     defaults = {"blas.ldflags": "", "floatX": "float32",
                 "base_compiledir": str(cache_dir(environ))}
     return {key: value for key, value in defaults.items() if key not in chosen}
@@ -79,10 +81,9 @@ def compile_dir(environ=None):
     ``THEANO_FLAGS``, else this project's default (:func:`cache_dir`); None when a
     Theano config file sets it (Theano reads that one itself)."""
     environ = os.environ if environ is None else environ
-    for item in environ.get("THEANO_FLAGS", "").split(","):
-        key, _, value = item.partition("=")
-        if key.strip() == "base_compiledir":
-            return Path(value.strip()).expanduser(), "base_compiledir in THEANO_FLAGS"
+    chosen = _flags(environ.get("THEANO_FLAGS", "")).get("base_compiledir")
+    if chosen is not None:
+        return Path(chosen).expanduser(), "base_compiledir in THEANO_FLAGS"
     if "base_compiledir" in _defaults(environ):
         return cache_dir(environ), "AMSGRAD_CACHE_DIR"
     return None
